@@ -1,0 +1,199 @@
+"""Darknet: a PyTorch model built from darknet cfg blocks by one loop over a builder registry.
+
+Layer i of the network is block i + 1 of the cfg ([net] is block 0), exactly darknet's numbering,
+so ``layers=-1, 61`` and ``from=-3`` mean what they mean in darknet.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from models.cfg import Block, CfgError, load_blocks, write_cfg
+from models.layers import (ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route, ScaleChannels,
+                           Shortcut, Upsample, YoloLayer)
+from models.summary import layer_shapes, summarize
+
+
+class BuildContext:
+    """What a builder may know: the output channels of every layer built so far."""
+
+    def __init__(self, in_channels):
+        self.in_channels = in_channels
+        self.channels = []  # output channels per built layer
+
+    @property
+    def index(self):
+        return len(self.channels)
+
+    @property
+    def prev_channels(self):
+        return self.channels[-1] if self.channels else self.in_channels
+
+    def resolve(self, block: Block, key: str, ref: int) -> int:
+        """A darknet layer reference (negative = relative) as an absolute index, or a CfgError."""
+        idx = self.index + ref if ref < 0 else ref
+        if not 0 <= idx < self.index:
+            raise block.error(f"{key}={ref} refers to layer {idx}, but layer {self.index} can only "
+                              f"use layers 0..{self.index - 1}", key)
+        return idx
+
+
+def _positive(block, *keys):
+    for key in keys:
+        if block.get(key) < 1:
+            raise block.error(f"'{key}' must be >= 1, got {block.get(key)}", key)
+
+
+def build_convolutional(b: Block, ctx: BuildContext):
+    _positive(b, 'filters', 'size', 'stride', 'groups', 'dilation')
+    c1, c2, k, g, d = (ctx.prev_channels, b.get('filters'), b.get('size'), b.get('groups'),
+                       b.get('dilation'))
+    if c1 % g or c2 % g:
+        raise b.error(f'groups={g} must divide input channels {c1} and filters {c2}', 'groups')
+    padding = d * (k // 2) if b.get('pad') else b.get('padding')
+    module = ConvBNAct(c1, c2, k, b.get('stride'), padding, g, d,
+                       bn=bool(b.get('batch_normalize')), act=b.get('activation'))
+    return module, c2
+
+
+def build_maxpool(b: Block, ctx: BuildContext):
+    _positive(b, 'size', 'stride')
+    size = b.get('size')
+    return MaxPool(size, b.get('stride'), b.get('padding', size - 1)), ctx.prev_channels
+
+
+def build_avgpool(b: Block, ctx: BuildContext):
+    return GlobalAvgPool(), ctx.prev_channels
+
+
+def build_upsample(b: Block, ctx: BuildContext):
+    _positive(b, 'stride')
+    return Upsample(b.get('stride'), b.get('scale')), ctx.prev_channels
+
+
+def build_dropout(b: Block, ctx: BuildContext):
+    p = b.get('probability')
+    if not 0 <= p < 1:
+        raise b.error(f'probability must be in [0, 1), got {p}', 'probability')
+    return Dropout(p), ctx.prev_channels
+
+
+def build_route(b: Block, ctx: BuildContext):
+    refs = [ctx.resolve(b, 'layers', r) for r in b.get('layers')]
+    groups, group_id = b.get('groups'), b.get('group_id')
+    if groups < 1 or not 0 <= group_id < groups:
+        raise b.error(f'need groups >= 1 and 0 <= group_id < groups, got {groups}, {group_id}')
+    for r in refs:
+        if ctx.channels[r] % groups:
+            raise b.error(f'layer {r} has {ctx.channels[r]} channels, not divisible by '
+                          f'groups={groups}', 'groups')
+    return Route(refs, groups, group_id), sum(ctx.channels[r] // groups for r in refs)
+
+
+def build_shortcut(b: Block, ctx: BuildContext):
+    refs = [ctx.resolve(b, 'from', r) for r in b.get('from')]
+    c = ctx.prev_channels
+    for r in refs:
+        if ctx.channels[r] != c:
+            raise b.error(f'adds layer {r} ({ctx.channels[r]} channels) to the previous layer '
+                          f'({c} channels); shortcut inputs must have equal channels', 'from')
+    wt, wn = b.get('weights_type'), b.get('weights_normalization')
+    if wt not in ('none', 'per_feature', 'per_channel'):
+        raise b.error(f"weights_type must be none, per_feature or per_channel, got '{wt}'",
+                      'weights_type')
+    if wn not in ('none', 'relu', 'softmax'):
+        raise b.error(f"weights_normalization must be none, relu or softmax, got '{wn}'",
+                      'weights_normalization')
+    return Shortcut(refs, c, b.get('activation'), wt, wn), c
+
+
+def build_scale_channels(b: Block, ctx: BuildContext):
+    src = ctx.resolve(b, 'from', b.get('from'))
+    if ctx.channels[src] != ctx.prev_channels:
+        raise b.error(f'scales layer {src} ({ctx.channels[src]} channels) by the previous layer '
+                      f'({ctx.prev_channels} channels); they must match', 'from')
+    return ScaleChannels(src, b.get('activation')), ctx.prev_channels
+
+
+def build_yolo(b: Block, ctx: BuildContext):
+    anchors, num, classes = b.get('anchors'), b.get('num'), b.get('classes')
+    if len(anchors) != 2 * num:
+        raise b.error(f'num={num} needs {2 * num} anchor values, got {len(anchors)}', 'anchors')
+    mask = b.get('mask', list(range(num)))
+    if not mask or any(not 0 <= m < num for m in mask):
+        raise b.error(f'mask {mask} must index anchors 0..{num - 1}', 'mask')
+    if classes < 1:
+        raise b.error(f'classes must be >= 1, got {classes}', 'classes')
+    need = len(mask) * (classes + 5)
+    if ctx.prev_channels != need:
+        raise b.error(f'the layer before needs filters={need} ({len(mask)} anchors x '
+                      f'(5 + {classes} classes)), it has {ctx.prev_channels}')
+    pairs = [anchors[2 * m: 2 * m + 2] for m in mask]
+    return YoloLayer(pairs, classes, b.get('scale_x_y'), b.get('new_coords')), ctx.prev_channels
+
+
+BUILDERS = {
+    'convolutional': build_convolutional, 'maxpool': build_maxpool, 'avgpool': build_avgpool,
+    'upsample': build_upsample, 'dropout': build_dropout, 'route': build_route,
+    'shortcut': build_shortcut, 'scale_channels': build_scale_channels, 'yolo': build_yolo,
+}
+
+
+def build_modules(blocks: list[Block]):
+    ctx = BuildContext(blocks[0].get('channels'))
+    modules = nn.ModuleList()
+    for b in blocks[1:]:
+        module, channels = BUILDERS[b.type](b, ctx)
+        modules.append(module)
+        ctx.channels.append(channels)
+    return modules, ctx.channels
+
+
+class Darknet(nn.Module):
+    """Training forward: list of raw heads (b, anchors, h, w, 5 + classes).
+    Eval forward: (decoded (b, n, 5 + classes) with xywh in input pixels, obj and class
+    probabilities; the raw heads)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.blocks = load_blocks(cfg)
+        net = self.blocks[0]
+        self.in_channels = net.get('channels')
+        self.img_size = (net.get('height'), net.get('width'))
+        self.module_list, self.channels = build_modules(self.blocks)
+        self.yolo_layers = [i for i, m in enumerate(self.module_list) if isinstance(m, YoloLayer)]
+        if not self.yolo_layers:
+            raise CfgError(f'{net.source}: the cfg has no [yolo] layer to detect with')
+        self.saved = {j for m in self.module_list for j in m.froms}
+        self.nc = self.module_list[self.yolo_layers[0]].nc
+        layer_shapes(self, self.img_size)  # shape errors surface now, with their cfg line
+
+    @property
+    def cfg_text(self) -> str:
+        return write_cfg(self.blocks)
+
+    def forward(self, x):
+        img_hw = x.shape[-2:]
+        saved, heads = {}, []
+        for i, m in enumerate(self.module_list):
+            if isinstance(m, YoloLayer):
+                heads.append(m(x))  # darknet passes a yolo layer's input on unchanged
+            elif m.froms:
+                x = m(x, [saved[j] for j in m.froms])
+            else:
+                x = m(x)
+            if i in self.saved:
+                saved[i] = x
+        if self.training:
+            return heads
+        decoded = [self.module_list[j].decode(p, img_hw) for j, p in zip(self.yolo_layers, heads)]
+        return torch.cat(decoded, 1), heads
+
+    def fuse(self):
+        for m in self.module_list:
+            if isinstance(m, ConvBNAct):
+                m.fuse()
+        return self
+
+    def info(self, img_size=None):
+        return summarize(self, img_size or self.img_size)

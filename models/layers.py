@@ -1,0 +1,261 @@
+"""One module per darknet block type.
+
+Every module knows its output shape for given input shapes (``out_shape``) and darknet's own BFLOPs
+figure for it (``bflops``), so the summary needs no forward pass. Modules that read earlier layers
+(route, shortcut, scale_channels) list them, as absolute indices, in ``froms``; the network hands
+their outputs over as a list in the same order.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from quantize.fold_bn import fold_conv_bn
+
+
+class HardSigmoid(nn.Module):
+    def forward(self, x):
+        return F.relu6(x + 3.0) / 6.0
+
+
+class Leaky(nn.LeakyReLU):
+    def __init__(self):
+        super().__init__(0.1)  # darknet's slope
+
+
+ACTIVATIONS = {
+    'linear': nn.Identity, 'leaky': Leaky, 'relu': nn.ReLU, 'relu6': nn.ReLU6, 'mish': nn.Mish,
+    'swish': nn.SiLU, 'logistic': nn.Sigmoid, 'hswish': nn.Hardswish, 'h_swish': nn.Hardswish,
+    'hard_sigmoid': HardSigmoid, 'tanh': nn.Tanh, 'elu': nn.ELU, 'selu': nn.SELU, 'gelu': nn.GELU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    act = ACTIVATIONS[name]()
+    if hasattr(act, 'inplace'):
+        act.inplace = False  # outputs are routed to later layers, never overwrite them
+    return act
+
+
+class ConvBNAct(nn.Module):
+    froms: list = []
+
+    def __init__(self, c1, c2, k=1, s=1, p=0, g=1, d=1, bn=True, act='leaky'):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, s, p, dilation=d, groups=g, bias=not bn)
+        self.bn = nn.BatchNorm2d(c2, momentum=0.03, eps=1e-5) if bn else nn.Identity()
+        self.act = make_activation(act)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+    def fuse(self):
+        """Fold BN into the conv: same outputs in eval mode, one op fewer."""
+        if isinstance(self.bn, nn.BatchNorm2d):
+            w, b = fold_conv_bn(self.conv, self.bn)
+            conv = self.conv
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                              conv.padding, conv.dilation, conv.groups, bias=True)
+            fused.weight.data.copy_(w)
+            fused.bias.data.copy_(b)
+            self.conv, self.bn = fused.to(w.device), nn.Identity()
+
+    def out_shape(self, shape, _=()):
+        c, h, w = shape
+        conv = self.conv
+        k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+        size = lambda n: (n + 2 * p - d * (k - 1) - 1) // s + 1  # noqa: E731
+        return conv.out_channels, size(h), size(w)
+
+    def bflops(self, shape, out, _=()):
+        return 2.0 * self.conv.weight.numel() * out[1] * out[2] / 1e9
+
+
+class MaxPool(nn.Module):
+    """darknet maxpool: total padding ``size-1`` by default, split ``pad//2`` left/top, rest
+    right/bottom, and the max taken over real pixels only (hence -inf padding). This gives the
+    same-size output of yolov3-tiny's size=2 stride=1 pool."""
+    froms: list = []
+
+    def __init__(self, size, stride, padding):
+        super().__init__()
+        self.size, self.stride, self.padding = size, stride, padding
+        self.pad = (padding // 2, padding - padding // 2) * 2  # left, right, top, bottom
+
+    def forward(self, x):
+        before, after = self.pad[0], self.pad[1]
+        if before == after and before <= self.size // 2:
+            return F.max_pool2d(x, self.size, self.stride, before)
+        x = F.pad(x, self.pad, value=float('-inf'))
+        return F.max_pool2d(x, self.size, self.stride)
+
+    def out_shape(self, shape, _=()):
+        c, h, w = shape
+        size = lambda n: (n + self.padding - self.size) // self.stride + 1  # noqa: E731
+        return c, size(h), size(w)
+
+    def bflops(self, shape, out, _=()):
+        return self.size * self.size * out[0] * out[1] * out[2] / 1e9
+
+
+class GlobalAvgPool(nn.Module):
+    froms: list = []
+
+    def forward(self, x):
+        return x.mean((2, 3), keepdim=True)
+
+    def out_shape(self, shape, _=()):
+        return shape[0], 1, 1
+
+    def bflops(self, *_):
+        return 0.0
+
+
+class Upsample(nn.Module):
+    froms: list = []
+
+    def __init__(self, stride, scale=1.0):
+        super().__init__()
+        self.stride, self.scale = stride, scale
+
+    def forward(self, x):
+        x = F.interpolate(x, scale_factor=float(self.stride), mode='nearest')
+        return x * self.scale if self.scale != 1.0 else x
+
+    def out_shape(self, shape, _=()):
+        return shape[0], shape[1] * self.stride, shape[2] * self.stride
+
+    def bflops(self, *_):
+        return 0.0
+
+
+class Dropout(nn.Dropout):
+    froms: list = []
+
+    def out_shape(self, shape, _=()):
+        return shape
+
+    def bflops(self, *_):
+        return 0.0
+
+
+class Route(nn.Module):
+    """Concatenate earlier outputs; with groups, take slice ``group_id`` of each (CSP blocks)."""
+
+    def __init__(self, froms, groups=1, group_id=0):
+        super().__init__()
+        self.froms, self.groups, self.group_id = list(froms), groups, group_id
+
+    def forward(self, x, inputs):
+        if self.groups > 1:
+            inputs = [t.chunk(self.groups, 1)[self.group_id] for t in inputs]
+        return inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
+
+    def out_shape(self, shape, in_shapes=()):
+        return sum(s[0] // self.groups for s in in_shapes), in_shapes[0][1], in_shapes[0][2]
+
+    def bflops(self, *_):
+        return 0.0
+
+
+class Shortcut(nn.Module):
+    """Residual sum of the previous layer and ``froms``, optionally weighted (AB darknet's
+    weights_type per_feature / per_channel with none / relu / softmax normalization)."""
+
+    def __init__(self, froms, channels, act='linear', weights_type='none', normalization='none'):
+        # channels: of the sum, which every input must share (checked by the builder)
+        super().__init__()
+        self.froms, self.normalization = list(froms), normalization
+        self.act = make_activation(act)
+        n = len(self.froms) + 1
+        shape = {'none': None, 'per_feature': (n, 1), 'per_channel': (n, channels)}[weights_type]
+        self.weights = nn.Parameter(torch.ones(shape)) if shape else None
+
+    def mixing_weights(self):
+        w = self.weights
+        if self.normalization == 'relu':
+            w = F.relu(w)
+            w = w / (w.sum(0, keepdim=True) + 1e-4)
+        elif self.normalization == 'softmax':
+            w = w.softmax(0)
+        return w
+
+    def forward(self, x, inputs):
+        w = self.mixing_weights() if self.weights is not None else None
+        out = x if w is None else x * w[0].view(1, -1, 1, 1)
+        for i, t in enumerate(inputs, 1):
+            out = out + (t if w is None else t * w[i].view(1, -1, 1, 1))
+        return self.act(out)
+
+    def out_shape(self, shape, _=()):
+        return shape
+
+    def bflops(self, shape, out, _=()):
+        flops = out[0] * out[1] * out[2] * len(self.froms) / 1e9
+        return flops * 2 if self.weights is not None else flops
+
+
+class ScaleChannels(nn.Module):
+    """Squeeze-excitation: multiply the feature map of ``froms[0]`` by this input (b, c, 1, 1)."""
+
+    def __init__(self, src, act='linear'):
+        super().__init__()
+        self.froms = [src]
+        self.act = make_activation(act)
+
+    def forward(self, x, inputs):
+        return self.act(inputs[0] * x)
+
+    def out_shape(self, shape, in_shapes=()):
+        return in_shapes[0]
+
+    def bflops(self, *_):
+        return 0.0
+
+
+class YoloLayer(nn.Module):
+    """Reshapes the head conv to (b, anchors, h, w, 5 + classes) and decodes it darknet's way.
+
+    Decoding (AB darknet): xy = (sigmoid(t) * s - (s - 1) / 2 + grid) * stride with s = scale_x_y;
+    wh = exp(t) * anchor. With new_coords=1 the conv already applied the logistic, so
+    xy = (t * s - (s - 1) / 2 + grid) * stride and wh = 4 t^2 * anchor, obj and classes as given.
+    The stride is the input size over this map's size, measured at run time.
+    """
+    froms: list = []
+
+    def __init__(self, anchors, classes, scale_x_y=1.0, new_coords=0):
+        super().__init__()
+        self.register_buffer('anchors', torch.tensor(anchors, dtype=torch.float32).view(-1, 2))
+        self.na, self.nc, self.no = len(anchors), classes, classes + 5
+        self.scale_x_y, self.new_coords = scale_x_y, new_coords
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        return x.view(b, self.na, self.no, h, w).permute(0, 1, 3, 4, 2).contiguous()
+
+    def decode(self, p, img_hw):
+        """p: raw (b, na, h, w, no) -> (b, na*h*w, no): xywh in input pixels, obj, class scores."""
+        b, na, h, w, _ = p.shape
+        stride = torch.tensor([img_hw[1] / w, img_hw[0] / h], device=p.device, dtype=p.dtype)
+        gy, gx = torch.meshgrid(torch.arange(h, device=p.device, dtype=p.dtype),
+                                torch.arange(w, device=p.device, dtype=p.dtype), indexing='ij')
+        grid = torch.stack((gx, gy), -1).view(1, 1, h, w, 2)
+        anchors = self.anchors.to(p.dtype).view(1, na, 1, 1, 2)
+        s = self.scale_x_y
+        if self.new_coords:
+            xy = p[..., :2] * s - (s - 1) / 2
+            wh = 4 * p[..., 2:4] ** 2 * anchors
+            rest = p[..., 4:]
+        else:
+            xy = p[..., :2].sigmoid() * s - (s - 1) / 2
+            wh = p[..., 2:4].exp() * anchors
+            rest = p[..., 4:].sigmoid()
+        xy = (xy + grid) * stride
+        return torch.cat((xy, wh, rest), -1).view(b, -1, self.no)
+
+    def out_shape(self, shape, _=()):
+        return shape
+
+    def bflops(self, *_):
+        return 0.0

@@ -1,0 +1,180 @@
+"""Weights in and out: darknet ``.weights`` files and ``.pt`` checkpoints.
+
+Darknet layout: int32 major, minor, revision; ``seen`` as int64 when major*10 + minor >= 2 (int32
+before); then float32 per layer in cfg order. A convolution with batch_normalize stores BN beta,
+gamma, running mean, running var, then the kernel; without it, the bias then the kernel. A weighted
+shortcut stores its weights. Nothing else has parameters.
+
+Checkpoints are dicts of tensors and plain types (cfg text, state dict, epoch, ...), read with
+``torch.load(weights_only=True)`` so a stranger's file cannot run code, written atomically.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.darknet import Darknet
+from models.layers import ConvBNAct, Shortcut
+
+
+class WeightsError(ValueError):
+    """A weights or checkpoint problem; the message names the file."""
+
+
+def darknet_tensors(module) -> list[torch.Tensor]:
+    """The tensors of one layer in darknet's file order."""
+    if isinstance(module, ConvBNAct):
+        bn, conv = module.bn, module.conv
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            return [bn.bias, bn.weight, bn.running_mean, bn.running_var, conv.weight]
+        if conv.bias is None:
+            raise WeightsError('a convolution without BN has no bias to write')
+        return [conv.bias, conv.weight]
+    if isinstance(module, Shortcut) and module.weights is not None:
+        return [module.weights]
+    return []
+
+
+def _layers(model, cutoff):
+    return list(model.module_list)[:cutoff] if cutoff is not None else list(model.module_list)
+
+
+def count_darknet_floats(model, cutoff=None) -> int:
+    return sum(t.numel() for m in _layers(model, cutoff) for t in darknet_tensors(m))
+
+
+def read_darknet_file(path):
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise WeightsError(f'{path}: cannot read weights ({e.strerror})') from None
+    if len(raw) < 16:
+        raise WeightsError(f'{path}: {len(raw)} bytes is too short for a darknet header')
+    major, minor, revision = np.frombuffer(raw[:12], np.int32)
+    wide_seen = major * 10 + minor >= 2 and major < 1000 and minor < 1000
+    seen_dtype, offset = (np.int64, 20) if wide_seen else (np.int32, 16)
+    seen = int(np.frombuffer(raw[12:offset], seen_dtype)[0])
+    if (len(raw) - offset) % 4:
+        raise WeightsError(f'{path}: {len(raw) - offset} bytes after the header is not a whole '
+                           'number of float32 values')
+    header = {'major': int(major), 'minor': int(minor), 'revision': int(revision), 'seen': seen}
+    return header, np.frombuffer(raw[offset:], np.float32)
+
+
+def load_darknet_weights(model, path, cutoff=None) -> dict:
+    """Fill the model's first ``cutoff`` layers (all by default) from a darknet file.
+
+    Without a cutoff the file must hold exactly the cfg's floats; with one (a backbone such as
+    darknet53.conv.74) it must hold at least those of the first ``cutoff`` layers.
+    """
+    header, data = read_darknet_file(path)
+    need = count_darknet_floats(model, cutoff)
+    if len(data) < need or (cutoff is None and len(data) != need):
+        upto = f' up to layer {cutoff}' if cutoff is not None else ''
+        raise WeightsError(f'{path}: holds {len(data)} floats, the cfg needs {need}{upto}; '
+                           'weights and cfg do not match')
+    ptr = 0
+    with torch.no_grad():
+        for m in _layers(model, cutoff):
+            for t in darknet_tensors(m):
+                n = t.numel()
+                t.copy_(torch.from_numpy(data[ptr:ptr + n].copy()).view_as(t))
+                ptr += n
+    return header
+
+
+def save_darknet_weights(model, path, cutoff=None, seen=0) -> None:
+    header = np.array([0, 2, 0], np.int32).tobytes() + np.array([seen], np.int64).tobytes()
+    chunks = [header]
+    for m in _layers(model, cutoff):
+        for t in darknet_tensors(m):
+            chunks.append(t.detach().float().cpu().numpy().astype(np.float32).tobytes())
+    atomic_write_bytes(path, b''.join(chunks))
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(ckpt: dict, path) -> None:
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f'{path}: no such checkpoint')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else 'unsafe pickle'
+        raise WeightsError(f'{path}: refused, it holds objects other than tensors and plain types '
+                           f'and could run code when loaded ({reason[:160]})') from None
+    except (RuntimeError, EOFError, OSError) as e:
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WeightsError(f'{path}: not a readable checkpoint ({first_line})') from None
+    if not isinstance(ckpt, dict) or 'model' not in ckpt:
+        raise WeightsError(f"{path}: a checkpoint must be a dict with a 'model' state dict")
+    return ckpt
+
+
+def load_state_dict_checked(model, state_dict, source) -> None:
+    """Load a state dict whose keys and shapes match exactly; name the first mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    extra = [k for k in state_dict if k not in own]
+    wrong = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
+    if missing or extra or wrong:
+        k = (wrong or missing or extra)[0]
+        if wrong:
+            detail = f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
+        else:
+            detail = f"'{k}' {'missing from' if missing else 'unexpected in'} checkpoint"
+        raise WeightsError(f'{source}: does not fit the model ({len(missing)} missing, '
+                           f'{len(extra)} unexpected, {len(wrong)} mis-shaped tensors; '
+                           f'first: {detail})')
+    model.load_state_dict(state_dict)
+
+
+def load_weights(model, path, cutoff=None) -> dict:
+    """Load ``.pt`` or darknet weights into a built model; returns the checkpoint or header."""
+    if str(path).endswith('.pt'):
+        ckpt = load_checkpoint(path)
+        load_state_dict_checked(model, ckpt['model'], path)
+        return ckpt
+    return load_darknet_weights(model, path, cutoff)
+
+
+def load_model(weights, cfg=None):
+    """A Darknet from a ``.pt`` (its own cfg text unless ``cfg`` is given) or cfg + darknet file."""
+    if str(weights).endswith('.pt'):
+        ckpt = load_checkpoint(weights)
+        model = Darknet(cfg or ckpt['cfg'])
+        load_state_dict_checked(model, ckpt['model'], weights)
+        return model
+    if cfg is None:
+        raise WeightsError(f'{weights}: a darknet .weights file needs --cfg')
+    model = Darknet(cfg)
+    load_darknet_weights(model, weights)
+    return model

@@ -1,0 +1,40 @@
+"""Shared fixtures: every shipped cfg, models with realistic (random) BN statistics."""
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CFGS = sorted(p.stem for p in (ROOT / 'cfg').glob('*.cfg'))
+
+
+def randomize_bn(model, seed=0):
+    """Fresh BN layers are identities; give them statistics so that tests can see mistakes."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
+                m.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+    return model
+
+
+@functools.cache
+def _built(name):
+    from models import Darknet
+    torch.manual_seed(0)
+    return randomize_bn(Darknet(ROOT / 'cfg' / f'{name}.cfg')).eval()
+
+
+@pytest.fixture
+def built():
+    """built(name) -> a shared eval-mode model of cfg/<name>.cfg; do not modify it."""
+    return _built
+
+
+def cfg_path(name):
+    return ROOT / 'cfg' / f'{name}.cfg'
