@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+
+from utils.boxes import box_iou
+from utils.nms import BLOCK, nms, non_max_suppression
+
+
+def greedy_reference(boxes, scores, thr, classes=None):
+    """Textbook greedy NMS, one box at a time."""
+    iou = box_iou(boxes.numpy(), boxes.numpy())
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    keep = []
+    for i in order:
+        if all(iou[i, k] <= thr or (classes is not None and classes[i] != classes[k])
+               for k in keep):
+            keep.append(i)
+    return keep
+
+
+def random_boxes(n, seed, clustered=True):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.rand(max(1, n // 20) if clustered else n, 2, generator=g) * 300
+    pick = torch.randint(len(centers), (n,), generator=g)
+    xy = centers[pick] + torch.randn(n, 2, generator=g) * 6
+    wh = torch.rand(n, 2, generator=g) * 60 + 5
+    boxes = torch.cat((xy - wh / 2, xy + wh / 2), 1)
+    return boxes, torch.rand(n, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+@pytest.mark.parametrize('n,seed', [(0, 0), (1, 0), (7, 1), (300, 2), (BLOCK * 2 + 37, 3)])
+@pytest.mark.parametrize('thr', [0.3, 0.6])
+def test_nms_equals_greedy_reference(n, seed, thr):
+    boxes, scores, classes = random_boxes(n, seed)
+    got = nms(boxes, scores, thr).tolist()
+    assert got == greedy_reference(boxes, scores.tolist(), thr)
+    got_cls = nms(boxes, scores, thr, classes).tolist()
+    assert got_cls == greedy_reference(boxes, scores.tolist(), thr, classes.tolist())
+
+
+def test_nms_max_keep_is_a_prefix():
+    boxes, scores, classes = random_boxes(BLOCK * 3, 5)
+    full = nms(boxes, scores, 0.5, classes).tolist()
+    assert nms(boxes, scores, 0.5, classes, max_keep=40).tolist() == full[:40]
+
+
+def _prediction():
+    """One image: two overlapping class-0 boxes, one class-1 box over them, one weak box."""
+    rows = [[50, 50, 40, 40, 0.9, 0.9, 0.1], [52, 50, 40, 40, 0.8, 0.9, 0.1],
+            [51, 51, 40, 40, 0.7, 0.1, 0.9], [200, 200, 20, 20, 0.01, 0.5, 0.5]]
+    return torch.tensor([rows], dtype=torch.float32)
+
+
+def test_non_max_suppression_options():
+    pred = _prediction()
+    det = non_max_suppression(pred, conf_thres=0.05, iou_thres=0.5, multi_label=False)[0]
+    assert det[:, 5].tolist() == [0, 1]  # class-aware: the class-1 box survives its overlap
+    assert det[0, 4].item() == pytest.approx(0.81)
+    agnostic = non_max_suppression(pred, 0.05, 0.5, agnostic=True, multi_label=False)[0]
+    assert agnostic[:, 5].tolist() == [0]
+    only1 = non_max_suppression(pred, 0.05, 0.5, classes=[1], multi_label=False)[0]
+    assert only1[:, 5].tolist() == [1]
+    capped = non_max_suppression(pred, 0.001, 0.5, max_det=1)[0]
+    assert len(capped) == 1
+    multi = non_max_suppression(pred, 0.001, 0.5, multi_label=True)[0]
+    # multi-label keeps the weak box under both classes and each strong box under the other class
+    assert len(multi) > len(non_max_suppression(pred, 0.001, 0.5, multi_label=False)[0])
+    xyxy = det[0, :4].tolist()
+    assert xyxy == pytest.approx([30, 30, 70, 70])
+
+
+def test_box_iou_numpy_and_torch_agree():
+    boxes, _, _ = random_boxes(20, 9, clustered=False)
+    assert np.allclose(box_iou(boxes, boxes).numpy(), box_iou(boxes.numpy(), boxes.numpy()),
+                       atol=1e-6)

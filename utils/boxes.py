@@ -1,0 +1,64 @@
+"""Box formats and overlaps. xyxy = corners, xywh = center + size; all vectorized."""
+import numpy as np
+import torch
+
+
+def xywh2xyxy(x):
+    y = x.clone() if isinstance(x, torch.Tensor) else np.copy(x)
+    y[..., 0] = x[..., 0] - x[..., 2] / 2
+    y[..., 1] = x[..., 1] - x[..., 3] / 2
+    y[..., 2] = x[..., 0] + x[..., 2] / 2
+    y[..., 3] = x[..., 1] + x[..., 3] / 2
+    return y
+
+
+def xyxy2xywh(x):
+    y = x.clone() if isinstance(x, torch.Tensor) else np.copy(x)
+    y[..., 0] = (x[..., 0] + x[..., 2]) / 2
+    y[..., 1] = (x[..., 1] + x[..., 3]) / 2
+    y[..., 2] = x[..., 2] - x[..., 0]
+    y[..., 3] = x[..., 3] - x[..., 1]
+    return y
+
+
+def box_iou(a, b):
+    """IoU of every box in a (n, 4) with every box in b (m, 4), xyxy -> (n, m). Torch or numpy."""
+    lib = torch if isinstance(a, torch.Tensor) else np
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt = lib.maximum(a[:, None, :2], b[None, :, :2])
+    rb = lib.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clip(0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+
+
+def wh_iou(wh1, wh2):
+    """IoU of boxes sharing a center, from widths and heights: (n, 2) x (m, 2) -> (n, m)."""
+    lib = torch if isinstance(wh1, torch.Tensor) else np
+    inter = lib.minimum(wh1[:, None], wh2[None]).prod(2)
+    return inter / (wh1.prod(1)[:, None] + wh2.prod(1)[None] - inter + 1e-9)
+
+
+def clip_boxes(boxes, shape):
+    """Clip xyxy boxes in place to an image of shape (h, w)."""
+    boxes[..., [0, 2]] = boxes[..., [0, 2]].clip(0, shape[1])
+    boxes[..., [1, 3]] = boxes[..., [1, 3]].clip(0, shape[0])
+    return boxes
+
+
+def scale_boxes(boxes, letterbox_shape, orig_shape, ratio_pad=None):
+    """Map xyxy boxes from a letterboxed image back to the original image (in place).
+
+    ratio_pad = (gain, (pad_x, pad_y)) as the dataset reports it; computed when None.
+    """
+    if ratio_pad is None:
+        gain = min(letterbox_shape[0] / orig_shape[0], letterbox_shape[1] / orig_shape[1])
+        pad = ((letterbox_shape[1] - orig_shape[1] * gain) / 2,
+               (letterbox_shape[0] - orig_shape[0] * gain) / 2)
+    else:
+        gain, pad = ratio_pad
+    boxes[..., [0, 2]] -= pad[0]
+    boxes[..., [1, 3]] -= pad[1]
+    boxes[..., :4] /= gain
+    return clip_boxes(boxes, orig_shape)

@@ -1,0 +1,368 @@
+"""Datasets in the darknet/YOLO layout: .data and .names files, image lists, YOLO txt labels.
+
+- A ``.data`` file has ``classes=``, ``train=``, ``valid=``, ``names=``; paths are relative to the
+  .data file (or absolute). ``train``/``valid`` name an image list (one path per line, relative to
+  the list file), a folder, or a glob.
+- The label of ``.../images/x.jpg`` is ``.../labels/x.txt`` (else ``x.txt`` beside the image):
+  ``class cx cy w h`` per line, normalized. An empty or missing label file is a background image.
+- Every image and label is checked once and the result cached (``<list>.cache``, keyed by file
+  sizes and modification times). A corrupt image, a malformed line, a class out of range or a box
+  outside the image skips that image with one warning naming the file and line; the run goes on.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from utils.augment import augment_hsv, flip, letterbox, mosaic, random_affine
+from utils.boxes import xywh2xyxy, xyxy2xywh
+from utils.log import LOGGER
+
+IMG_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+CACHE_VERSION = 1
+BOX_TOLERANCE = 0.01  # normalized coordinates may overshoot [0, 1] by this much (rounding)
+DEFAULT_HYP = {'hsv_h': 0.015, 'hsv_s': 0.7, 'hsv_v': 0.4, 'degrees': 0.0, 'translate': 0.1,
+               'scale': 0.5, 'shear': 0.0, 'flipud': 0.0, 'fliplr': 0.5, 'mosaic': 1.0}
+
+
+class DataError(ValueError):
+    """A dataset problem that stops the run; the message names the file."""
+
+
+def load_names(path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f'{path}: names file not found')
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def parse_data_cfg(path) -> dict:
+    """Read a .data file; paths come back absolute. Generates the built-in dataset on first use."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f'{path}: .data file not found')
+    data = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split('#', 1)[0].strip()
+        if not line:
+            continue
+        if '=' not in line:
+            raise DataError(f'{path}:{n}: expected key=value, got {line!r}')
+        key, value = (s.strip() for s in line.split('=', 1))
+        data[key] = value
+    for key in ('classes', 'names'):
+        if key not in data:
+            raise DataError(f"{path}: missing '{key}='")
+    for key in ('train', 'valid', 'test', 'names'):
+        if key in data and not os.path.isabs(data[key]):
+            data[key] = str((path.parent / data[key]).resolve())
+    try:
+        data['classes'] = int(data['classes'])
+    except ValueError:
+        raise DataError(f"{path}: classes={data['classes']} is not an integer") from None
+    data['names'] = load_names(data['names'])
+    if len(data['names']) != data['classes']:
+        raise DataError(f"{path}: classes={data['classes']} but the names file lists "
+                        f"{len(data['names'])} names")
+    _generate_builtin_if_missing(path, data)
+    return data
+
+
+def _generate_builtin_if_missing(path, data):
+    builtin = Path(__file__).resolve().parents[1] / 'data' / 'shapes.data'
+    if path.resolve() == builtin and not all(Path(data[k]).exists() for k in ('train', 'valid')):
+        from data.make_shapes import generate  # noqa: PLC0415 (only for the built-in dataset)
+        LOGGER.info('built-in dataset not found: generating it once (about half a minute)')
+        generate(Path(data['train']).parent)
+
+
+def image_files(source) -> list[Path]:
+    """Images named by a list file, a folder (recursively) or a glob, in a stable order."""
+    source = Path(source)
+    if source.is_dir():
+        return sorted(p for p in source.rglob('*') if p.suffix.lower() in IMG_SUFFIXES)
+    if source.is_file() and source.suffix == '.txt':
+        files = []
+        for line in source.read_text().splitlines():
+            line = line.strip()
+            if line:
+                p = Path(line)
+                files.append(p if p.is_absolute() else source.parent / p)
+        return files
+    if source.is_file():
+        return [source]
+    matches = sorted(Path(p) for p in glob.glob(str(source), recursive=True))
+    files = [p for p in matches if p.suffix.lower() in IMG_SUFFIXES]
+    if not files:
+        raise DataError(f'{source}: no images found (expected a list .txt, a folder or a glob)')
+    return files
+
+
+def label_path(img: Path) -> Path:
+    parts = list(img.parts)
+    if 'images' in parts:
+        k = len(parts) - 1 - parts[::-1].index('images')
+        parts[k] = 'labels'
+    return Path(*parts).with_suffix('.txt')
+
+
+def _check_image(img: Path):
+    """(height, width) of a readable image, or raise ValueError with the reason."""
+    try:
+        with Image.open(img) as im:
+            im.verify()
+        with Image.open(img) as im:
+            w, h = im.size
+    except FileNotFoundError:
+        raise ValueError('image file not found') from None
+    except Exception as e:  # PIL raises many types for broken files
+        raise ValueError(f'corrupt image ({type(e).__name__})') from None
+    if img.suffix.lower() in ('.jpg', '.jpeg'):
+        with open(img, 'rb') as f:
+            f.seek(-2, 2)
+            if f.read() != b'\xff\xd9':
+                raise ValueError('corrupt image (truncated JPEG)')
+    return h, w
+
+
+def _parse_label(path: Path, nc: int) -> np.ndarray:
+    """(n, 5) class, cx, cy, w, h; raise ValueError('path:line: reason') on any bad line."""
+    if not path.is_file():
+        return np.zeros((0, 5), np.float32)
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f'{path}:{n}'
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            raise ValueError(f'{where}: malformed label line {line.strip()!r}') from None
+        if len(values) != 5:
+            raise ValueError(f'{where}: expected 5 values (class cx cy w h), got {len(values)}')
+        cls, cx, cy, w, h = values
+        if cls != int(cls) or not 0 <= cls < nc:
+            raise ValueError(f'{where}: class {fields[0]} out of range 0..{nc - 1}')
+        t = BOX_TOLERANCE
+        if (w <= 0 or h <= 0 or cx - w / 2 < -t or cy - h / 2 < -t or cx + w / 2 > 1 + t
+                or cy + h / 2 > 1 + t):
+            raise ValueError(f'{where}: box outside the image ({line.strip()})')
+        rows.append(values)
+    labels = np.array(rows, np.float32).reshape(-1, 5)
+    xyxy = xywh2xyxy(labels[:, 1:]).clip(0, 1)  # absorb the tolerated rounding
+    labels[:, 1:] = xyxy2xywh(xyxy)
+    return labels
+
+
+def _fingerprint(files) -> str:
+    h = hashlib.sha1()
+    for f in files:
+        for p in (f, label_path(f)):
+            try:
+                st = p.stat()
+                h.update(f'{p}:{st.st_size}:{st.st_mtime_ns};'.encode())
+            except OSError:
+                h.update(f'{p}:-;'.encode())
+    return h.hexdigest()
+
+
+def _verify_all(files, nc):
+    items, bad = [], []
+    for f in files:
+        try:
+            shape = _check_image(f)
+            labels = _parse_label(label_path(f), nc)
+        except ValueError as e:
+            msg = str(e)
+            bad.append([str(f), msg if msg.startswith(str(label_path(f))) else f'{f}: {msg}'])
+            continue
+        items.append([str(f), list(shape), labels.tolist()])
+    return items, bad
+
+
+def cache_path_for(source) -> Path:
+    source = Path(source)
+    return source.with_suffix('.cache') if source.is_file() else Path(str(source) + '.cache')
+
+
+def load_items(source, nc, prefix=''):
+    """Verified (path, (h, w), labels) items of a source, through the cache; warns per bad file."""
+    files = image_files(source)
+    if not files:
+        raise DataError(f'{source}: lists no images')
+    cache_file = cache_path_for(source) if Path(source).exists() else None
+    key = f'{CACHE_VERSION}:{nc}:{_fingerprint(files)}'
+    cached = None
+    if cache_file and cache_file.is_file():
+        try:
+            cached = json.loads(cache_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            cached = None
+    if cached and cached.get('key') == key:
+        items, bad, how = cached['items'], cached['bad'], 'cache loaded'
+    else:
+        items, bad = _verify_all(files, nc)
+        how = 'checked'
+        if cache_file:
+            try:
+                cache_file.write_text(json.dumps({'key': key, 'items': items, 'bad': bad}))
+                how += ', cache saved'
+            except OSError as e:
+                how += f', cache not writable ({e.strerror})'
+    for _, msg in bad:
+        LOGGER.warning(f'WARNING: skipped {msg}')
+    n_labels = sum(len(it[2]) for it in items)
+    backgrounds = sum(1 for it in items if not it[2])
+    LOGGER.info(f'{prefix}{source}: {len(items)} images, {n_labels} labels, {backgrounds} '
+                f'backgrounds, {len(bad)} skipped ({how})')
+    if not items:
+        raise DataError(f'{source}: no usable images ({len(bad)} skipped)')
+    summary = {'images': len(items), 'labels': n_labels, 'backgrounds': backgrounds,
+               'skipped': len(bad), 'skipped_files': [b[0] for b in bad]}
+    return items, summary
+
+
+def load_image(path, img_size):
+    """BGR image resized so that its longer side is img_size; also (h0, w0)."""
+    img = cv2.imread(str(path))
+    if img is None:
+        raise DataError(f'{path}: cannot be read as an image')
+    h0, w0 = img.shape[:2]
+    r = img_size / max(h0, w0)
+    if r != 1:
+        interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
+        img = cv2.resize(img, (round(w0 * r), round(h0 * r)), interpolation=interp)
+    return img, (h0, w0)
+
+
+class YoloDataset(torch.utils.data.Dataset):
+    """Items: (image uint8 tensor (3, H, W) RGB, labels (n, 6) = [0, class, cx, cy, w, h]
+    normalized to the returned image, path, (original (h, w), (ratio, (pad_x, pad_y))))."""
+
+    def __init__(self, source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
+                 rect=False, stride=32, cache_images=False, prefix=''):
+        self.img_size, self.augment, self.rect, self.stride = img_size, augment, rect, stride
+        self.hyp = {**DEFAULT_HYP, **(hyp or {})}
+        items, self.summary = load_items(source, nc, prefix)
+        self.files = [Path(it[0]) for it in items]
+        self.shapes = np.array([it[1] for it in items], np.float64)  # (h, w)
+        self.labels = [np.array(it[2], np.float32).reshape(-1, 5) for it in items]
+        self.batch_shapes = self._rect_shapes(batch_size) if rect else None
+        self.images = [None] * len(self.files)
+        if cache_images:
+            self.images = [load_image(f, img_size) for f in self.files]
+
+    def _rect_shapes(self, batch_size):
+        """Sort by aspect ratio; each batch gets the smallest stride-multiple shape that fits."""
+        aspect = self.shapes[:, 0] / self.shapes[:, 1]
+        order = aspect.argsort()
+        self.files = [self.files[i] for i in order]
+        self.labels = [self.labels[i] for i in order]
+        self.shapes, aspect = self.shapes[order], aspect[order]
+        n_batches = math.ceil(len(order) / batch_size)
+        shapes = []
+        for b in range(n_batches):
+            a = aspect[b * batch_size:(b + 1) * batch_size]
+            hw = [1.0, 1.0]
+            if a.max() < 1:
+                hw = [a.max(), 1.0]
+            elif a.min() > 1:
+                hw = [1.0, 1 / a.min()]
+            shapes.append(np.ceil(np.array(hw) * self.img_size / self.stride) * self.stride)
+        return [tuple(int(v) for v in shapes[i // batch_size]) for i in range(len(order))]
+
+    def __len__(self):
+        return len(self.files)
+
+    def _load(self, i):
+        return self.images[i] if self.images[i] is not None else load_image(self.files[i],
+                                                                            self.img_size)
+
+    def _pixel_boxes(self, i, img_shape, ratio=1.0, pad=(0, 0)):
+        """Labels of item i as (n, 5) class, x1, y1, x2, y2 in pixels of a resized image."""
+        labels = self.labels[i]
+        boxes = labels.copy()
+        if len(labels):
+            h, w = img_shape[:2]
+            xyxy = xywh2xyxy(labels[:, 1:]) * np.array([w, h, w, h]) * ratio
+            boxes[:, 1:] = xyxy + np.array([pad[0], pad[1], pad[0], pad[1]])
+        return boxes
+
+    def _mosaic(self, i, rng):
+        idx = [i] + list(rng.integers(0, len(self), 3))
+        images, boxes = [], []
+        for k in idx:
+            img, _ = self._load(k)
+            images.append(img)
+            boxes.append(self._pixel_boxes(k, img.shape))
+        canvas, merged = mosaic(images, boxes, self.img_size, rng)
+        h = self.hyp
+        return random_affine(canvas, merged, (self.img_size, self.img_size), h['degrees'],
+                             h['translate'], h['scale'], h['shear'], rng)
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng()
+        (h0, w0) = (int(self.shapes[i][0]), int(self.shapes[i][1]))
+        ratio, pad = 1.0, (0, 0)
+        if self.augment and rng.random() < self.hyp['mosaic']:
+            img, boxes = self._mosaic(i, rng)
+        else:
+            img, _ = self._load(i)
+            shape = self.batch_shapes[i] if self.rect else self.img_size
+            resized_hw = img.shape[:2]
+            img, ratio, pad = letterbox(img, shape, auto=False, scaleup=self.augment)
+            boxes = self._pixel_boxes(i, resized_hw, ratio, pad)
+            ratio = ratio * resized_hw[0] / h0  # from the original image, for scale_boxes
+            if self.augment:
+                h = self.hyp
+                img, boxes = random_affine(img, boxes, None, h['degrees'], h['translate'],
+                                           h['scale'], h['shear'], rng)
+        if self.augment:
+            augment_hsv(img, self.hyp['hsv_h'], self.hyp['hsv_s'], self.hyp['hsv_v'], rng)
+            if rng.random() < self.hyp['fliplr']:
+                img, boxes = flip(img, boxes, horizontal=True)
+            if rng.random() < self.hyp['flipud']:
+                img, boxes = flip(img, boxes, horizontal=False)
+        h, w = img.shape[:2]
+        labels = torch.zeros((len(boxes), 6))
+        if len(boxes):
+            labels[:, 1] = torch.from_numpy(boxes[:, 0])
+            xywh = xyxy2xywh(boxes[:, 1:]) / np.array([w, h, w, h])
+            labels[:, 2:] = torch.from_numpy(xywh.astype(np.float32))
+        img = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))  # BGR HWC -> RGB CHW
+        return torch.from_numpy(img), labels, str(self.files[i]), ((h0, w0), (ratio, pad))
+
+    @staticmethod
+    def collate_fn(batch):
+        imgs, labels, paths, shapes = zip(*batch)
+        for k, lab in enumerate(labels):
+            lab[:, 0] = k  # image index within the batch
+        return torch.stack(imgs), torch.cat(labels, 0), list(paths), list(shapes)
+
+
+def _worker_init(worker_id):
+    cv2.setNumThreads(0)  # the loader already runs one process per worker
+
+
+def create_dataloader(source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
+                      rect=False, stride=32, workers=2, shuffle=False, cache_images=False,
+                      prefix='', sampler=None):
+    dataset = YoloDataset(source, nc, img_size, batch_size, augment, hyp, rect, stride,
+                          cache_images, prefix)
+    workers = min(workers, os.cpu_count() or 1, batch_size)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle and sampler is None and not rect,
+        sampler=sampler, num_workers=workers, collate_fn=YoloDataset.collate_fn,
+        worker_init_fn=_worker_init, persistent_workers=workers > 0, pin_memory=False,
+        prefetch_factor=4 if workers > 0 else None)
+    return loader, dataset

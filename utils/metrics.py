@@ -1,0 +1,145 @@
+"""Detection metrics computed the way COCOeval computes them.
+
+- Matching: per image and class, detections in descending confidence each take the unmatched
+  ground truth of highest IoU at or above the threshold (10 thresholds 0.50:0.05:0.95).
+- AP: precision made monotone (the envelope), sampled at 101 recall points, averaged.
+- mAP: the mean over classes that have ground truth.
+P, R and F1 are reported at the confidence where the class-mean F1 is highest.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from utils.boxes import box_iou
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+
+
+def match_detections(det, labels, iou_thresholds=IOU_THRESHOLDS):
+    """det (n, 6) xyxy, conf, cls and labels (m, 5) cls, xyxy, numpy -> (n, t) bool true positives.
+
+    det must be sorted by descending confidence. Only detections overlapping some same-class label
+    at the lowest threshold need the greedy loop; all others are false positives outright.
+    """
+    correct = np.zeros((len(det), len(iou_thresholds)), bool)
+    if len(det) == 0 or len(labels) == 0:
+        return correct
+    iou = box_iou(det[:, :4], labels[:, 1:])
+    iou[det[:, 5:6] != labels[None, :, 0]] = 0.0
+    matched = np.zeros((len(iou_thresholds), len(labels)), bool)
+    thresholds = np.asarray(iou_thresholds)[:, None]
+    for i in np.nonzero((iou >= thresholds.min()).any(1))[0]:
+        candidates = np.where((iou[i][None] >= thresholds) & ~matched, iou[i][None], -1.0)
+        best = candidates.argmax(1)
+        hit = candidates[np.arange(len(thresholds)), best] >= 0
+        correct[i] = hit
+        matched[np.nonzero(hit)[0], best[hit]] = True
+    return correct
+
+
+def average_precision(recall, precision):
+    """COCO 101-point interpolated AP of one PR curve (recall ascending)."""
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    idx = np.searchsorted(recall, RECALL_POINTS, side='left')
+    sampled = np.where(idx < len(recall), envelope[np.minimum(idx, len(recall) - 1)], 0.0)
+    return sampled.mean()
+
+
+def ap_per_class(tp, conf, pred_cls, target_cls, nc, eps=1e-16):
+    """tp (n, t) bool, conf (n,), pred_cls (n,), target_cls (m,) -> dict of per-class arrays.
+
+    Keys: ap (nc, t), p, r, f1 (nc,) at the best mean-F1 confidence, classes (indices with ground
+    truth), n_targets (nc,), curves (confidence grid, per-class P and R on it, for plots).
+    """
+    order = np.argsort(-conf, kind='stable')
+    tp, conf, pred_cls = tp[order], conf[order], pred_cls[order]
+    n_targets = np.bincount(target_cls.astype(int), minlength=nc)[:nc]
+    grid = np.linspace(0, 1, 1000)
+    ap = np.zeros((nc, tp.shape[1]))
+    p_curve, r_curve = np.zeros((nc, grid.size)), np.zeros((nc, grid.size))
+    for c in np.nonzero(n_targets)[0]:
+        sel = pred_cls == c
+        if not sel.any():
+            continue
+        tpc = tp[sel].cumsum(0)
+        fpc = (~tp[sel]).cumsum(0)
+        recall = tpc / (n_targets[c] + eps)
+        precision = tpc / (tpc + fpc)
+        for t in range(tp.shape[1]):
+            ap[c, t] = average_precision(recall[:, t], precision[:, t])
+        # P and R at IoU 0.5 as functions of the confidence threshold (conf descends -> flip)
+        r_curve[c] = np.interp(-grid, -conf[sel], recall[:, 0], left=0)
+        p_curve[c] = np.interp(-grid, -conf[sel], precision[:, 0], left=1)
+    f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + eps)
+    classes = np.nonzero(n_targets)[0]
+    best = f1_curve[classes].mean(0).argmax() if classes.size else 0
+    return {'ap': ap, 'p': p_curve[:, best], 'r': r_curve[:, best], 'f1': f1_curve[:, best],
+            'conf_at_best_f1': float(grid[best]), 'classes': classes, 'n_targets': n_targets,
+            'curves': {'conf': grid, 'p': p_curve, 'r': r_curve, 'f1': f1_curve}}
+
+
+class ConfusionMatrix:
+    """(nc + 1) x (nc + 1) counts, rows = predicted, columns = true; the extra index is
+    background (a missed object or a false detection)."""
+
+    def __init__(self, nc, conf=0.25, iou_thres=0.45):
+        self.matrix = np.zeros((nc + 1, nc + 1), np.int64)
+        self.nc, self.conf, self.iou_thres = nc, conf, iou_thres
+
+    def update(self, det, labels):
+        det = det[det[:, 4] > self.conf]
+        gt_cls = labels[:, 0].astype(int)
+        if len(det) == 0:
+            np.add.at(self.matrix, (self.nc, gt_cls), 1)
+            return
+        det_cls = det[:, 5].astype(int)
+        if len(labels) == 0:
+            np.add.at(self.matrix, (det_cls, self.nc), 1)
+            return
+        iou = box_iou(labels[:, 1:], det[:, :4])
+        gi, di = np.nonzero(iou > self.iou_thres)
+        pairs = sorted(zip(-iou[gi, di], gi, di))
+        used_g, used_d = set(), set()
+        for _, g, d in pairs:  # one-to-one, best IoU first
+            if g not in used_g and d not in used_d:
+                used_g.add(g)
+                used_d.add(d)
+                self.matrix[det_cls[d], gt_cls[g]] += 1
+        for g in set(range(len(labels))) - used_g:
+            self.matrix[self.nc, gt_cls[g]] += 1
+        for d in set(range(len(det))) - used_d:
+            self.matrix[det_cls[d], self.nc] += 1
+
+
+class DetectionStats:
+    """Accumulates per-image matches; ``compute`` turns them into the reported metrics."""
+
+    def __init__(self, nc, confusion=True):
+        self.nc = nc
+        self.correct, self.conf, self.pred_cls, self.target_cls = [], [], [], []
+        self.images_per_class = np.zeros(nc, np.int64)
+        self.confusion = ConfusionMatrix(nc) if confusion else None
+
+    def update(self, det, labels):
+        """det (n, 6) xyxy, conf, cls (any order); labels (m, 5) cls, xyxy; same pixel frame."""
+        det = det[np.argsort(-det[:, 4], kind='stable')]
+        self.correct.append(match_detections(det, labels))
+        self.conf.append(det[:, 4])
+        self.pred_cls.append(det[:, 5])
+        self.target_cls.append(labels[:, 0])
+        self.images_per_class[np.unique(labels[:, 0]).astype(int)] += 1
+        if self.confusion is not None:
+            self.confusion.update(det, labels)
+
+    def compute(self) -> dict:
+        cat = (lambda xs, shape: np.concatenate(xs, 0) if xs else np.zeros(shape))  # noqa: E731
+        res = ap_per_class(cat(self.correct, (0, len(IOU_THRESHOLDS))).astype(bool),
+                           cat(self.conf, (0,)), cat(self.pred_cls, (0,)),
+                           cat(self.target_cls, (0,)), self.nc)
+        cls = res['classes']
+        mean = (lambda a: float(a[cls].mean()) if cls.size else 0.0)  # noqa: E731
+        res.update(precision=mean(res['p']), recall=mean(res['r']), f1=mean(res['f1']),
+                   map50=mean(res['ap'][:, 0]), map50_95=mean(res['ap'].mean(1)),
+                   images_per_class=self.images_per_class)
+        return res

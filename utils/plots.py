@@ -1,0 +1,78 @@
+"""Plots (matplotlib, Agg backend) and box drawing."""
+from pathlib import Path
+
+import cv2
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
+import numpy as np  # noqa: E402
+
+
+def class_color(c):
+    """A stable, distinct BGR color per class index."""
+    hue = (c * 0.618033988749895) % 1.0
+    hsv = np.uint8([[[int(hue * 180), 200, 230]]])
+    return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def draw_boxes(img, det, names):
+    """Draw (n, 6) xyxy, conf, cls detections with labels onto a BGR image, in place."""
+    thickness = max(1, round(sum(img.shape[:2]) / 600))
+    for x1, y1, x2, y2, conf, cls in det.tolist():
+        color = class_color(int(cls))
+        p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
+        cv2.rectangle(img, p1, p2, color, thickness, cv2.LINE_AA)
+        label = f'{names[int(cls)] if int(cls) < len(names) else int(cls)} {conf:.2f}'
+        scale = thickness / 3
+        (tw, th), _ = cv2.getTextSize(label, 0, scale, max(thickness - 1, 1))
+        top = p1[1] - th - 3 >= 0
+        q2 = (p1[0] + tw, p1[1] - th - 3 if top else p1[1] + th + 3)
+        cv2.rectangle(img, p1, q2, color, -1, cv2.LINE_AA)
+        cv2.putText(img, label, (p1[0], p1[1] - 2 if top else p1[1] + th + 2), 0, scale,
+                    (255, 255, 255), max(thickness - 1, 1), cv2.LINE_AA)
+    return img
+
+
+def plot_curves(curves, names, classes, save_dir):
+    """PR curve (IoU 0.5) and F1-confidence curve, per class and their mean."""
+    save_dir = Path(save_dir)
+    conf, p, r, f1 = curves['conf'], curves['p'], curves['r'], curves['f1']
+    fig, ax = plt.subplots(1, 1, figsize=(7, 5), tight_layout=True)
+    for c in classes:
+        order = np.argsort(r[c])
+        ax.plot(r[c][order], p[c][order], linewidth=1, label=names[c])
+    ax.set(xlabel='Recall', ylabel='Precision', xlim=(0, 1), ylim=(0, 1.02),
+           title='Precision-recall (IoU 0.5)')
+    ax.legend(loc='lower left', fontsize=8)
+    fig.savefig(save_dir / 'PR_curve.png', dpi=150)
+    plt.close(fig)
+    fig, ax = plt.subplots(1, 1, figsize=(7, 5), tight_layout=True)
+    for c in classes:
+        ax.plot(conf, f1[c], linewidth=1, label=names[c])
+    if len(classes):
+        mean = f1[classes].mean(0)
+        ax.plot(conf, mean, linewidth=3, color='blue',
+                label=f'all {mean.max():.2f} at {conf[mean.argmax()]:.3f}')
+    ax.set(xlabel='Confidence', ylabel='F1', xlim=(0, 1), ylim=(0, 1.02), title='F1-confidence')
+    ax.legend(loc='lower left', fontsize=8)
+    fig.savefig(save_dir / 'F1_curve.png', dpi=150)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(matrix, names, save_dir):
+    labels = list(names) + ['background']
+    norm = matrix / np.maximum(matrix.sum(0, keepdims=True), 1)  # columns: true classes
+    n = len(labels)
+    fig, ax = plt.subplots(1, 1, figsize=(1.2 + 0.6 * n, 1 + 0.5 * n), tight_layout=True)
+    ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=90)
+    ax.set_yticks(range(n), labels)
+    for i in range(n):
+        for j in range(n):
+            if matrix[i, j]:
+                ax.text(j, i, f'{norm[i, j]:.2f}', ha='center', va='center', fontsize=7,
+                        color='white' if norm[i, j] > 0.5 else 'black')
+    ax.set(xlabel='True', ylabel='Predicted', title='Confusion matrix (columns normalized)')
+    fig.savefig(Path(save_dir) / 'confusion_matrix.png', dpi=150)
+    plt.close(fig)
