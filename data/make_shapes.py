@@ -6,8 +6,8 @@ Six classes (data/shapes.names): circle, square, triangle, star, cross, ring. Ea
 objects of random color, size (6 px to half the image), aspect ratio and rotation, possibly
 overlapping (but never hiding more than 40% of an earlier object), on one of several background
 textures with noise, sometimes blurred, saved as JPEG; one image in twenty is pure background.
-Labels are the tight boxes of each object's drawn pixels, in YOLO format. Everything derives from (seed, split, index), so the same seed gives
-the same bytes, whatever the number of workers.
+Labels are the tight boxes of each object's drawn pixels, in YOLO format. Everything derives
+from (seed, split, index), so the same seed gives the same bytes, whatever the number of workers.
 """
 from __future__ import annotations
 
