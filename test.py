@@ -82,9 +82,9 @@ def metrics_dict(res, names, speed, n_images):
     for c in res['classes']:
         per_class.append({
             'class': int(c), 'name': names[c], 'images': int(res['images_per_class'][c]),
-            'targets': int(res['n_targets'][c]), 'precision': float(res['p'][c]),
-            'recall': float(res['r'][c]), 'map50': float(res['ap'][c, 0]),
-            'map50_95': float(res['ap'][c].mean()), 'f1': float(res['f1'][c])})
+            'targets': int(res['n_targets'][c]), 'precision': float(res['p_class'][c]),
+            'recall': float(res['r_class'][c]), 'map50': float(res['ap'][c, 0]),
+            'map50_95': float(res['ap'][c].mean()), 'f1': float(res['f1_class'][c])})
     return {'precision': res['precision'], 'recall': res['recall'], 'f1': res['f1'],
             'map50': res['map50'], 'map50_95': res['map50_95'],
             'images': n_images, 'targets': int(res['n_targets'].sum()),
@@ -134,6 +134,9 @@ def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size
         save_dir = increment_path(project, name, exist_ok)
     else:
         device = next(model.parameters()).device
+    if model.nc != len(names):
+        raise DataError(f'{data}: the dataset has {len(names)} classes but the model predicts '
+                        f'{model.nc}')
     stats, jdict, speed, n_images = evaluate(model, dataloader, len(names), device, conf_thres,
                                              iou_thres, max_det, collect_json=save_json)
     res = stats.compute()

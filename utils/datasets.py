@@ -250,8 +250,9 @@ class YoloDataset(torch.utils.data.Dataset):
     normalized to the returned image, path, (original (h, w), (ratio, (pad_x, pad_y))))."""
 
     def __init__(self, source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
-                 rect=False, stride=32, cache_images=False, prefix=''):
+                 rect=False, stride=32, cache_images=False, prefix='', seed=None):
         self.img_size, self.augment, self.rect, self.stride = img_size, augment, rect, stride
+        self.seed, self.draws = seed, 0  # seed: reproducible augmentation (tests, debugging)
         self.hyp = {**DEFAULT_HYP, **(hyp or {})}
         items, self.summary = load_items(source, nc, prefix)
         self.files = [Path(it[0]) for it in items]
@@ -311,7 +312,8 @@ class YoloDataset(torch.utils.data.Dataset):
                              h['translate'], h['scale'], h['shear'], rng)
 
     def __getitem__(self, i):
-        rng = np.random.default_rng()
+        self.draws += 1
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, i, self.draws])
         (h0, w0) = (int(self.shapes[i][0]), int(self.shapes[i][1]))
         ratio, pad = 1.0, (0, 0)
         if self.augment and rng.random() < self.hyp['mosaic']:

@@ -49,8 +49,8 @@ def average_precision(recall, precision):
 def ap_per_class(tp, conf, pred_cls, target_cls, nc, eps=1e-16):
     """tp (n, t) bool, conf (n,), pred_cls (n,), target_cls (m,) -> dict of per-class arrays.
 
-    Keys: ap (nc, t), p, r, f1 (nc,) at the best mean-F1 confidence, classes (indices with ground
-    truth), n_targets (nc,), curves (confidence grid, per-class P and R on it, for plots).
+    Keys: ap (nc, t); p_class, r_class, f1_class (nc,) at the best mean-F1 confidence; classes
+    (indices with ground truth); n_targets (nc,); curves (confidence grid, per-class P, R, F1).
     """
     order = np.argsort(-conf, kind='stable')
     tp, conf, pred_cls = tp[order], conf[order], pred_cls[order]
@@ -74,7 +74,8 @@ def ap_per_class(tp, conf, pred_cls, target_cls, nc, eps=1e-16):
     f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + eps)
     classes = np.nonzero(n_targets)[0]
     best = f1_curve[classes].mean(0).argmax() if classes.size else 0
-    return {'ap': ap, 'p': p_curve[:, best], 'r': r_curve[:, best], 'f1': f1_curve[:, best],
+    return {'ap': ap, 'p_class': p_curve[:, best], 'r_class': r_curve[:, best],
+            'f1_class': f1_curve[:, best],
             'conf_at_best_f1': float(grid[best]), 'classes': classes, 'n_targets': n_targets,
             'curves': {'conf': grid, 'p': p_curve, 'r': r_curve, 'f1': f1_curve}}
 
@@ -139,7 +140,8 @@ class DetectionStats:
                            cat(self.target_cls, (0,)), self.nc)
         cls = res['classes']
         mean = (lambda a: float(a[cls].mean()) if cls.size else 0.0)  # noqa: E731
-        res.update(precision=mean(res['p']), recall=mean(res['r']), f1=mean(res['f1']),
+        res.update(precision=mean(res['p_class']), recall=mean(res['r_class']),
+                   f1=mean(res['f1_class']),
                    map50=mean(res['ap'][:, 0]), map50_95=mean(res['ap'].mean(1)),
                    images_per_class=self.images_per_class)
         return res

@@ -1,0 +1,168 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from data.make_shapes import generate
+from tests.conftest import ROOT
+from utils.datasets import (DataError, YoloDataset, label_path, load_items, parse_data_cfg)
+
+COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
+def write_item(root, stem, boxes, size=(96, 128)):
+    """An image with class-colored rectangles and its YOLO label file; boxes in pixels xyxy."""
+    h, w = size
+    img = np.zeros((h, w, 3), np.uint8)
+    lines = []
+    for cls, x1, y1, x2, y2 in boxes:
+        img[y1:y2, x1:x2] = COLORS[cls]
+        lines.append(f'{cls} {(x1 + x2) / 2 / w} {(y1 + y2) / 2 / h} {(x2 - x1) / w} '
+                     f'{(y2 - y1) / h}')
+    (root / 'images').mkdir(parents=True, exist_ok=True)
+    (root / 'labels').mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(root / 'images' / f'{stem}.png'), img)
+    (root / 'labels' / f'{stem}.txt').write_text('\n'.join(lines) + '\n')
+    return root / 'images' / f'{stem}.png'
+
+
+@pytest.fixture
+def dirty_set(tmp_path):
+    """6 good images (7 objects, one background) and 4 bad ones of different kinds."""
+    root = tmp_path / 'set'
+    good = [[(0, 10, 10, 50, 40)], [(1, 60, 20, 120, 90), (2, 5, 5, 30, 30)], [],
+            [(0, 0, 0, 128, 96)], [(2, 40, 40, 80, 80), (1, 90, 10, 110, 30)], [(0, 3, 50, 33, 90)]]
+    for k, boxes in enumerate(good):
+        write_item(root, f'good{k}', boxes)
+    write_item(root, 'badclass', [(0, 10, 10, 50, 40)])
+    (root / 'labels' / 'badclass.txt').write_text('0 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.1 0.1\n')
+    write_item(root, 'truncated_label', [(0, 10, 10, 50, 40)])
+    (root / 'labels' / 'truncated_label.txt').write_text('0 0.5 0.5 0.2 0.2\n1 0.4 0.3\n')
+    write_item(root, 'outside', [(0, 10, 10, 50, 40)])
+    (root / 'labels' / 'outside.txt').write_text('1 0.95 0.5 0.3 0.2\n')
+    (root / 'images' / 'corrupt.jpg').write_bytes(b'\xff\xd8\xff\xe0' + b'garbage' * 50)
+    (root / 'labels' / 'corrupt.txt').write_text('0 0.5 0.5 0.2 0.2\n')
+    names = tmp_path / 'set.names'
+    names.write_text('a\nb\nc\nd\ne\nf\n')  # six, like yolov3-mini
+    data = tmp_path / 'set.data'
+    data.write_text(f'classes=6\ntrain=set/images\nvalid=set/images\nnames={names.name}\n')
+    return data, root
+
+
+BAD_FILES = ['badclass.txt:2', 'truncated_label.txt:2', 'outside.txt:1', 'corrupt.jpg']
+
+
+def test_bad_items_are_skipped_and_named(dirty_set, caplog):
+    _, root = dirty_set
+    items, summary = load_items(root / 'images', nc=3)
+    assert summary['images'] == 6 and summary['labels'] == 7 and summary['backgrounds'] == 1
+    assert summary['skipped'] == 4
+    skipped = ' '.join(summary['skipped_files'])
+    for name in ('badclass', 'truncated_label', 'outside', 'corrupt'):
+        assert name in skipped
+
+
+def test_label_cache_is_reused_and_invalidated(dirty_set, capfd):
+    _, root = dirty_set
+    load_items(root / 'images', nc=3)
+    assert 'cache saved' in capfd.readouterr().err
+    load_items(root / 'images', nc=3)
+    err = capfd.readouterr().err
+    assert 'cache loaded' in err
+    assert all(err.count(b) == 1 for b in BAD_FILES)  # the warnings come back from the cache
+    (root / 'labels' / 'good0.txt').write_text('0 0.5 0.5 0.5 0.5\n1 0.2 0.2 0.1 0.1\n')
+    _, summary = load_items(root / 'images', nc=3)
+    assert 'checked' in capfd.readouterr().err and summary['labels'] == 8
+
+
+def test_label_path_rule():
+    assert label_path(Path('/d/images/train/x.jpg')) == Path('/d/labels/train/x.txt')
+    assert label_path(Path('/d/imgs/x.png')) == Path('/d/imgs/x.txt')
+    assert label_path(Path('/images/a/images/b/x.jpg')) == Path('/images/a/labels/b/x.txt')
+
+
+def test_data_file_errors(tmp_path):
+    (tmp_path / 'n.names').write_text('a\nb\n')
+    bad = tmp_path / 'bad.data'
+    bad.write_text('classes=3\nnames=n.names\n')
+    with pytest.raises(DataError, match=f'{bad}: classes=3 but the names file lists 2'):
+        parse_data_cfg(bad)
+    bad.write_text('classes=2\n')
+    with pytest.raises(DataError, match="missing 'names='"):
+        parse_data_cfg(bad)
+    with pytest.raises(DataError, match='not found'):
+        parse_data_cfg(tmp_path / 'nope.data')
+
+
+def _boxes_in_pixels(labels, w, h):
+    xywh = labels[:, 2:].numpy() * [w, h, w, h]
+    xyxy = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
+    return np.clip(xyxy.round().astype(int), 0, [w, h, w, h])
+
+
+def _check_items(ds, complete, rounds=5):
+    """Each returned label sits on its class color; with complete=True every colored pixel is
+    inside some box of its class too. Returns the number of boxes checked."""
+    checked = 0
+    for i in list(range(len(ds))) * rounds:
+        img, labels, _, _ = ds[i]
+        img = img.numpy().transpose(1, 2, 0)[:, :, ::-1]  # back to BGR HWC
+        h, w = img.shape[:2]
+        boxes, classes = _boxes_in_pixels(labels, w, h), labels[:, 1].long().tolist()
+        for cls in set(classes):
+            color = np.abs(img.astype(int) - np.array(COLORS[cls])).sum(2) < 120
+            union = np.zeros_like(color)
+            for (x1, y1, x2, y2), c in zip(boxes, classes):
+                if c == cls:
+                    assert color[y1:y2, x1:x2].mean() > 0.9  # the box is its object
+                    union[y1:y2, x1:x2] = True
+                    checked += 1
+            if complete:
+                assert (color & ~union).sum() <= 0.02 * color.sum()
+    return checked
+
+
+def test_augmented_items_keep_boxes_on_their_pixels(tmp_path):
+    """Through the whole dataset path (mosaic, affine, flips, normalization) labels stay on their
+    pixels. Mosaic and affine cuts drop objects left with under 20% of their area, so completeness
+    is checked where nothing is cut: letterbox and flips."""
+    root = tmp_path / 'aug'
+    for k in range(4):
+        write_item(root, f'i{k}', [(k % 3, 10 + 5 * k, 20, 60 + 5 * k, 70)], size=(100, 140))
+    no_color = {'hsv_h': 0, 'hsv_s': 0, 'hsv_v': 0, 'flipud': 0.5}
+    full = YoloDataset(root / 'images', nc=3, img_size=160, augment=True, seed=0,
+                       hyp={**no_color, 'degrees': 0, 'shear': 0})
+    assert _check_items(full, complete=False) > 10
+    uncut = YoloDataset(root / 'images', nc=3, img_size=160, augment=True, seed=0,
+                        hyp={**no_color, 'mosaic': 0, 'translate': 0, 'scale': 0})
+    assert _check_items(uncut, complete=True) == 4 * 5
+
+
+def test_make_shapes_is_deterministic(tmp_path):
+    generate(tmp_path / 'a', n_train=12, n_val=4, workers=2, verbose=False)
+    generate(tmp_path / 'b', n_train=12, n_val=4, workers=1, verbose=False)
+    for split in ('train', 'val'):
+        for f in sorted((tmp_path / 'a' / 'labels' / split).glob('*.txt')):
+            assert f.read_bytes() == (tmp_path / 'b' / 'labels' / split / f.name).read_bytes()
+    r = subprocess.run([sys.executable, 'data/make_shapes.py', '--out', str(tmp_path / 'c'),
+                        '--n-train', '4', '--n-val', '2'], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and 'generated in' in r.stdout
+
+
+def test_test_py_survives_a_dirty_folder(dirty_set, tmp_path):
+    data, _ = dirty_set
+    r = subprocess.run([sys.executable, 'test.py', '--cfg', 'cfg/yolov3-mini.cfg', '--data',
+                        str(data), '--img-size', '128', '--project', str(tmp_path / 'runs'),
+                        '--workers', '0'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for bad in BAD_FILES:
+        assert r.stderr.count(bad) == 1, (bad, r.stderr)
+    metrics = json.loads((tmp_path / 'runs' / 'exp' / 'metrics.json').read_text())
+    assert metrics['images'] == 6 and metrics['targets'] == 7
+    for key in ('precision', 'recall', 'f1', 'map50', 'map50_95', 'per_class', 'speed_ms'):
+        assert key in metrics
