@@ -3,7 +3,8 @@
 - A ``.data`` file has ``classes=``, ``train=``, ``valid=``, ``names=``; paths are relative to the
   .data file (or absolute). ``train``/``valid`` name an image list (one path per line, relative to
   the list file), a folder, or a glob.
-- The label of ``.../images/x.jpg`` is ``.../labels/x.txt`` (else ``x.txt`` beside the image):
+- The label of ``.../images/x.jpg`` (or ``.../JPEGImages/x.jpg``) is ``.../labels/x.txt``, else
+  ``x.txt`` beside the image:
   ``class cx cy w h`` per line, normalized. An empty or missing label file is a background image.
 - Every image and label is checked once and the result cached (``<list>.cache``, keyed by file
   sizes and modification times). A corrupt image, a malformed line, a class out of range or a box
@@ -108,10 +109,12 @@ def image_files(source) -> list[Path]:
 
 
 def label_path(img: Path) -> Path:
+    """darknet's rule: the last 'images' (or VOC's 'JPEGImages') folder becomes 'labels'."""
     parts = list(img.parts)
-    if 'images' in parts:
-        k = len(parts) - 1 - parts[::-1].index('images')
-        parts[k] = 'labels'
+    for k in range(len(parts) - 2, -1, -1):
+        if parts[k] in ('images', 'JPEGImages'):
+            parts[k] = 'labels'
+            break
     return Path(*parts).with_suffix('.txt')
 
 

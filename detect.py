@@ -1,0 +1,162 @@
+"""Run a detector on images, folders, globs, videos or a webcam and draw what it finds.
+
+    python3 detect.py --weights weights/yolov3-mini.pt --source data/shapes/images/val
+    python3 detect.py --cfg cfg/yolov3-tiny.cfg --weights yolov3-tiny.weights --names coco.names \
+        --source clip.mp4
+
+Drawings go to runs/detect/exp*/ (a new folder each run; nothing earlier is touched); --save-txt
+adds labels/<name>.txt per image or video frame: ``class cx cy w h confidence``, normalized to the
+original image.
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import torch
+
+from models.weights import load_checkpoint, load_model
+from utils.boxes import scale_boxes, xyxy2xywh
+from utils.cli import friendly_errors
+from utils.datasets import load_names
+from utils.log import LOGGER
+from utils.nms import non_max_suppression
+from utils.plots import draw_boxes
+from utils.runs import increment_path
+from utils.sources import iter_frames
+from utils.torch_utils import select_device, time_sync
+
+
+def resolve_names(names_file, weights, nc):
+    """Class names: --names, else those stored in a .pt checkpoint, else the indices."""
+    if names_file:
+        names = load_names(names_file)
+    elif str(weights).endswith('.pt'):
+        names = load_checkpoint(weights).get('names') or []
+    else:
+        names = []
+    if names and len(names) != nc:
+        LOGGER.warning(f'WARNING: {len(names)} names for a {nc}-class model; using indices')
+        names = []
+    return names or [str(i) for i in range(nc)]
+
+
+def label_lines(det, shape):
+    """YOLO-format lines with confidence, normalized to an image of shape (h, w)."""
+    h, w = shape[:2]
+    xywh = xyxy2xywh(det[:, :4]) / torch.tensor([w, h, w, h])
+    return [f'{int(c)} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f} {conf:.5f}'
+            for (x, y, bw, bh), conf, c in zip(xywh.tolist(), det[:, 4].tolist(),
+                                               det[:, 5].tolist())]
+
+
+class Outputs:
+    """Writes drawings (images, or videos frame by frame) and label files into the run folder."""
+
+    def __init__(self, save_dir, save_txt):
+        self.save_dir, self.save_txt, self.writers = Path(save_dir), save_txt, {}
+        if save_txt:
+            (self.save_dir / 'labels').mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame, drawn, det):
+        stem = Path(frame.path).stem
+        if frame.is_video:
+            writer = self.writers.get(frame.path)
+            if writer is None:
+                h, w = drawn.shape[:2]
+                out = str(self.save_dir / f'{stem}.mp4')
+                writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*'mp4v'), frame.fps, (w, h))
+                self.writers[frame.path] = writer
+            writer.write(drawn)
+            stem = f'{stem}_{frame.index}'
+        else:
+            cv2.imwrite(str(self.save_dir / Path(frame.path).name), drawn)
+        if self.save_txt:
+            lines = label_lines(det, frame.image.shape)
+            (self.save_dir / 'labels' / f'{stem}.txt').write_text(''.join(f'{x}\n' for x in lines))
+
+    def close(self):
+        for w in self.writers.values():
+            w.release()
+
+
+def show(window, img, state):
+    """cv2.imshow where a GUI exists; a single warning where it does not (headless OpenCV)."""
+    if state.get('no_gui'):
+        return
+    try:
+        cv2.imshow(window, img)
+        cv2.waitKey(1)
+    except cv2.error:
+        state['no_gui'] = True
+        LOGGER.warning('WARNING: --view-img needs OpenCV with GUI support (opencv-python); '
+                       'skipping the window')
+
+
+@torch.no_grad()
+def run(source='data/shapes/images/val', weights=None, cfg=None, names=None, img_size=320,
+        conf_thres=0.25, iou_thres=0.45, classes=None, agnostic_nms=False, max_det=300,
+        save_txt=False, view_img=False, device='', project='runs/detect', name='exp',
+        exist_ok=False):
+    device = select_device(device)
+    model = load_model(weights, cfg).to(device).eval()
+    names = resolve_names(names, weights, model.nc)
+    save_dir = increment_path(project, name, exist_ok)
+    outputs, gui = Outputs(save_dir, save_txt), {}
+    counts = Counter()
+    try:
+        for frame in iter_frames(str(source), img_size):
+            t0 = time_sync()
+            x = torch.from_numpy(frame.input).to(device).float().div(255).unsqueeze(0)
+            det = non_max_suppression(model(x)[0].float(), conf_thres, iou_thres, classes,
+                                      agnostic_nms, max_det, multi_label=False)[0].cpu()
+            det[:, :4] = scale_boxes(det[:, :4], x.shape[2:], frame.image.shape[:2],
+                                     frame.ratio_pad)
+            ms = 1000 * (time_sync() - t0)
+            found = Counter(names[int(c)] for c in det[:, 5].tolist())
+            counts.update(found)
+            summary = ', '.join(f'{n} {k}' for k, n in found.items()) or 'nothing'
+            where = f'{frame.path}' + (f' frame {frame.index}' if frame.is_video else '')
+            LOGGER.info(f'{where}: {summary} ({ms:.1f} ms)')
+            drawn = draw_boxes(frame.image.copy(), det, names)
+            outputs.write(frame, drawn, det)
+            if view_img:
+                show(str(frame.path), drawn, gui)
+    finally:
+        outputs.close()
+    LOGGER.info(f'Results saved to {save_dir}')
+    return save_dir, counts
+
+
+def parse_opt(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--source', default='data/shapes/images/val',
+                   help='image, folder, glob, video file or webcam index')
+    p.add_argument('--weights', required=True, help='.pt checkpoint or darknet .weights')
+    p.add_argument('--cfg', default=None, help='model cfg (needed for darknet .weights)')
+    p.add_argument('--names', default=None, help='.names file (default: from the checkpoint)')
+    p.add_argument('--img-size', type=int, default=320)
+    p.add_argument('--conf-thres', type=float, default=0.25)
+    p.add_argument('--iou-thres', type=float, default=0.45)
+    p.add_argument('--classes', type=int, nargs='+', default=None, help='keep only these')
+    p.add_argument('--agnostic-nms', action='store_true', help='NMS across classes')
+    p.add_argument('--max-det', type=int, default=300)
+    p.add_argument('--save-txt', action='store_true', help='write labels with confidences')
+    p.add_argument('--view-img', action='store_true', help='show results in a window')
+    p.add_argument('--device', default='')
+    p.add_argument('--project', default='runs/detect')
+    p.add_argument('--name', default='exp')
+    p.add_argument('--exist-ok', action='store_true')
+    return p.parse_args(argv)
+
+
+@friendly_errors
+def main(argv=None):
+    run(**vars(parse_opt(argv)))
+
+
+if __name__ == '__main__':
+    main()
