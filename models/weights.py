@@ -157,13 +157,34 @@ def load_state_dict_checked(model, state_dict, source) -> None:
     model.load_state_dict(state_dict)
 
 
-def load_weights(model, path, cutoff=None) -> dict:
-    """Load ``.pt`` or darknet weights into a built model; returns the checkpoint or header."""
+def inference_state(ckpt) -> dict:
+    """The weights to run: the EMA of a training checkpoint when it has one."""
+    return ckpt.get('ema') or ckpt['model']
+
+
+def load_pretrained(model, path) -> str:
+    """Start training from weights that may not fit exactly; returns what was loaded.
+
+    ``.pt``: tensors whose name and shape match are copied, the rest (say, heads for another class
+    count) keep their fresh initialisation. Darknet files: the whole cfg, or a backbone prefix
+    (darknet53.conv.74 style) recognised by its float count.
+    """
     if str(path).endswith('.pt'):
-        ckpt = load_checkpoint(path)
-        load_state_dict_checked(model, ckpt['model'], path)
-        return ckpt
-    return load_darknet_weights(model, path, cutoff)
+        state = inference_state(load_checkpoint(path))
+        own = model.state_dict()
+        fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(fits, strict=False)
+        fresh = sorted({k.rsplit('.', 2)[0] for k in own if k not in fits})
+        note = f'; re-initialised (shape differs or missing): {", ".join(fresh)}' if fresh else ''
+        return f'{path}: {len(fits)}/{len(own)} tensors loaded{note}'
+    _, data = read_darknet_file(path)
+    n_layers = len(model.module_list)
+    for cutoff in [None] + list(range(n_layers - 1, 0, -1)):
+        if count_darknet_floats(model, cutoff) == len(data):
+            load_darknet_weights(model, path, cutoff)
+            return f'{path}: ' + ('all layers' if cutoff is None else f'layers 0..{cutoff - 1}')
+    raise WeightsError(f'{path}: holds {len(data)} floats, which is neither the whole cfg '
+                       f'({count_darknet_floats(model)}) nor the first layers of it')
 
 
 def load_model(weights, cfg=None):
@@ -171,7 +192,7 @@ def load_model(weights, cfg=None):
     if str(weights).endswith('.pt'):
         ckpt = load_checkpoint(weights)
         model = Darknet(cfg or ckpt['cfg'])
-        load_state_dict_checked(model, ckpt['model'], weights)
+        load_state_dict_checked(model, inference_state(ckpt), weights)
         return model
     if cfg is None:
         raise WeightsError(f'{weights}: a darknet .weights file needs --cfg')

@@ -1,4 +1,6 @@
 """Box formats and overlaps. xyxy = corners, xywh = center + size; all vectorized."""
+import math
+
 import numpy as np
 import torch
 
@@ -62,3 +64,27 @@ def scale_boxes(boxes, letterbox_shape, orig_shape, ratio_pad=None):
     boxes[..., [1, 3]] -= pad[1]
     boxes[..., :4] /= gain
     return clip_boxes(boxes, orig_shape)
+
+
+def bbox_iou(box1, box2, kind='giou', eps=1e-7):
+    """Element-wise IoU of xywh boxes (n, 4) and (n, 4): 'iou', 'giou' or 'ciou'."""
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = box1.unbind(-1), box2.unbind(-1)
+    b1x1, b1x2, b1y1, b1y2 = x1 - w1 / 2, x1 + w1 / 2, y1 - h1 / 2, y1 + h1 / 2
+    b2x1, b2x2, b2y1, b2y2 = x2 - w2 / 2, x2 + w2 / 2, y2 - h2 / 2, y2 + h2 / 2
+    inter = ((torch.min(b1x2, b2x2) - torch.max(b1x1, b2x1)).clamp(0)
+             * (torch.min(b1y2, b2y2) - torch.max(b1y1, b2y1)).clamp(0))
+    union = w1 * h1 + w2 * h2 - inter + eps
+    iou = inter / union
+    if kind == 'iou':
+        return iou
+    cw = torch.max(b1x2, b2x2) - torch.min(b1x1, b2x1)  # enclosing box
+    ch = torch.max(b1y2, b2y2) - torch.min(b1y1, b2y1)
+    if kind == 'giou':
+        area = cw * ch + eps
+        return iou - (area - union) / area
+    c2 = cw ** 2 + ch ** 2 + eps  # CIoU: center distance and aspect-ratio consistency
+    rho2 = (x2 - x1) ** 2 + (y2 - y1) ** 2
+    v = (4 / math.pi ** 2) * (torch.atan(w2 / (h2 + eps)) - torch.atan(w1 / (h1 + eps))) ** 2
+    with torch.no_grad():
+        alpha = v / (v - iou + (1 + eps))
+    return iou - (rho2 / c2 + v * alpha)

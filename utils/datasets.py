@@ -361,9 +361,14 @@ def _worker_init(worker_id):
 
 def create_dataloader(source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
                       rect=False, stride=32, workers=2, shuffle=False, cache_images=False,
-                      prefix='', sampler=None):
+                      prefix='', distributed=False, seed=0):
+    """A DataLoader over a YoloDataset; with distributed=True each process gets its share."""
     dataset = YoloDataset(source, nc, img_size, batch_size, augment, hyp, rect, stride,
                           cache_images, prefix)
+    sampler = None
+    if distributed:
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            dataset, shuffle=shuffle and not rect, seed=seed)
     workers = min(workers, os.cpu_count() or 1, batch_size)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle and sampler is None and not rect,

@@ -70,7 +70,8 @@ def ap_per_class(tp, conf, pred_cls, target_cls, nc, eps=1e-16):
             ap[c, t] = average_precision(recall[:, t], precision[:, t])
         # P and R at IoU 0.5 as functions of the confidence threshold (conf descends -> flip)
         r_curve[c] = np.interp(-grid, -conf[sel], recall[:, 0], left=0)
-        p_curve[c] = np.interp(-grid, -conf[sel], precision[:, 0], left=1)
+        # above the highest confidence there are no detections: report precision 0, not 1
+        p_curve[c] = np.interp(-grid, -conf[sel], precision[:, 0], left=0)
     f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + eps)
     classes = np.nonzero(n_targets)[0]
     best = f1_curve[classes].mean(0).argmax() if classes.size else 0

@@ -1,4 +1,6 @@
 """Plots (matplotlib, Agg backend) and box drawing."""
+import csv
+import math
 from pathlib import Path
 
 import cv2
@@ -75,4 +77,25 @@ def plot_confusion_matrix(matrix, names, save_dir):
                         color='white' if norm[i, j] > 0.5 else 'black')
     ax.set(xlabel='True', ylabel='Predicted', title='Confusion matrix (columns normalized)')
     fig.savefig(Path(save_dir) / 'confusion_matrix.png', dpi=150)
+    plt.close(fig)
+
+
+def plot_results(csv_path):
+    """results.png beside results.csv: losses, P, R, mAP@0.5, mAP@0.5:0.95 per epoch."""
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    epochs = [int(r['epoch']) + 1 for r in rows]
+    keys = ['box', 'obj', 'cls', 'precision', 'recall', 'map50', 'map50_95']
+    keys += [k for k in rows[0] if k not in keys + ['epoch', 'total', 'lr', 'seconds']]
+    cols = 4
+    fig, axes = plt.subplots(math.ceil(len(keys) / cols), cols, figsize=(12, 2.8 *
+                             math.ceil(len(keys) / cols)), tight_layout=True)
+    for ax, k in zip(axes.ravel(), keys):
+        ax.plot(epochs, [float(r[k]) for r in rows], marker='.')
+        ax.set_title(k)
+    for ax in axes.ravel()[len(keys):]:
+        ax.axis('off')
+    fig.savefig(Path(csv_path).with_name('results.png'), dpi=120)
     plt.close(fig)

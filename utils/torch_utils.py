@@ -1,4 +1,6 @@
 """Device selection and timing that work the same on CPU and CUDA."""
+import copy
+import math
 import time
 
 import torch
@@ -26,3 +28,42 @@ def time_sync() -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter()
+
+
+def unwrap(model):
+    """The module inside a DistributedDataParallel wrapper, or the model itself."""
+    return model.module if hasattr(model, 'module') else model
+
+
+class ModelEMA:
+    """Exponential moving average of weights (and BN statistics); the EMA is what gets evaluated
+    and saved. The decay ramps up from 0 so early, fast-changing weights are not averaged in."""
+
+    def __init__(self, model, decay=0.9999, tau=2000, updates=0):
+        self.ema = copy.deepcopy(unwrap(model)).eval()
+        self.updates, self.decay, self.tau = updates, decay, tau
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+
+    def update(self, model):
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        with torch.no_grad():
+            current = unwrap(model).state_dict()
+            for k, v in self.ema.state_dict().items():
+                if v.dtype.is_floating_point:
+                    v.mul_(d).add_(current[k].detach(), alpha=1 - d)
+
+
+def param_groups(model):
+    """Three groups: conv/linear weights (weight decay), BN weights and biases (no decay)."""
+    decay, no_decay_bn, bias = [], [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name == 'bias':
+                bias.append(p)
+            elif isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                no_decay_bn.append(p)
+            else:
+                decay.append(p)
+    return decay, no_decay_bn, bias

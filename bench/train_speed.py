@@ -1,0 +1,102 @@
+"""Training throughput: images/s and peak memory of one training step (forward, loss, backward,
+optimizer) for a cfg, input size and batch, in fp32 and with --amp.
+
+    python3 bench/train_speed.py --cfg cfg/yolov3-tiny.cfg --img-size 320 --batch-size 16
+    python3 bench/train_speed.py --cfg cfg/yolov3.cfg --img-size 416 --device 0   # on a GPU
+
+Inputs are random images with random boxes, so the figure is the model's compute (the data
+pipeline runs in separate worker processes during training). Prints a table, writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ''):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from terminaltables import AsciiTable  # noqa: E402
+
+from models import Darknet  # noqa: E402
+from train import amp_settings, load_hyp  # noqa: E402
+from utils.loss import YoloLoss, scaled_gains  # noqa: E402
+from utils.torch_utils import select_device  # noqa: E402
+
+
+def random_targets(batch, nc, n_per_image=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = batch * n_per_image
+    xy = torch.rand(n, 2, generator=g) * 0.8 + 0.1
+    wh = torch.rand(n, 2, generator=g) * 0.3 + 0.02
+    img = torch.arange(batch).repeat_interleave(n_per_image).float()[:, None]
+    cls = torch.randint(0, nc, (n, 1), generator=g).float()
+    return torch.cat((img, cls, xy, wh), 1)
+
+
+def measure(cfg, img_size, batch, device, amp, steps=10, warmup=3):
+    torch.manual_seed(0)
+    model = Darknet(cfg).to(device).to(memory_format=torch.channels_last).train()
+    hyp = scaled_gains(load_hyp({}), len(model.yolo_layers), model.nc, img_size)
+    criterion = YoloLoss(model, hyp)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
+    dtype, use_scaler = amp_settings(device, amp)
+    scaler = torch.amp.GradScaler('cuda') if use_scaler else None
+    imgs = torch.rand(batch, 3, img_size, img_size, device=device)
+    imgs = imgs.contiguous(memory_format=torch.channels_last)
+    targets = random_targets(batch, model.nc).to(device)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss, _ = criterion(model(imgs), targets, imgs.shape[2:])
+        (scaler.scale(loss) if scaler else loss).backward()
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == 'cuda'
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {'cfg': str(cfg), 'img_size': img_size, 'batch': batch, 'device': str(device),
+            'precision': str(dtype).replace('torch.', '') if dtype else 'fp32',
+            'img_per_s': round(batch / times[len(times) // 2], 1),
+            'peak_mem_mb': round(peak / 2 ** 20)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--cfg', nargs='+', default=['cfg/yolov3-mini.cfg'])
+    p.add_argument('--img-size', type=int, default=320)
+    p.add_argument('--batch-size', type=int, default=16)
+    p.add_argument('--device', default='')
+    p.add_argument('--steps', type=int, default=10)
+    p.add_argument('--json', default='runs/bench/train_speed.json')
+    opt = p.parse_args(argv)
+    device = select_device(opt.device)
+    results = [measure(c, opt.img_size, opt.batch_size, device, amp, opt.steps)
+               for c in opt.cfg for amp in (False, True)]
+    rows = [['cfg', 'size', 'batch', 'device', 'precision', 'img/s', 'peak MB']]
+    rows += [[Path(r['cfg']).stem, r['img_size'], r['batch'], r['device'], r['precision'],
+              r['img_per_s'], r['peak_mem_mb']] for r in results]
+    print(AsciiTable(rows).table)
+    Path(opt.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(opt.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == '__main__':
+    main()

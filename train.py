@@ -1,0 +1,428 @@
+"""Train a YOLO detector from a darknet cfg: the one loop sparsity, QAT and distillation hook into.
+
+    python3 train.py                                     # yolov3-mini on the built-in dataset
+    python3 train.py --cfg cfg/yolov3-tiny.cfg --data data/voc.data --weights yolov3-tiny.weights
+    python3 train.py --resume                            # continue the latest interrupted run
+    torchrun --nproc_per_node 2 train.py --batch-size 32 # DDP: NCCL on GPUs, gloo on CPUs
+
+Each epoch evaluates the EMA weights with test.run and writes results.csv, results.png,
+last.pt and best.pt (fitness = 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95) into runs/train/exp*/, atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+import test as evaluator
+from models.darknet import Darknet
+from models.weights import (WeightsError, load_checkpoint, load_pretrained, save_checkpoint)
+from utils.cli import friendly_errors
+from utils.datasets import create_dataloader, parse_data_cfg
+from utils.hooks import build_hooks
+from utils.log import LOGGER
+from utils.loss import YoloLoss, scaled_gains
+from utils.plots import plot_results
+from utils.runs import increment_path, save_options
+from utils.torch_utils import ModelEMA, param_groups, select_device, unwrap
+
+ROOT = Path(__file__).resolve().parent
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (a non-finite loss); last.pt still holds the last good epoch."""
+
+
+def fitness(metrics):
+    return 0.1 * metrics['map50'] + 0.9 * metrics['map50_95']
+
+
+def sizes(img_size):
+    """--img-size N | MIN MAX [TEST] -> (train size, multi-scale range, test size)."""
+    if len(img_size) == 1:
+        return img_size[0], (img_size[0], img_size[0]), img_size[0]
+    low, high = img_size[0], img_size[1]
+    return high, (low, high), img_size[2] if len(img_size) > 2 else high
+
+
+def amp_settings(device, enabled):
+    """(autocast dtype or None, GradScaler needed): fp16 + scaler on CUDA, bf16 on capable CPUs."""
+    if not enabled:
+        return None, False
+    if device.type == 'cuda':
+        return torch.float16, True
+    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16, False
+    LOGGER.info('mixed precision: this CPU has no bf16 instructions; training in fp32')
+    return None, False
+
+
+def lr_lambda(hyp, epochs):
+    if hyp['schedule'] == 'step':
+        return lambda e: 1.0 if e < 0.8 * epochs else 0.1 if e < 0.9 * epochs else 0.01
+    return lambda e: ((1 - math.cos(e * math.pi / epochs)) / 2) * (hyp['lrf'] - 1) + 1
+
+
+def build_optimizer(model, hyp, adam, batch_size, accumulate):
+    decay, bn, bias = param_groups(model)
+    wd = hyp['weight_decay'] * batch_size * accumulate / hyp['nbs']
+    if adam or hyp.get('optimizer', 'sgd') == 'adam':
+        opt = torch.optim.Adam(bn, lr=hyp['lr0'], betas=(hyp['momentum'], 0.999))
+    else:
+        opt = torch.optim.SGD(bn, lr=hyp['lr0'], momentum=hyp['momentum'], nesterov=True)
+    opt.add_param_group({'params': decay, 'weight_decay': wd})
+    opt.add_param_group({'params': bias})
+    return opt
+
+
+def warmup(optimizer, hyp, ni, n_warmup, epoch, lf):
+    """Linear warmup: bias lr falls from warmup_bias_lr, the others rise from 0; momentum rises."""
+    for j, group in enumerate(optimizer.param_groups):
+        start = hyp['warmup_bias_lr'] if j == 2 else 0.0
+        group['lr'] = float(np.interp(ni, [0, n_warmup], [start, group['initial_lr'] * lf(epoch)]))
+        if 'momentum' in group:
+            group['momentum'] = float(np.interp(ni, [0, n_warmup], [hyp['warmup_momentum'],
+                                                                     hyp['momentum']]))
+
+
+def setup_distributed():
+    """(rank, world size, local rank) from torchrun's environment; one process: (0, 1, -1)."""
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world == 1:
+        return 0, 1, -1
+    local = int(os.environ['LOCAL_RANK'])
+    backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+    if backend == 'nccl':
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend)
+    return dist.get_rank(), world, local
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_hyp(hyp):
+    """A hyp YAML path, or a dict of overrides on top of the default file."""
+    if isinstance(hyp, dict):
+        return load_hyp(ROOT / 'data' / 'hyp.scratch.yaml') | hyp
+    return yaml.safe_load(Path(hyp).read_text())
+
+
+def resolve_resume(resume, project):
+    """--resume with no path: the newest last.pt under the project."""
+    if resume is True or resume == '':
+        found = sorted(Path(project).glob('*/weights/last.pt'), key=os.path.getmtime)
+        if not found:
+            raise WeightsError(f'--resume: no last.pt under {project}')
+        return found[-1]
+    return Path(resume)
+
+
+def checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best, opt, names, hooks,
+               metrics):
+    return {'cfg': unwrap(model).cfg_text, 'model': unwrap(model).state_dict(),
+            'ema': ema.ema.state_dict(), 'ema_updates': ema.updates,
+            'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
+            'scaler': scaler.state_dict() if scaler else None, 'epoch': epoch,
+            'best_fitness': best, 'opt': opt, 'names': names, 'metrics': metrics,
+            'hooks': {h.name: h.state() for h in hooks}}
+
+
+def strip_checkpoint(path):
+    """Keep only what inference needs: cfg, EMA weights in fp16, names, metrics."""
+    ckpt = load_checkpoint(path)
+    state = {k: (v.half() if v.dtype == torch.float32 else v)
+             for k, v in (ckpt.get('ema') or ckpt['model']).items()}
+    save_checkpoint({'cfg': ckpt['cfg'], 'model': state, 'names': ckpt.get('names'),
+                     'metrics': ckpt.get('metrics'), 'epoch': ckpt.get('epoch'),
+                     'opt': ckpt.get('opt')}, path)
+
+
+def append_results(path, row):
+    new = not path.exists()
+    with open(path, 'a', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=10, batch_size=16,
+        img_size=(320,), device='', workers=2, resume=None, name='exp', project='runs/train',
+        hyp='data/hyp.scratch.yaml', seed=0, notest=False, nosave=False, cache_images=False,
+        adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
+        **extra):
+    """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
+    opt = {k: v for k, v in locals().items() if k != 'extra'} | extra
+    opt['img_size'] = list(img_size)
+    if resume:
+        ckpt_path = resolve_resume(resume, project)
+        resumed = load_checkpoint(ckpt_path)
+        opt = {**resumed['opt'], 'resume': str(ckpt_path), 'device': device or
+               resumed['opt'].get('device', ''), 'workers': workers}
+        return _train(opt, resumed, ckpt_path.parent.parent)
+    return _train(opt, None, None)
+
+
+def _train(opt, resumed, save_dir):
+    rank, world, local = setup_distributed()
+    try:
+        return _train_process(opt, resumed, save_dir, rank, world, local)
+    finally:
+        if world > 1:
+            dist.barrier()  # without it a rank may abort while another still tears down
+            dist.destroy_process_group()
+
+
+def _train_process(opt, resumed, save_dir, rank, world, local):
+    device = torch.device('cuda', local) if local >= 0 and torch.cuda.is_available() \
+        else select_device(opt['device'])
+    seed_everything(opt['seed'] + rank)
+    main = rank == 0
+    hyp = resumed['opt']['hyp_values'] if resumed else load_hyp(opt['hyp'])
+    data_cfg = parse_data_cfg(opt['data'])
+    nc, names = data_cfg['classes'], data_cfg['names']
+    train_size, (size_min, size_max), test_size = sizes(list(opt['img_size']))
+    if main and save_dir is None:
+        save_dir = increment_path(opt['project'], opt['name'], opt['exist_ok'])
+    if world > 1:  # every rank learns rank 0's folder
+        holder = [str(save_dir)]
+        dist.broadcast_object_list(holder, 0)
+        save_dir = Path(holder[0])
+    save_dir = Path(save_dir)
+    wdir = save_dir / 'weights'
+    hooks = build_hooks(opt)
+
+    model = Darknet(resumed['cfg'] if resumed else opt['cfg'])
+    if model.nc != nc:
+        raise WeightsError(f"{opt['cfg']}: the model predicts {model.nc} classes, "
+                           f"{opt['data']} has {nc}")
+    if opt['weights'] and not resumed:
+        msg = load_pretrained(model, opt['weights'])
+        if main:
+            LOGGER.info(f'pretrained: {msg}')
+    for h in hooks:
+        model = h.on_model(model)
+    hyp = scaled_gains(hyp, len(model.yolo_layers), nc, train_size) if not resumed else hyp
+    opt['hyp_values'] = hyp
+    model = model.to(device).to(memory_format=torch.channels_last)
+    if opt['sync_bn'] and world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+    batch = opt['batch_size'] // world
+    accumulate = max(round(hyp['nbs'] / opt['batch_size']), 1)
+    optimizer = build_optimizer(model, hyp, opt['adam'], opt['batch_size'], accumulate)
+    lf = lr_lambda(hyp, opt['epochs'])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lf)
+    ema = ModelEMA(model) if main else None
+    amp_dtype, use_scaler = amp_settings(device, opt['amp'])
+    scaler = torch.amp.GradScaler('cuda') if use_scaler else None
+    start_epoch, best = 0, 0.0
+    if resumed:
+        model.load_state_dict(resumed['model'])
+        optimizer.load_state_dict(resumed['optimizer'])
+        scheduler.load_state_dict(resumed['scheduler'])
+        if scaler and resumed.get('scaler'):
+            scaler.load_state_dict(resumed['scaler'])
+        if ema:
+            ema.ema.load_state_dict(resumed['ema'])
+            ema.updates = resumed['ema_updates']
+        for h in hooks:
+            h.load_state(resumed.get('hooks', {}).get(h.name, {}))
+        start_epoch, best = resumed['epoch'] + 1, resumed['best_fitness']
+        if main:
+            LOGGER.info(f"resuming {opt['resume']} at epoch {start_epoch}")
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local] if device.type == 'cuda' else None)
+
+    train_loader, train_set = create_dataloader(
+        data_cfg['train'], nc, train_size, batch, augment=True, hyp=hyp, rect=opt['rect'],
+        workers=opt['workers'], shuffle=True, cache_images=opt['cache_images'],
+        prefix='train: ' if main else '', distributed=world > 1, seed=opt['seed'])
+    val_loader = None
+    if main:
+        val_loader, _ = create_dataloader(data_cfg['valid'], nc, test_size, batch * 2,
+                                          workers=opt['workers'], prefix='valid: ')
+        save_options({k: v for k, v in opt.items() if k != 'hyp_values'}, save_dir / 'opt.yaml')
+        (save_dir / 'hyp.yaml').write_text(yaml.safe_dump(hyp, sort_keys=False))
+    criterion = YoloLoss(unwrap(model), hyp)
+    nb = len(train_loader)
+    n_warmup = max(round(hyp['warmup_epochs'] * nb), 100) if hyp['warmup_epochs'] > 0 else 0
+    last_step = -1
+    metrics = {'precision': 0.0, 'recall': 0.0, 'map50': 0.0, 'map50_95': 0.0}
+    t_start = time.time()
+    if main:
+        LOGGER.info(f"training {opt['cfg']} on {opt['data']} for {opt['epochs']} epochs: "
+                    f'{len(train_set)} images, batch {opt["batch_size"]} x {accumulate} '
+                    f'accumulated, {train_size} px, {device}'
+                    f"{', ' + str(amp_dtype).replace('torch.', '') if amp_dtype else ''}")
+    optimizer.zero_grad()
+    for epoch in range(start_epoch, opt['epochs']):
+        model.train()
+        if hasattr(train_loader.sampler, 'set_epoch'):
+            train_loader.sampler.set_epoch(epoch)
+        t_epoch = time.time()
+        mean = torch.zeros(3)
+        bar = tqdm(train_loader, total=nb, disable=not main, ncols=110,
+                   bar_format='{l_bar}{bar:20}{r_bar}',
+                   mininterval=0.1 if sys.stderr.isatty() else 30)  # keep logs short
+        for i, (imgs, targets, _, _) in enumerate(bar):
+            ni = i + nb * epoch
+            imgs = imgs.to(device, non_blocking=True).float().div_(255)
+            imgs = imgs.contiguous(memory_format=torch.channels_last)
+            if ni < n_warmup:
+                warmup(optimizer, hyp, ni, n_warmup, epoch, lf)
+                accumulate_now = max(1, round(np.interp(ni, [0, n_warmup],
+                                                        [1, hyp['nbs'] / opt['batch_size']])))
+            else:
+                accumulate_now = accumulate
+            if opt['multi_scale']:
+                imgs = _rescale(imgs, size_min, size_max)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                preds = model(imgs)
+                loss, items = criterion(preds, targets.to(device), imgs.shape[2:])
+                for term in (h.extra_loss(unwrap(model), imgs, preds, targets) for h in hooks):
+                    for value in term.values():
+                        loss = loss + value * imgs.shape[0]
+            if not torch.isfinite(loss):
+                raise TrainingError(f'loss became {loss.item()} at epoch {epoch} batch {i}; '
+                                    f'stopping (last.pt keeps epoch {epoch - 1}); try a lower '
+                                    'lr0 or turning off --amp')
+            loss = loss * world  # DDP averages gradients across ranks
+            (scaler.scale(loss) if scaler else loss).backward()
+            if ni - last_step >= accumulate_now:
+                _optimizer_step(model, optimizer, scaler, hooks, epoch)
+                if ema:
+                    ema.update(model)
+                last_step = ni
+            mean = (mean * i + items.cpu()) / (i + 1)
+            if main:
+                bar.set_description(f"{epoch + 1}/{opt['epochs']} box {mean[0]:.4f} obj "
+                                    f"{mean[1]:.4f} cls {mean[2]:.4f} lr "
+                                    f"{optimizer.param_groups[1]['lr']:.2e} "
+                                    f'{imgs.shape[-1]}px', refresh=False)
+        lr = optimizer.param_groups[1]['lr']
+        scheduler.step()
+        extra_cols = {}
+        for h in hooks:
+            extra_cols.update(h.on_epoch_end(unwrap(model), epoch))
+        if main:
+            final = epoch + 1 == opt['epochs']
+            if not opt['notest'] or final:
+                metrics = evaluator.run(model=ema.ema, dataloader=val_loader, names=names,
+                                        verbose=final, plots=final,
+                                        save_dir=save_dir if final else None)
+            row = {'epoch': epoch, 'box': round(mean[0].item(), 5),
+                   'obj': round(mean[1].item(), 5), 'cls': round(mean[2].item(), 5),
+                   'total': round(mean.sum().item(), 5), 'lr': lr,
+                   'precision': round(metrics['precision'], 5),
+                   'recall': round(metrics['recall'], 5), 'map50': round(metrics['map50'], 5),
+                   'map50_95': round(metrics['map50_95'], 5),
+                   'seconds': round(time.time() - t_epoch, 1)} | extra_cols
+            append_results(save_dir / 'results.csv', row)
+            plot_results(save_dir / 'results.csv')
+            improved = fitness(metrics) > best
+            best = max(best, fitness(metrics))
+            LOGGER.info(f"epoch {epoch + 1}: mAP@0.5 {metrics['map50']:.4f} "
+                        f"mAP@0.5:0.95 {metrics['map50_95']:.4f} ({row['seconds']} s)")
+            if not opt['nosave']:
+                ckpt = checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best, opt,
+                                  names, hooks, metrics)
+                save_checkpoint(ckpt, wdir / 'last.pt')
+                if improved:
+                    save_checkpoint(ckpt, wdir / 'best.pt')
+    if main:
+        if not opt['nosave'] and (wdir / 'best.pt').exists():
+            strip_checkpoint(wdir / 'best.pt')
+        LOGGER.info(f'{opt["epochs"] - start_epoch} epochs in {(time.time() - t_start) / 60:.1f} '
+                    f'min; results in {save_dir}')
+        return metrics | {'save_dir': str(save_dir)}
+    return None
+
+
+def _optimizer_step(model, optimizer, scaler, hooks, epoch):
+    """One optimizer step; hooks see true (unscaled) gradients, once per step."""
+    if scaler:
+        scaler.unscale_(optimizer)
+    for h in hooks:
+        h.after_backward(unwrap(model), epoch)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad()
+
+
+def _rescale(imgs, low, high, stride=32):
+    """Multi-scale training: a random size in [low, high], a multiple of the stride."""
+    size = random.randrange(low, high + stride, stride) // stride * stride
+    if size == imgs.shape[-1]:
+        return imgs
+    return F.interpolate(imgs, size=(size, size), mode='bilinear', align_corners=False)
+
+
+def parse_opt(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--cfg', default='cfg/yolov3-mini.cfg', help='model cfg')
+    p.add_argument('--data', default='data/shapes.data', help='.data file')
+    p.add_argument('--weights', default='', help='initial weights: .pt, .weights or a darknet '
+                   'backbone file (e.g. darknet53.conv.74); heads that do not fit start fresh')
+    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--batch-size', type=int, default=16, help='total over all processes')
+    p.add_argument('--img-size', type=int, nargs='+', default=[320],
+                   help='train size, or MIN MAX [TEST] with --multi-scale')
+    p.add_argument('--device', default='', help="'cpu', '0'; default: CUDA if any")
+    p.add_argument('--workers', type=int, default=2, help='dataloader processes')
+    p.add_argument('--resume', nargs='?', const=True, default=None,
+                   help='continue a run: its last.pt, or the newest one under --project')
+    p.add_argument('--name', default='exp')
+    p.add_argument('--project', default='runs/train')
+    p.add_argument('--exist-ok', action='store_true')
+    p.add_argument('--hyp', default=str(ROOT / 'data' / 'hyp.scratch.yaml'))
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--notest', action='store_true', help='evaluate only after the last epoch')
+    p.add_argument('--nosave', action='store_true', help='write no checkpoints')
+    p.add_argument('--cache-images', action='store_true', help='keep decoded images in RAM')
+    p.add_argument('--adam', action='store_true',
+                   help="Adam even if the hyp file says 'optimizer: sgd'")
+    p.add_argument('--multi-scale', action='store_true', help='random size per batch')
+    p.add_argument('--rect', action='store_true', help='rectangular batches, no mosaic')
+    p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=True,
+                   help='mixed precision (default on): fp16 + GradScaler on CUDA, bf16 on CPUs '
+                        'with bf16 instructions; --no-amp for fp32')
+    p.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm under DDP')
+    return p.parse_args(argv)
+
+
+@friendly_errors
+def main(argv=None):
+    opt = parse_opt(argv)
+    try:
+        run(**vars(opt))
+    except TrainingError as e:
+        LOGGER.error(f'error: {e}')
+        raise SystemExit(1) from None
+
+
+if __name__ == '__main__':
+    main()

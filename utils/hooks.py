@@ -1,0 +1,44 @@
+"""Hook points of the one training loop; sparsity, quantization and distillation plug in here.
+
+A hook never forks the loop: train.py calls every hook at fixed points and each hook does its
+part. Subclass TrainHook and override what you need:
+
+- on_model(model) -> model: around model construction, before the optimizer exists (module swap
+  for quantization-aware training).
+- after_backward(model, epoch): after backward and AMP unscaling, once per optimizer step, before
+  the step (e.g. the L1 push on BN gammas of sparse training).
+- extra_loss(model, imgs, preds, targets) -> {name: scalar tensor}: terms added to the loss and
+  logged under their names (distillation, with the teacher run under no_grad).
+- on_epoch_end(model, epoch) -> {column: value}: extra results.csv columns.
+- state() / load_state(dict): anything to keep in checkpoints for an exact --resume.
+"""
+
+
+class TrainHook:
+    name = 'hook'
+
+    def on_model(self, model):
+        return model
+
+    def after_backward(self, model, epoch):
+        pass
+
+    def extra_loss(self, model, imgs, preds, targets):
+        return {}
+
+    def on_epoch_end(self, model, epoch):
+        return {}
+
+    def state(self):
+        return {}
+
+    def load_state(self, state):
+        pass
+
+
+HOOK_BUILDERS = []  # functions opt -> TrainHook or None, registered by the features that add flags
+
+
+def build_hooks(opt) -> list:
+    hooks = [build(opt) for build in HOOK_BUILDERS]
+    return [h for h in hooks if h is not None]
