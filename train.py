@@ -182,179 +182,217 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
 def _train(opt, resumed, save_dir):
     rank, world, local = setup_distributed()
     try:
-        return _train_process(opt, resumed, save_dir, rank, world, local)
+        return Trainer(opt, resumed, save_dir, rank, world, local).fit()
     finally:
         if world > 1:
             dist.barrier()  # without it a rank may abort while another still tears down
             dist.destroy_process_group()
 
 
-def _train_process(opt, resumed, save_dir, rank, world, local):
-    device = torch.device('cuda', local) if local >= 0 and torch.cuda.is_available() \
-        else select_device(opt['device'])
-    seed_everything(opt['seed'] + rank)
-    main = rank == 0
-    hyp = resumed['opt']['hyp_values'] if resumed else load_hyp(opt['hyp'])
-    data_cfg = parse_data_cfg(opt['data'])
-    nc, names = data_cfg['classes'], data_cfg['names']
-    train_size, (size_min, size_max), test_size = sizes(list(opt['img_size']))
-    if main and save_dir is None:
-        save_dir = increment_path(opt['project'], opt['name'], opt['exist_ok'])
-    if world > 1:  # every rank learns rank 0's folder
-        holder = [str(save_dir)]
-        dist.broadcast_object_list(holder, 0)
-        save_dir = Path(holder[0])
-    save_dir = Path(save_dir)
-    wdir = save_dir / 'weights'
-    hooks = build_hooks(opt)
+class Trainer:
+    """One training run in one process (rank); only rank 0 evaluates and writes."""
 
-    model = Darknet(resumed['cfg'] if resumed else opt['cfg'])
-    if model.nc != nc:
-        raise WeightsError(f"{opt['cfg']}: the model predicts {model.nc} classes, "
-                           f"{opt['data']} has {nc}")
-    if opt['weights'] and not resumed:
-        msg = load_pretrained(model, opt['weights'])
-        if main:
-            LOGGER.info(f'pretrained: {msg}')
-    for h in hooks:
-        model = h.on_model(model)
-    hyp = scaled_gains(hyp, len(model.yolo_layers), nc, train_size) if not resumed else hyp
-    opt['hyp_values'] = hyp
-    model = model.to(device).to(memory_format=torch.channels_last)
-    if opt['sync_bn'] and world > 1:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    def __init__(self, opt, resumed, save_dir, rank, world, local):
+        self.opt, self.rank, self.world, self.main = opt, rank, world, rank == 0
+        self.device = torch.device('cuda', local) if local >= 0 and torch.cuda.is_available() \
+            else select_device(opt['device'])
+        seed_everything(opt['seed'] + rank)
+        data_cfg = parse_data_cfg(opt['data'])
+        self.nc, self.names = data_cfg['classes'], data_cfg['names']
+        self.train_size, self.size_range, test_size = sizes(list(opt['img_size']))
+        self.save_dir = self._run_folder(save_dir)
+        self.hooks = build_hooks(opt)
+        self.model, hyp = self._build_model(resumed)
+        self.hyp = opt['hyp_values'] = hyp
+        self.accumulate = max(round(hyp['nbs'] / opt['batch_size']), 1)
+        self.optimizer = build_optimizer(self.model, hyp, opt['adam'], opt['batch_size'],
+                                         self.accumulate)
+        self.lf = lr_lambda(hyp, opt['epochs'])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lf)
+        self.ema = ModelEMA(self.model) if self.main else None
+        self.amp_dtype, use_scaler = amp_settings(self.device, opt['amp'])
+        self.scaler = torch.amp.GradScaler('cuda') if use_scaler else None
+        self.start_epoch, self.best = self._restore(resumed) if resumed else (0, 0.0)
+        if world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[local] if self.device.type == 'cuda' else None)
+        self.train_loader, self.train_set = create_dataloader(
+            data_cfg['train'], self.nc, self.train_size, opt['batch_size'] // world,
+            augment=True, hyp=hyp, rect=opt['rect'], workers=opt['workers'], shuffle=True,
+            cache_images=opt['cache_images'], prefix='train: ' if self.main else '',
+            distributed=world > 1, seed=opt['seed'])
+        self.val_loader = None
+        if self.main:
+            self.val_loader, _ = create_dataloader(
+                data_cfg['valid'], self.nc, test_size, opt['batch_size'] // world * 2,
+                workers=opt['workers'], prefix='valid: ')
+            save_options({k: v for k, v in opt.items() if k != 'hyp_values'},
+                         self.save_dir / 'opt.yaml')
+            (self.save_dir / 'hyp.yaml').write_text(yaml.safe_dump(hyp, sort_keys=False))
+        self.criterion = YoloLoss(unwrap(self.model), hyp)
+        nb = len(self.train_loader)
+        self.n_warmup = max(round(hyp['warmup_epochs'] * nb), 100) if hyp['warmup_epochs'] else 0
+        self.last_step = -1
+        self.metrics = {'precision': 0.0, 'recall': 0.0, 'map50': 0.0, 'map50_95': 0.0}
+        self.last_plot = time.time()
 
-    batch = opt['batch_size'] // world
-    accumulate = max(round(hyp['nbs'] / opt['batch_size']), 1)
-    optimizer = build_optimizer(model, hyp, opt['adam'], opt['batch_size'], accumulate)
-    lf = lr_lambda(hyp, opt['epochs'])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lf)
-    ema = ModelEMA(model) if main else None
-    amp_dtype, use_scaler = amp_settings(device, opt['amp'])
-    scaler = torch.amp.GradScaler('cuda') if use_scaler else None
-    start_epoch, best = 0, 0.0
-    if resumed:
-        model.load_state_dict(resumed['model'])
-        optimizer.load_state_dict(resumed['optimizer'])
-        scheduler.load_state_dict(resumed['scheduler'])
-        if scaler and resumed.get('scaler'):
-            scaler.load_state_dict(resumed['scaler'])
-        if ema:
-            ema.ema.load_state_dict(resumed['ema'])
-            ema.updates = resumed['ema_updates']
-        for h in hooks:
+    def _run_folder(self, save_dir):
+        if self.main and save_dir is None:
+            save_dir = increment_path(self.opt['project'], self.opt['name'], self.opt['exist_ok'])
+        if self.world > 1:  # every rank learns rank 0's folder
+            holder = [str(save_dir)]
+            dist.broadcast_object_list(holder, 0)
+            save_dir = holder[0]
+        return Path(save_dir)
+
+    def _build_model(self, resumed):
+        opt = self.opt
+        model = Darknet(resumed['cfg'] if resumed else opt['cfg'])
+        if model.nc != self.nc:
+            raise WeightsError(f"{opt['cfg']}: the model predicts {model.nc} classes, "
+                               f"{opt['data']} has {self.nc}")
+        if opt['weights'] and not resumed:
+            msg = load_pretrained(model, opt['weights'])
+            if self.main:
+                LOGGER.info(f'pretrained: {msg}')
+        for h in self.hooks:
+            model = h.on_model(model)
+        if resumed:
+            hyp = resumed['opt']['hyp_values']  # already scaled for this model
+        else:
+            hyp = scaled_gains(load_hyp(opt['hyp']), len(model.yolo_layers), self.nc,
+                               self.train_size)
+        model = model.to(self.device).to(memory_format=torch.channels_last)
+        if opt['sync_bn'] and self.world > 1:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return model, hyp
+
+    def _restore(self, resumed):
+        """Exact continuation: weights, optimizer, LR schedule, EMA, scaler, hooks."""
+        self.model.load_state_dict(resumed['model'])
+        self.optimizer.load_state_dict(resumed['optimizer'])
+        self.scheduler.load_state_dict(resumed['scheduler'])
+        if self.scaler and resumed.get('scaler'):
+            self.scaler.load_state_dict(resumed['scaler'])
+        if self.ema:
+            self.ema.ema.load_state_dict(resumed['ema'])
+            self.ema.updates = resumed['ema_updates']
+        for h in self.hooks:
             h.load_state(resumed.get('hooks', {}).get(h.name, {}))
-        start_epoch, best = resumed['epoch'] + 1, resumed['best_fitness']
-        if main:
-            LOGGER.info(f"resuming {opt['resume']} at epoch {start_epoch}")
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[local] if device.type == 'cuda' else None)
+        if self.main:
+            LOGGER.info(f"resuming {self.opt['resume']} at epoch {resumed['epoch'] + 1}")
+        return resumed['epoch'] + 1, resumed['best_fitness']
 
-    train_loader, train_set = create_dataloader(
-        data_cfg['train'], nc, train_size, batch, augment=True, hyp=hyp, rect=opt['rect'],
-        workers=opt['workers'], shuffle=True, cache_images=opt['cache_images'],
-        prefix='train: ' if main else '', distributed=world > 1, seed=opt['seed'])
-    val_loader = None
-    if main:
-        val_loader, _ = create_dataloader(data_cfg['valid'], nc, test_size, batch * 2,
-                                          workers=opt['workers'], prefix='valid: ')
-        save_options({k: v for k, v in opt.items() if k != 'hyp_values'}, save_dir / 'opt.yaml')
-        (save_dir / 'hyp.yaml').write_text(yaml.safe_dump(hyp, sort_keys=False))
-    criterion = YoloLoss(unwrap(model), hyp)
-    nb = len(train_loader)
-    n_warmup = max(round(hyp['warmup_epochs'] * nb), 100) if hyp['warmup_epochs'] > 0 else 0
-    last_step = -1
-    metrics = {'precision': 0.0, 'recall': 0.0, 'map50': 0.0, 'map50_95': 0.0}
-    t_start = time.time()
-    if main:
-        LOGGER.info(f"training {opt['cfg']} on {opt['data']} for {opt['epochs']} epochs: "
-                    f'{len(train_set)} images, batch {opt["batch_size"]} x {accumulate} '
-                    f'accumulated, {train_size} px, {device}'
-                    f"{', ' + str(amp_dtype).replace('torch.', '') if amp_dtype else ''}")
-    optimizer.zero_grad()
-    for epoch in range(start_epoch, opt['epochs']):
-        model.train()
-        if hasattr(train_loader.sampler, 'set_epoch'):
-            train_loader.sampler.set_epoch(epoch)
-        t_epoch = time.time()
-        mean = torch.zeros(3)
-        bar = tqdm(train_loader, total=nb, disable=not main, ncols=110,
+    def fit(self):
+        opt, t_start = self.opt, time.time()
+        if self.main:
+            precision = str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else 'fp32'
+            LOGGER.info(f"training {opt['cfg']} on {opt['data']} for {opt['epochs']} epochs: "
+                        f'{len(self.train_set)} images, batch {opt["batch_size"]} x '
+                        f'{self.accumulate} accumulated, {self.train_size} px, {self.device}, '
+                        f'{precision}')
+        self.optimizer.zero_grad()
+        for epoch in range(self.start_epoch, opt['epochs']):
+            t_epoch = time.time()
+            losses = self.train_epoch(epoch)
+            lr = self.optimizer.param_groups[1]['lr']
+            self.scheduler.step()
+            extra = {}
+            for h in self.hooks:
+                extra.update(h.on_epoch_end(unwrap(self.model), epoch))
+            if self.main:
+                self.end_epoch(epoch, losses | {'lr': lr} | extra, t_epoch)
+        if not self.main:
+            return None
+        wdir = self.save_dir / 'weights'
+        if not opt['nosave'] and (wdir / 'best.pt').exists():
+            strip_checkpoint(wdir / 'best.pt')
+        LOGGER.info(f"{opt['epochs'] - self.start_epoch} epochs in "
+                    f'{(time.time() - t_start) / 60:.1f} min; results in {self.save_dir}')
+        return self.metrics | {'save_dir': str(self.save_dir)}
+
+    def train_epoch(self, epoch):
+        """One pass over the training set; returns the mean of each loss term."""
+        self.model.train()
+        if hasattr(self.train_loader.sampler, 'set_epoch'):
+            self.train_loader.sampler.set_epoch(epoch)
+        nb, sums = len(self.train_loader), {}
+        bar = tqdm(self.train_loader, total=nb, disable=not self.main, ncols=110,
                    bar_format='{l_bar}{bar:20}{r_bar}',
                    mininterval=0.1 if sys.stderr.isatty() else 30)  # keep logs short
         for i, (imgs, targets, _, _) in enumerate(bar):
-            ni = i + nb * epoch
-            imgs = imgs.to(device, non_blocking=True).float().div_(255)
-            imgs = imgs.contiguous(memory_format=torch.channels_last)
-            if ni < n_warmup:
-                warmup(optimizer, hyp, ni, n_warmup, epoch, lf)
-                accumulate_now = max(1, round(np.interp(ni, [0, n_warmup],
-                                                        [1, hyp['nbs'] / opt['batch_size']])))
-            else:
-                accumulate_now = accumulate
-            if opt['multi_scale']:
-                imgs = _rescale(imgs, size_min, size_max)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                preds = model(imgs)
-                loss, items = criterion(preds, targets.to(device), imgs.shape[2:])
-                for term in (h.extra_loss(unwrap(model), imgs, preds, targets) for h in hooks):
-                    for value in term.values():
-                        loss = loss + value * imgs.shape[0]
-            if not torch.isfinite(loss):
-                raise TrainingError(f'loss became {loss.item()} at epoch {epoch} batch {i}; '
-                                    f'stopping (last.pt keeps epoch {epoch - 1}); try a lower '
-                                    'lr0 or turning off --amp')
-            loss = loss * world  # DDP averages gradients across ranks
-            (scaler.scale(loss) if scaler else loss).backward()
-            if ni - last_step >= accumulate_now:
-                _optimizer_step(model, optimizer, scaler, hooks, epoch)
-                if ema:
-                    ema.update(model)
-                last_step = ni
-            mean = (mean * i + items.cpu()) / (i + 1)
-            if main:
-                bar.set_description(f"{epoch + 1}/{opt['epochs']} box {mean[0]:.4f} obj "
-                                    f"{mean[1]:.4f} cls {mean[2]:.4f} lr "
-                                    f"{optimizer.param_groups[1]['lr']:.2e} "
+            terms = self.train_step(epoch, i + nb * epoch, imgs, targets)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if self.main:
+                shown = ' '.join(f'{k} {v / (i + 1):.4f}' for k, v in sums.items())
+                bar.set_description(f"{epoch + 1}/{self.opt['epochs']} {shown} lr "
+                                    f"{self.optimizer.param_groups[1]['lr']:.2e} "
                                     f'{imgs.shape[-1]}px', refresh=False)
-        lr = optimizer.param_groups[1]['lr']
-        scheduler.step()
-        extra_cols = {}
-        for h in hooks:
-            extra_cols.update(h.on_epoch_end(unwrap(model), epoch))
-        if main:
-            final = epoch + 1 == opt['epochs']
-            if not opt['notest'] or final:
-                metrics = evaluator.run(model=ema.ema, dataloader=val_loader, names=names,
-                                        verbose=final, plots=final,
-                                        save_dir=save_dir if final else None)
-            row = {'epoch': epoch, 'box': round(mean[0].item(), 5),
-                   'obj': round(mean[1].item(), 5), 'cls': round(mean[2].item(), 5),
-                   'total': round(mean.sum().item(), 5), 'lr': lr,
-                   'precision': round(metrics['precision'], 5),
-                   'recall': round(metrics['recall'], 5), 'map50': round(metrics['map50'], 5),
-                   'map50_95': round(metrics['map50_95'], 5),
-                   'seconds': round(time.time() - t_epoch, 1)} | extra_cols
-            append_results(save_dir / 'results.csv', row)
-            plot_results(save_dir / 'results.csv')
-            improved = fitness(metrics) > best
-            best = max(best, fitness(metrics))
-            LOGGER.info(f"epoch {epoch + 1}: mAP@0.5 {metrics['map50']:.4f} "
-                        f"mAP@0.5:0.95 {metrics['map50_95']:.4f} ({row['seconds']} s)")
-            if not opt['nosave']:
-                ckpt = checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best, opt,
-                                  names, hooks, metrics)
-                save_checkpoint(ckpt, wdir / 'last.pt')
-                if improved:
-                    save_checkpoint(ckpt, wdir / 'best.pt')
-    if main:
-        if not opt['nosave'] and (wdir / 'best.pt').exists():
-            strip_checkpoint(wdir / 'best.pt')
-        LOGGER.info(f'{opt["epochs"] - start_epoch} epochs in {(time.time() - t_start) / 60:.1f} '
-                    f'min; results in {save_dir}')
-        return metrics | {'save_dir': str(save_dir)}
-    return None
+        return {k: round(v / nb, 5) for k, v in sums.items()}
+
+    def train_step(self, epoch, ni, imgs, targets):
+        """Forward, loss (with hook terms), backward; an optimizer step when enough has
+        accumulated. Returns the loss terms as floats."""
+        opt, hyp = self.opt, self.hyp
+        imgs = imgs.to(self.device, non_blocking=True).float().div_(255)
+        imgs = imgs.contiguous(memory_format=torch.channels_last)
+        accumulate = self.accumulate
+        if ni < self.n_warmup:
+            warmup(self.optimizer, hyp, ni, self.n_warmup, epoch, self.lf)
+            accumulate = max(1, round(np.interp(ni, [0, self.n_warmup],
+                                                [1, hyp['nbs'] / opt['batch_size']])))
+        if opt['multi_scale']:
+            imgs = _rescale(imgs, *self.size_range)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            preds = self.model(imgs)
+            loss, items = self.criterion(preds, targets.to(self.device), imgs.shape[2:])
+            extra = {}
+            for h in self.hooks:
+                extra.update(h.extra_loss(unwrap(self.model), imgs, preds, targets))
+            for value in extra.values():
+                loss = loss + value * imgs.shape[0]  # the loss is scaled by batch size too
+        if not torch.isfinite(loss):
+            raise TrainingError(f'loss became {loss.item()} at epoch {epoch} batch '
+                                f'{ni % len(self.train_loader)}; stopping (last.pt keeps epoch '
+                                f'{epoch - 1}); try a lower lr0 or --no-amp')
+        loss = loss * self.world  # DDP averages gradients across ranks
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        if ni - self.last_step >= accumulate:
+            _optimizer_step(self.model, self.optimizer, self.scaler, self.hooks, epoch)
+            if self.ema:
+                self.ema.update(self.model)
+            self.last_step = ni
+        box, obj, cls = items.tolist()
+        return {'box': box, 'obj': obj, 'cls': cls} | {k: float(v) for k, v in extra.items()}
+
+    def end_epoch(self, epoch, row, t_epoch):
+        """Evaluate the EMA, log the row, write results and checkpoints (rank 0)."""
+        opt = self.opt
+        final = epoch + 1 == opt['epochs']
+        if not opt['notest'] or final:
+            self.metrics = evaluator.run(model=self.ema.ema, dataloader=self.val_loader,
+                                         names=self.names, verbose=final, plots=final,
+                                         save_dir=self.save_dir if final else None)
+        m = self.metrics
+        row = {'epoch': epoch} | row | {k: round(m[k], 5) for k in
+                                        ('precision', 'recall', 'map50', 'map50_95')}
+        row['seconds'] = round(time.time() - t_epoch, 1)
+        append_results(self.save_dir / 'results.csv', row)
+        if final or time.time() - self.last_plot > 60:  # a plot costs ~1 s
+            plot_results(self.save_dir / 'results.csv')
+            self.last_plot = time.time()
+        improved = fitness(m) > self.best
+        self.best = max(self.best, fitness(m))
+        LOGGER.info(f"epoch {epoch + 1}: mAP@0.5 {m['map50']:.4f} mAP@0.5:0.95 "
+                    f"{m['map50_95']:.4f} ({row['seconds']} s)")
+        if not opt['nosave']:
+            ckpt = checkpoint(self.model, self.ema, self.optimizer, self.scheduler, self.scaler,
+                              epoch, self.best, opt, self.names, self.hooks, m)
+            save_checkpoint(ckpt, self.save_dir / 'weights' / 'last.pt')
+            if improved:
+                save_checkpoint(ckpt, self.save_dir / 'weights' / 'best.pt')
 
 
 def _optimizer_step(model, optimizer, scaler, hooks, epoch):

@@ -166,3 +166,12 @@ def test_test_py_survives_a_dirty_folder(dirty_set, tmp_path):
     assert metrics['images'] == 6 and metrics['targets'] == 7
     for key in ('precision', 'recall', 'f1', 'map50', 'map50_95', 'per_class', 'speed_ms'):
         assert key in metrics
+
+
+def test_study_task_sweeps_sizes(dirty_set, tmp_path):
+    import test as evaluator
+    data, _ = dirty_set
+    rows = evaluator.run(data=str(data), cfg=str(ROOT / 'cfg' / 'yolov3-mini.cfg'), img_size=64,
+                         task='study', project=str(tmp_path), workers=0)
+    assert [r['img_size'] for r in rows] == [64, 96]
+    assert (tmp_path / 'exp' / 'study.json').exists() and (tmp_path / 'exp' / 'study.png').exists()

@@ -319,7 +319,7 @@ class YoloDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng(None if self.seed is None else [self.seed, i, self.draws])
         (h0, w0) = (int(self.shapes[i][0]), int(self.shapes[i][1]))
         ratio, pad = 1.0, (0, 0)
-        if self.augment and rng.random() < self.hyp['mosaic']:
+        if self.augment and not self.rect and rng.random() < self.hyp['mosaic']:
             img, boxes = self._mosaic(i, rng)
         else:
             img, _ = self._load(i)
