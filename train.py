@@ -329,7 +329,8 @@ class Trainer:
                 bar.set_description(f"{epoch + 1}/{self.opt['epochs']} {shown} lr "
                                     f"{self.optimizer.param_groups[1]['lr']:.2e} "
                                     f'{imgs.shape[-1]}px', refresh=False)
-        return {k: round(v / nb, 5) for k, v in sums.items()}
+        means = {k: round(v / nb, 5) for k, v in sums.items()}
+        return means | {'total': round(sum(means.values()), 5)}
 
     def train_step(self, epoch, ni, imgs, targets):
         """Forward, loss (with hook terms), backward; an optimizer step when enough has

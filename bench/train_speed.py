@@ -5,12 +5,14 @@ optimizer) for a cfg, input size and batch, in fp32 and with --amp.
     python3 bench/train_speed.py --cfg cfg/yolov3.cfg --img-size 416 --device 0   # on a GPU
 
 Inputs are random images with random boxes, so the figure is the model's compute (the data
-pipeline runs in separate worker processes during training). Prints a table, writes JSON.
+pipeline runs in separate worker processes during training). Each measurement runs in its own
+process; peak memory is max RSS on CPU, max allocated on CUDA. Prints a table, writes JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import sys
 import time
@@ -88,8 +90,14 @@ def main(argv=None):
     p.add_argument('--json', default='runs/bench/train_speed.json')
     opt = p.parse_args(argv)
     device = select_device(opt.device)
-    results = [measure(c, opt.img_size, opt.batch_size, device, amp, opt.steps)
-               for c in opt.cfg for amp in (False, True)]
+    # one fresh process per measurement: CPU peak memory (max RSS) is per process
+    ctx = multiprocessing.get_context('spawn')
+    results = []
+    for c in opt.cfg:
+        for amp in (False, True):
+            with ctx.Pool(1) as pool:
+                results.append(pool.apply(measure, (c, opt.img_size, opt.batch_size, device, amp,
+                                                    opt.steps)))
     rows = [['cfg', 'size', 'batch', 'device', 'precision', 'img/s', 'peak MB']]
     rows += [[Path(r['cfg']).stem, r['img_size'], r['batch'], r['device'], r['precision'],
               r['img_per_s'], r['peak_mem_mb']] for r in results]

@@ -81,7 +81,7 @@ def test_overfits_a_handful_of_images(tmp_path):
                     f'names={ROOT / "data" / "shapes.names"}\n')
     hyp = {'nbs': 4, 'warmup_epochs': 0, 'lr0': 0.003, 'lrf': 0.05, 'mosaic': 0, 'hsv_h': 0,
            'hsv_s': 0, 'hsv_v': 0, 'translate': 0, 'scale': 0, 'fliplr': 0}
-    m = train.run(data=str(data), epochs=150, batch_size=4, img_size=[160], hyp=hyp, adam=True,
+    m = train.run(data=str(data), epochs=300, batch_size=4, img_size=[160], hyp=hyp, adam=True,
                   project=str(tmp_path / 'runs'), workers=0, notest=True, nosave=True)
     assert m['map50'] > 0.9, m
 
