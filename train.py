@@ -169,7 +169,8 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
         **extra):
     """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
     opt = {k: v for k, v in locals().items() if k != 'extra'} | extra
-    opt['img_size'] = list(img_size)
+    opt = {k: str(v) if isinstance(v, Path) else v for k, v in opt.items()}  # plain types only:
+    opt['img_size'] = list(img_size)  # checkpoints that hold opt load with weights_only
     if resume:
         ckpt_path = resolve_resume(resume, project)
         resumed = load_checkpoint(ckpt_path)

@@ -198,3 +198,17 @@ def test_pretrained_darknet_backbone_prefix(tmp_path):
     (tmp_path / 'junk.weights').write_bytes(b'\0' * 20 + b'\1' * 12)
     with pytest.raises(WeightsError, match='neither the whole cfg'):
         load_pretrained(dst, tmp_path / 'junk.weights')
+
+
+def test_multi_scale_rect_cache_and_sgd_run(tiny_data, tmp_path):
+    """The less common flags train without errors: --multi-scale with MIN MAX TEST sizes, --rect,
+    --cache-images, SGD from the hyp file, fp32."""
+    m = train.run(data=str(tiny_data), epochs=1, batch_size=8, img_size=[96, 160, 128],
+                  hyp=ROOT / 'data' / 'hyp.sgd.yaml', multi_scale=True, cache_images=True,
+                  amp=False, project=str(tmp_path), workers=0)
+    assert m['map50'] >= 0
+    assert load_checkpoint(tmp_path / 'exp' / 'weights' / 'last.pt')['opt']['multi_scale']
+    r = train.run(data=str(tiny_data), epochs=1, batch_size=8, img_size=[128], rect=True,
+                  project=str(tmp_path), workers=0, nosave=True)
+    assert r['map50'] >= 0
+    assert train.sizes([96, 160, 128]) == (160, (96, 160), 128)
