@@ -265,7 +265,10 @@ class Trainer:
                                self.train_size)
         model = model.to(self.device).to(memory_format=torch.channels_last)
         if opt['sync_bn'] and self.world > 1:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if self.device.type == 'cuda':
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            elif self.main:  # torch implements SyncBatchNorm for GPUs only
+                LOGGER.warning('WARNING: --sync-bn needs CUDA; using per-process BatchNorm')
         return model, hyp
 
     def _restore(self, resumed):
