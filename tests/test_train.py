@@ -123,8 +123,8 @@ def test_sigkill_then_resume_continues_exactly(tiny_data, tmp_path):
 
 
 def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-           '--master_port', '29517'] + _train_cmd(tiny_data, tmp_path, 1)[1:]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2'
+           ] + _train_cmd(tiny_data, tmp_path, 1)[1:]
     cmd[cmd.index('--batch-size') + 1] = '16'  # 8 per process: 2 iterations each
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, 'OMP_NUM_THREADS': '1'})
