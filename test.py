@@ -14,7 +14,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from terminaltables import AsciiTable
 
@@ -35,9 +34,9 @@ def coco_image_id(path):
     return int(stem) if stem.isnumeric() else stem
 
 
-def to_coco(det, path, shape0, ratio_pad, letterbox_hw):
-    """Detections of one image as COCO result dicts, boxes in original image pixels."""
-    boxes = scale_boxes(det[:, :4].clone(), letterbox_hw, shape0, ratio_pad)
+def to_coco(det, path):
+    """Detections of one image (boxes already in original pixels) as COCO result dicts."""
+    boxes = det[:, :4]
     image_id = coco_image_id(path)
     return [{'image_id': image_id, 'category_id': int(c), 'score': round(float(s), 5),
              'bbox': [round(float(x1), 3), round(float(y1), 3), round(float(x2 - x1), 3),
@@ -62,15 +61,18 @@ def evaluate(model, dataloader, nc, device, conf_thres=0.001, iou_thres=0.6, max
         dets = non_max_suppression(decoded, conf_thres, iou_thres, max_det=max_det)
         t2 = time_sync()
         t_infer, t_nms = t_infer + t1 - t0, t_nms + t2 - t1
-        h, w = imgs.shape[2:]
+        hw = imgs.shape[2:]
         for k, det in enumerate(dets):
+            # score in original pixels, as COCOeval does: detections are clipped to the image
+            shape0, ratio_pad = shapes[k]
+            det = det.cpu()
+            det[:, :4] = scale_boxes(det[:, :4], hw, shape0, ratio_pad)
             t = targets[targets[:, 0] == k]
-            labels = np.concatenate([t[:, 1:2].numpy(), (xywh2xyxy(t[:, 2:6]) *
-                                     torch.tensor([w, h, w, h])).numpy()], 1)
-            stats.update(det.cpu().numpy(), labels)
+            boxes = xywh2xyxy(t[:, 2:6]) * torch.tensor([hw[1], hw[0], hw[1], hw[0]])
+            labels = torch.cat((t[:, 1:2], scale_boxes(boxes, hw, shape0, ratio_pad)), 1)
+            stats.update(det.numpy(), labels.numpy())
             if collect_json:
-                shape0, ratio_pad = shapes[k]
-                jdict += to_coco(det.cpu(), paths[k], shape0, ratio_pad, (h, w))
+                jdict += to_coco(det, paths[k])
         seen += imgs.shape[0]
     speed = {'inference': 1000 * t_infer / max(seen, 1), 'nms': 1000 * t_nms / max(seen, 1)}
     speed['total'] = speed['inference'] + speed['nms']
