@@ -6,6 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from data.make_shapes import generate
 from tests.conftest import ROOT
@@ -175,3 +176,30 @@ def test_study_task_sweeps_sizes(dirty_set, tmp_path):
                          task='study', project=str(tmp_path), workers=0)
     assert [r['img_size'] for r in rows] == [64, 96]
     assert (tmp_path / 'exp' / 'study.json').exists() and (tmp_path / 'exp' / 'study.png').exists()
+
+
+class _BoxModel(torch.nn.Module):
+    """Predicts one fixed box (xywh pixels of the input) for every image, class 0."""
+
+    nc = 6
+
+    def __init__(self, xywh):
+        super().__init__()
+        self.xywh = torch.tensor(xywh, dtype=torch.float32)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        row = torch.cat((self.xywh, torch.tensor([0.9, 1.0, 0, 0, 0, 0, 0])))
+        return row.expand(x.shape[0], 1, 11), []
+
+
+def test_detections_are_clipped_to_the_image_before_scoring(tmp_path):
+    """A box reaching past the right border matches a border object perfectly once clipped, as
+    COCOeval sees it in the JSON (unclipped IoU would be 28/40 = 0.7)."""
+    import test as evaluator
+    from utils.datasets import create_dataloader
+    write_item(tmp_path / 'border', 'b0', [(0, 100, 40, 128, 80)], size=(128, 128))
+    loader, _ = create_dataloader(tmp_path / 'border' / 'images', 6, 128, 1, workers=0)
+    m = evaluator.run(model=_BoxModel([120, 60, 40, 40]), dataloader=loader,
+                      names=list('abcdef'), verbose=False)
+    assert m['map50_95'] == pytest.approx(1.0)
