@@ -1,0 +1,129 @@
+"""Channel dependencies, computed once from the built model: which convolutions must keep the same
+output channels, and which may be pruned in each mode.
+
+Every layer output lives in a "channel space". A convolution opens a new one; upsample, maxpool,
+avgpool and dropout pass their input's space on; a shortcut merges the spaces of all its inputs (a
+residual chain becomes one space); scale_channels merges the scaled map with the excitation; a
+depthwise convolution ties its output to its input. Spaces that cannot change size are fixed: the
+inputs of a route that slices by groups (CSP), grouped (not depthwise) convolutions, the conv that
+feeds a yolo layer, and spaces with no batch-norm conv at all (no gamma to rank; a conv without BN
+inside a group, like SE's excitation conv, follows the group's mask). Routes only concatenate, so
+they join nothing; surgery maps their segments.
+
+Groups of convs sharing a space get one mask. Mode 0 prunes spaces of a single conv; mode 1 also
+the merged ones (shortcut chains, SE, depthwise), masks united over the group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from models.layers import (ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route, ScaleChannels,
+                           Shortcut, Upsample, YoloLayer)
+
+PASS_THROUGH = (Upsample, MaxPool, GlobalAvgPool, Dropout)
+
+
+@dataclass
+class ChannelGroup:
+    convs: list = field(default_factory=list)  # layer indices whose output channels share a mask
+    merged: bool = False                      # tied by a shortcut, SE or depthwise conv
+    fixed: bool = False                       # must keep all channels
+    why: str = ''
+
+
+class _Spaces:
+    """Union-find over layer indices that open channel spaces."""
+
+    def __init__(self):
+        self.parent, self.merged, self.fixed = {}, set(), {}
+
+    def new(self, i):
+        self.parent[i] = i
+        return i
+
+    def find(self, i):
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+            self.merged.add(ra)
+            if rb in self.merged:
+                self.merged.add(ra)
+            if rb in self.fixed:
+                self.fixed.setdefault(ra, self.fixed[rb])
+        return ra
+
+    def fix(self, i, why):
+        self.fixed.setdefault(self.find(i), why)
+
+
+def _is_depthwise(conv: nn.Conv2d):
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+
+
+def channel_groups(model) -> list[ChannelGroup]:
+    """Groups of convolutions whose output channels must be pruned together."""
+    spaces, space_of = _Spaces(), []
+    for i, m in enumerate(model.module_list):
+        prev = space_of[i - 1] if i else None
+        if isinstance(m, ConvBNAct):
+            s = spaces.new(i)
+            if _is_depthwise(m.conv) and prev is not None:
+                s = spaces.union(prev, i)
+            elif _is_depthwise(m.conv):
+                spaces.fix(i, 'depthwise convolution after a route')
+            elif m.conv.groups > 1:
+                spaces.fix(i, 'grouped convolution')
+                if prev is not None:
+                    spaces.fix(prev, 'input of a grouped convolution')
+        elif isinstance(m, (Shortcut, ScaleChannels)):
+            if prev is None or any(space_of[j] is None for j in m.froms):
+                raise ValueError(f'layer {i}: {type(m).__name__} of a route output is not '
+                                 'supported by channel pruning yet')
+            s = prev
+            for j in m.froms:
+                s = spaces.union(s, space_of[j])
+        elif isinstance(m, Route):
+            s = None  # a concatenation: no space of its own
+            if m.groups > 1:
+                for j in m.froms:
+                    spaces.fix(space_of[j], 'sliced by a route with groups')
+        elif isinstance(m, YoloLayer):
+            spaces.fix(prev, 'feeds a yolo layer')
+            s = prev
+        elif isinstance(m, PASS_THROUGH):
+            s = prev  # None after a route: still a concatenation
+        else:
+            raise TypeError(f'layer {i}: no channel rule for {type(m).__name__}')
+        space_of.append(s)
+    return _collect(model, spaces)
+
+
+def _collect(model, spaces):
+    groups = {}
+    for i, m in enumerate(model.module_list):
+        if isinstance(m, ConvBNAct):
+            root = spaces.find(i)
+            g = groups.setdefault(root, ChannelGroup())
+            g.convs.append(i)
+    for root, g in groups.items():
+        g.merged = root in spaces.merged or len(g.convs) > 1
+        if root in spaces.fixed:
+            g.fixed, g.why = True, spaces.fixed[root]
+        elif not any(isinstance(model.module_list[i].bn, nn.BatchNorm2d) for i in g.convs):
+            g.fixed, g.why = True, 'no batch norm gamma to rank'  # members without BN follow
+    return list(groups.values())
+
+
+def prunable_groups(model, mode: int) -> list[ChannelGroup]:
+    """Mode 0: single-conv spaces; mode 1: also shortcut/SE/depthwise-merged spaces."""
+    if mode not in (0, 1):
+        raise ValueError(f'channel pruning mode must be 0 or 1, got {mode}')
+    return [g for g in channel_groups(model) if not g.fixed and (mode == 1 or not g.merged)]
