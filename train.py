@@ -29,6 +29,7 @@ from tqdm import tqdm
 import test as evaluator
 from models.darknet import Darknet
 from models.weights import (WeightsError, load_checkpoint, load_pretrained, save_checkpoint)
+from prune.sparsity import sparsity_hook
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
 from utils.hooks import build_hooks
@@ -166,7 +167,7 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
         img_size=(320,), device='', workers=2, resume=None, name='exp', project='runs/train',
         hyp='data/hyp.scratch.yaml', seed=0, notest=False, nosave=False, cache_images=False,
         adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
-        **extra):
+        sr=False, s=0.001, prune=0, sr_schedule='constant', **extra):
     """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
     opt = {k: v for k, v in locals().items() if k != 'extra'} | extra
     opt = {k: str(v) if isinstance(v, Path) else v for k, v in opt.items()}  # plain types only:
@@ -202,7 +203,7 @@ class Trainer:
         self.nc, self.names = data_cfg['classes'], data_cfg['names']
         self.train_size, self.size_range, test_size = sizes(list(opt['img_size']))
         self.save_dir = self._run_folder(save_dir)
-        self.hooks = build_hooks(opt)
+        self.hooks = [h for h in (sparsity_hook(opt),) if h] + build_hooks(opt)
         self.model, hyp = self._build_model(resumed)
         self.hyp = opt['hyp_values'] = hyp
         self.accumulate = max(round(hyp['nbs'] / opt['batch_size']), 1)
@@ -454,6 +455,13 @@ def parse_opt(argv=None):
                    help='mixed precision (default on): fp16 + GradScaler on CUDA, bf16 on CPUs '
                         'with bf16 instructions; --no-amp for fp32')
     p.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm under DDP')
+    p.add_argument('-sr', '--sr', action='store_true',
+                   help='sparse training: L1 on the BN gammas that --prune mode may remove')
+    p.add_argument('--s', type=float, default=0.001, help='sparsity strength')
+    p.add_argument('--prune', type=int, default=0, choices=[0, 1, 2],
+                   help='0: convs not tied to others, 1: also shortcut/SE-tied, 2: residual blocks')
+    p.add_argument('--sr-schedule', default='constant', choices=['constant', 'decay'],
+                   help='decay: a tenth of --s over the last 30%% of the epochs')
     return p.parse_args(argv)
 
 

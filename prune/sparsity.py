@@ -1,0 +1,77 @@
+"""Sparse training (-sr --s S --prune MODE): an L1 push on the BN gammas that pruning may remove.
+
+After backward (after AMP unscaling, once per optimizer step) the gradient of each prunable
+gamma gains S * sign(gamma), the subgradient of S * |gamma|, so unimportant channels drift to zero
+and pruning them later costs little. Modes choose which gammas:
+  0: convs whose channels nothing else shares (not tied to shortcuts, SE or depthwise convs);
+  1: also the groups tied by shortcut chains, SE and depthwise convs;
+  2: the first conv of every residual block, the gammas layer pruning ranks blocks by.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.layers import ConvBNAct, Shortcut
+from prune.deps import prunable_groups
+from utils.hooks import TrainHook
+
+SMALL_GAMMA = 1e-2
+
+
+def residual_block_convs(model) -> list[int]:
+    """First conv of each [conv, conv, shortcut from=-3] residual block."""
+    found = []
+    for s, m in enumerate(model.module_list):
+        if (isinstance(m, Shortcut) and m.froms == [s - 3]
+                and all(isinstance(model.module_list[s - k], ConvBNAct) for k in (1, 2))):
+            found.append(s - 2)
+    return found
+
+
+def sparse_convs(model, mode) -> list[int]:
+    if mode == 2:
+        return residual_block_convs(model)
+    return sorted(c for g in prunable_groups(model, mode) for c in g.convs
+                  if isinstance(model.module_list[c].bn, nn.BatchNorm2d))
+
+
+class SparsityHook(TrainHook):
+    name = 'sparsity'
+
+    def __init__(self, s, mode, schedule='constant', epochs=1):
+        self.s, self.mode, self.schedule, self.epochs = s, mode, schedule, epochs
+        self.gammas = []
+
+    def on_model(self, model):
+        self.gammas = [model.module_list[i].bn.weight for i in sparse_convs(model, self.mode)]
+        return model
+
+    def strength(self, epoch):
+        """Constant, or (schedule 'decay') a tenth of it over the last 30% of the epochs."""
+        late = epoch >= 0.7 * self.epochs
+        return self.s * 0.1 if self.schedule == 'decay' and late else self.s
+
+    def after_backward(self, model, epoch):
+        s = self.strength(epoch)
+        with torch.no_grad():
+            for g in self.gammas:
+                if g.grad is not None:
+                    g.grad.add_(s * torch.sign(g))
+
+    def on_epoch_end(self, model, epoch):
+        if not self.gammas:
+            return {'bn_small': 0.0}
+        values = torch.cat([g.detach().abs().flatten().float().cpu() for g in self.gammas])
+        return {'bn_small': round((values < SMALL_GAMMA).float().mean().item(), 4)}
+
+
+def sparsity_hook(opt):
+    """The hook for train.py's -sr flags, or None without -sr."""
+    if not opt.get('sr'):
+        return None
+    if opt.get('prune', 0) not in (0, 1, 2):
+        raise ValueError(f"--prune must be 0, 1 or 2, got {opt['prune']}")
+    return SparsityHook(opt.get('s', 0.001), opt.get('prune', 0), opt.get('sr_schedule',
+                                                                          'constant'),
+                        opt.get('epochs', 1))
