@@ -366,7 +366,7 @@ class Trainer:
         loss = loss * self.world  # DDP averages gradients across ranks
         (self.scaler.scale(loss) if self.scaler else loss).backward()
         if ni - self.last_step >= accumulate:
-            _optimizer_step(self.model, self.optimizer, self.scaler, self.hooks, epoch)
+            optimizer_step(self.model, self.optimizer, self.scaler, self.hooks, epoch)
             if self.ema:
                 self.ema.update(self.model)
             self.last_step = ni
@@ -401,7 +401,7 @@ class Trainer:
                 save_checkpoint(ckpt, self.save_dir / 'weights' / 'best.pt')
 
 
-def _optimizer_step(model, optimizer, scaler, hooks, epoch):
+def optimizer_step(model, optimizer, scaler, hooks, epoch):
     """One optimizer step; hooks see true (unscaled) gradients, once per step."""
     if scaler:
         scaler.unscale_(optimizer)

@@ -26,7 +26,7 @@ if __package__ in (None, ''):
 from terminaltables import AsciiTable  # noqa: E402
 
 from models import Darknet  # noqa: E402
-from train import amp_settings, load_hyp  # noqa: E402
+from train import amp_settings, load_hyp, optimizer_step  # noqa: E402
 from utils.loss import YoloLoss, scaled_gains  # noqa: E402
 from utils.torch_utils import select_device  # noqa: E402
 
@@ -60,12 +60,7 @@ def measure(cfg, img_size, batch, device, amp, steps=10, warmup=3):
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss, _ = criterion(model(imgs), targets, imgs.shape[2:])
         (scaler.scale(loss) if scaler else loss).backward()
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        opt.zero_grad()
+        optimizer_step(model, opt, scaler, hooks=[], epoch=0)  # the step train.py takes
         if device.type == 'cuda':
             torch.cuda.synchronize()
         if i >= warmup:
