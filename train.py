@@ -204,6 +204,8 @@ class Trainer:
         self.train_size, self.size_range, test_size = sizes(list(opt['img_size']))
         self.save_dir = self._run_folder(save_dir)
         self.hooks = [h for h in (sparsity_hook(opt),) if h] + build_hooks(opt)
+        for h in self.hooks:
+            h.save_dir = self.save_dir if self.main else None
         self.model, hyp = self._build_model(resumed)
         self.hyp = opt['hyp_values'] = hyp
         self.accumulate = max(round(hyp['nbs'] / opt['batch_size']), 1)

@@ -127,3 +127,21 @@ def prunable_groups(model, mode: int) -> list[ChannelGroup]:
     if mode not in (0, 1):
         raise ValueError(f'channel pruning mode must be 0 or 1, got {mode}')
     return [g for g in channel_groups(model) if not g.fixed and (mode == 1 or not g.merged)]
+
+
+def residual_blocks(model) -> list[int]:
+    """Shortcut layers of the residual blocks layer pruning may drop whole.
+
+    A block is ``[conv, conv, shortcut from=-3]`` with a plain sum (no weights, linear): dropping
+    it leaves the shortcut's input, so nothing else may read either conv.
+    """
+    ml, found = model.module_list, []
+    for s, m in enumerate(ml):
+        if not (isinstance(m, Shortcut) and m.froms == [s - 3] and s >= 3):
+            continue
+        convs_only = all(isinstance(ml[s - k], ConvBNAct) for k in (1, 2))
+        plain = m.weights is None and isinstance(m.act, nn.Identity)
+        read_elsewhere = any(j in (s - 2, s - 1) for other in ml for j in other.froms)
+        if convs_only and plain and not read_elsewhere:
+            found.append(s)
+    return found

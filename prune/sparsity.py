@@ -12,28 +12,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers import ConvBNAct, Shortcut
-from prune.deps import prunable_groups
+from prune.deps import prunable_groups, residual_blocks
 from utils.hooks import TrainHook
+from utils.plots import gamma_histogram, plot_gamma_history
 
 SMALL_GAMMA = 1e-2
 
 
 def residual_block_convs(model) -> list[int]:
-    """First conv of each [conv, conv, shortcut from=-3] residual block."""
-    found = []
-    for s, m in enumerate(model.module_list):
-        if (isinstance(m, Shortcut) and m.froms == [s - 3]
-                and all(isinstance(model.module_list[s - k], ConvBNAct) for k in (1, 2))):
-            found.append(s - 2)
-    return found
+    """First conv of each residual block that layer pruning may drop."""
+    return [s - 2 for s in residual_blocks(model)]
 
 
 def sparse_convs(model, mode) -> list[int]:
-    if mode == 2:
-        return residual_block_convs(model)
-    return sorted(c for g in prunable_groups(model, mode) for c in g.convs
-                  if isinstance(model.module_list[c].bn, nn.BatchNorm2d))
+    convs = (residual_block_convs(model) if mode == 2 else
+             sorted(c for g in prunable_groups(model, mode) for c in g.convs))
+    return [c for c in convs if isinstance(model.module_list[c].bn, nn.BatchNorm2d)]
 
 
 class SparsityHook(TrainHook):
@@ -41,7 +35,7 @@ class SparsityHook(TrainHook):
 
     def __init__(self, s, mode, schedule='constant', epochs=1):
         self.s, self.mode, self.schedule, self.epochs = s, mode, schedule, epochs
-        self.gammas = []
+        self.gammas, self.history = [], []  # history: |gamma| histogram per epoch
 
     def on_model(self, model):
         self.gammas = [model.module_list[i].bn.weight for i in sparse_convs(model, self.mode)]
@@ -63,7 +57,16 @@ class SparsityHook(TrainHook):
         if not self.gammas:
             return {'bn_small': 0.0}
         values = torch.cat([g.detach().abs().flatten().float().cpu() for g in self.gammas])
+        self.history.append({'epoch': epoch, 'counts': gamma_histogram(values.numpy())})
+        if self.save_dir:
+            plot_gamma_history(self.history, self.save_dir / 'gamma_hist.png')
         return {'bn_small': round((values < SMALL_GAMMA).float().mean().item(), 4)}
+
+    def state(self):
+        return {'history': self.history}
+
+    def load_state(self, state):
+        self.history = list(state.get('history', []))
 
 
 def sparsity_hook(opt):

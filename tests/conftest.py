@@ -38,3 +38,15 @@ def built():
 
 def cfg_path(name):
     return ROOT / 'cfg' / f'{name}.cfg'
+
+
+@pytest.fixture(scope='session')
+def tiny_data(tmp_path_factory):
+    """A 32 + 8 image, 128 px shapes dataset shared by the training and pruning tests."""
+    from data.make_shapes import generate
+    root = tmp_path_factory.mktemp('tiny')
+    generate(root / 'shapes', n_train=32, n_val=8, img_size=128, verbose=False)
+    data = root / 'tiny.data'
+    data.write_text(f'classes=6\ntrain=shapes/train.txt\nvalid=shapes/val.txt\n'
+                    f'names={ROOT / "data" / "shapes.names"}\n')
+    return data

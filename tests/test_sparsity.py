@@ -8,7 +8,6 @@ import train
 from models import Darknet
 from prune.sparsity import SparsityHook, residual_block_convs, sparse_convs
 from tests.conftest import cfg_path
-from tests.test_train import tiny_data  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize('mode', [0, 1, 2])
@@ -44,7 +43,7 @@ def test_decay_schedule():
     assert hook.strength(6) == 0.01 and hook.strength(7) == pytest.approx(0.001)
 
 
-def test_sparse_training_drives_prunable_gammas_down(tiny_data, tmp_path):  # noqa: F811
+def test_sparse_training_drives_prunable_gammas_down(tiny_data, tmp_path):
     # a strong push in a short run (SGD, as sparse training is usually done)
     common = dict(data=str(tiny_data), epochs=10, batch_size=8, img_size=[128],
                   hyp={'optimizer': 'sgd', 'nbs': 8, 'warmup_epochs': 0, 'lr0': 0.05,
@@ -54,6 +53,7 @@ def test_sparse_training_drives_prunable_gammas_down(tiny_data, tmp_path):  # no
     with open(tmp_path / 'sr' / 'exp' / 'results.csv') as f:
         small = [float(r['bn_small']) for r in csv.DictReader(f)]
     assert small[-1] > small[0]  # the share of near-zero prunable gammas grows
+    assert (tmp_path / 'sr' / 'exp' / 'gamma_hist.png').stat().st_size > 0
 
     def gammas(run, convs):
         from models.weights import load_checkpoint

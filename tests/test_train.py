@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import train
-from data.make_shapes import draw_shape, generate
+from data.make_shapes import draw_shape
 from models import Darknet
 from models.weights import (WeightsError, load_checkpoint, load_pretrained, save_checkpoint,
                             save_darknet_weights)
@@ -20,16 +20,6 @@ from tests.conftest import ROOT, cfg_path
 from utils.hooks import HOOK_BUILDERS, TrainHook
 
 FAST = {'nbs': 8, 'warmup_epochs': 0, 'lr0': 0.002, 'mosaic': 0.5}
-
-
-@pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('tiny')
-    generate(root / 'shapes', n_train=32, n_val=8, img_size=128, verbose=False)
-    data = root / 'tiny.data'
-    data.write_text(f'classes=6\ntrain=shapes/train.txt\nvalid=shapes/val.txt\n'
-                    f'names={ROOT / "data" / "shapes.names"}\n')
-    return data
 
 
 def rows(path):

@@ -4,10 +4,11 @@ import sys
 
 from models.cfg import CfgError
 from models.weights import WeightsError
+from prune.surgery import PruneError
 from utils.datasets import DataError
 from utils.torch_utils import DeviceError
 
-KNOWN_ERRORS = (CfgError, WeightsError, DataError, DeviceError, FileNotFoundError)
+KNOWN_ERRORS = (CfgError, WeightsError, DataError, DeviceError, PruneError, FileNotFoundError)
 
 
 def friendly_errors(main):

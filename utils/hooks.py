@@ -11,11 +11,14 @@ part. Subclass TrainHook and override what you need:
   logged under their names (distillation, with the teacher run under no_grad).
 - on_epoch_end(model, epoch) -> {column: value}: extra results.csv columns.
 - state() / load_state(dict): anything to keep in checkpoints for an exact --resume.
+
+``save_dir`` is the run folder on the process that writes (None elsewhere), for a hook's plots.
 """
 
 
 class TrainHook:
     name = 'hook'
+    save_dir = None
 
     def on_model(self, model):
         return model

@@ -99,3 +99,26 @@ def plot_results(csv_path):
         ax.axis('off')
     fig.savefig(Path(csv_path).with_name('results.png'), dpi=120)
     plt.close(fig)
+
+
+GAMMA_BINS = np.logspace(-4, 1, 51)  # |gamma| histogram bins; smaller values land in the first
+
+
+def gamma_histogram(values) -> list[int]:
+    clipped = np.clip(np.asarray(values, dtype=np.float64), GAMMA_BINS[0], GAMMA_BINS[-1])
+    return np.histogram(clipped, GAMMA_BINS)[0].tolist()
+
+
+def plot_gamma_history(history, path):
+    """One row per epoch: how the |gamma| of the sparsified BNs spread (log scale)."""
+    counts = np.array([h['counts'] for h in history], dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(8, 4), tight_layout=True)
+    im = ax.imshow(np.log1p(counts), aspect='auto', origin='lower', cmap='viridis',
+                   extent=(-4, 1, -0.5, len(history) - 0.5))
+    ax.set_xlabel('log10 |gamma|')
+    ax.set_ylabel('epoch')
+    ax.set_yticks(range(len(history)), [str(h['epoch']) for h in history])
+    ax.set_title('BN gamma distribution (colour: log(1 + count))')
+    fig.colorbar(im, ax=ax)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,42 @@
+"""Layer-channel pruning: slim pruning's channels, then layer pruning's blocks, in one cut.
+
+Masks come from slim pruning (``--percent --layer_keep``), blocks from layer pruning
+(``--shortcuts``), both ranked on the same sparse-trained gammas (``train.py -sr --prune 1``)."""
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):  # run as a file, not with -m: import from the repo root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from prune.masks import channel_plan, layer_plan
+from prune.runner import base_parser, prune_and_report
+from utils.cli import friendly_errors
+
+
+def select(model, percent=0.5, shortcuts=2, layer_keep=0.01):
+    plan = channel_plan(model, mode=1, percent=percent, min_keep=layer_keep, clamp=True)
+    plan.dropped = layer_plan(model, shortcuts).dropped
+    return plan
+
+
+def run(percent=0.5, shortcuts=2, layer_keep=0.01, **kw):
+    return prune_and_report('layer_channel', f'{percent}_shortcuts{shortcuts}',
+                            lambda m: select(m, percent, shortcuts, layer_keep), **kw)
+
+
+def parse_opt(argv=None):
+    p = base_parser(__doc__)
+    p.add_argument('--percent', type=float, default=0.5, help='share of the gammas to prune')
+    p.add_argument('--shortcuts', type=int, default=2, help='residual blocks to drop')
+    p.add_argument('--layer_keep', '--layer-keep', type=float, default=0.01,
+                   help='every layer keeps at least this share of its channels')
+    return p.parse_args(argv)
+
+
+@friendly_errors
+def main(argv=None):
+    run(**vars(parse_opt(argv)))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,97 @@
+"""Importance and masks: the only part in which the six prune scripts differ.
+
+Channel pruning ranks channels by |gamma| of their BN. A group of tied convs (a shortcut chain,
+SE, depthwise) keeps a channel if any member's gamma is above the threshold: the union of the
+members' masks. The global threshold is the ``percent`` quantile of the gammas of every member
+conv: ``percent`` is the share of gammas at or below it. Layer pruning ranks residual blocks by the
+mean |gamma| of their first conv.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from prune.deps import prunable_groups, residual_blocks
+from prune.surgery import PruneError, PrunePlan
+
+
+def _gammas(model, i):
+    bn = model.module_list[i].bn
+    return bn.weight.detach().abs().float().cpu() if isinstance(bn, nn.BatchNorm2d) else None
+
+
+def group_score(model, group) -> torch.Tensor:
+    """Per channel: the largest |gamma| over the group's convs (keeping = union of masks)."""
+    scores = [g for g in (_gammas(model, i) for i in group.convs) if g is not None]
+    return torch.stack(scores).amax(0)
+
+
+def threshold(model, groups, percent) -> float:
+    if not 0 <= percent < 1:
+        raise PruneError(f'--percent must be in [0, 1), got {percent}')
+    values = torch.cat([g for grp in groups for i in grp.convs
+                        if (g := _gammas(model, i)) is not None]).sort().values
+    k = int(percent * len(values))  # prune the k smallest: keep what is above the k-th
+    return (values[k - 1].item() if k else -1.0), values
+
+
+def channel_plan(model, mode, percent, min_keep=0.0, clamp=False, round_to=1) -> PrunePlan:
+    """Masks from a global threshold; every group keeps max(1, min_keep * channels), rounded up
+    to ``round_to``. Too few left: keep the best (``clamp``) or raise with the highest percent
+    that works."""
+    groups = prunable_groups(model, mode)
+    if not groups:
+        raise PruneError(f'no prunable convolutions in mode {mode}')
+    thr, values = threshold(model, groups, percent)
+    plan, short = PrunePlan(), []
+    for grp in groups:
+        score = group_score(model, grp)
+        n, need = int((score > thr).sum()), _minimum(len(score), min_keep, round_to)
+        if n < need and not clamp:
+            short.append((grp, n, need))
+        keep = min(len(score), _round_up(max(n, need), round_to))
+        mask = torch.zeros(len(score), dtype=torch.bool)
+        mask[score.topk(keep).indices] = True
+        plan.masks.update({i: mask for i in grp.convs})
+    if short:
+        raise PruneError(_too_high(model, groups, values, percent, short, min_keep, round_to))
+    return plan
+
+
+def _minimum(n, min_keep, round_to):
+    return min(n, max(1, math.ceil(min_keep * n), round_to))
+
+
+def _round_up(n, r):
+    return n if r <= 1 else math.ceil(n / r) * r
+
+
+def _too_high(model, groups, values, percent, short, min_keep, round_to):
+    """The message for a percent that leaves some layer too few channels."""
+    limits = []  # each group's need-th best score must stay at or above the threshold
+    for grp in groups:
+        score = group_score(model, grp).sort(descending=True).values
+        limits.append(score[_minimum(len(score), min_keep, round_to) - 1].item())
+    best = math.floor(int((values < min(limits)).sum()) / len(values) * 1000) / 1000
+    grp, n, need = short[0]
+    total = model.module_list[grp.convs[0]].conv.out_channels
+    return (f'--percent {percent} leaves layer {grp.convs[0]} with {n} of {total} channels '
+            f'(minimum {need}); the highest --percent that works is {best}')
+
+
+def layer_plan(model, n_blocks) -> PrunePlan:
+    """Drop the ``n_blocks`` residual blocks whose first conv has the smallest mean |gamma|."""
+    blocks = residual_blocks(model)
+    if n_blocks < 0 or n_blocks > len(blocks):
+        raise PruneError(f'--shortcuts {n_blocks}: this network has {len(blocks)} residual '
+                         f'blocks that layer pruning can drop')
+    scores = []
+    for s in blocks:
+        g = _gammas(model, s - 2)
+        if g is None:
+            raise PruneError(f'layer {s - 2}: has no batch norm to rank its block by')
+        scores.append(g.mean().item())
+    order = sorted(range(len(blocks)), key=lambda k: scores[k])
+    return PrunePlan(dropped=sorted(blocks[k] for k in order[:n_blocks]))

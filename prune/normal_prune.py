@@ -1,0 +1,39 @@
+"""Normal pruning: one global |gamma| threshold over the convs whose channels nothing else shares.
+
+Convs tied to shortcut chains, SE or depthwise convs keep all channels (sparse-train with
+``--prune 0``). Too high a ``--percent`` (some layer would keep fewer than ``--min-keep``) is an
+error that names the highest percent that works."""
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):  # run as a file, not with -m: import from the repo root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from prune.masks import channel_plan
+from prune.runner import base_parser, prune_and_report
+from utils.cli import friendly_errors
+
+
+def select(model, percent=0.5, min_keep=0.0):
+    return channel_plan(model, mode=0, percent=percent, min_keep=min_keep)
+
+
+def run(percent=0.5, min_keep=0.0, **kw):
+    return prune_and_report('normal', f'{percent}', lambda m: select(m, percent, min_keep), **kw)
+
+
+def parse_opt(argv=None):
+    p = base_parser(__doc__)
+    p.add_argument('--percent', type=float, default=0.5, help='share of the gammas to prune')
+    p.add_argument('--min-keep', type=float, default=0.0,
+                   help='every layer keeps at least this share of its channels (and one)')
+    return p.parse_args(argv)
+
+
+@friendly_errors
+def main(argv=None):
+    run(**vars(parse_opt(argv)))
+
+
+if __name__ == '__main__':
+    main()

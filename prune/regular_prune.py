@@ -1,0 +1,41 @@
+"""Regular pruning: normal pruning with every kept channel count a multiple of --round (8).
+
+Hardware runs convolutions in blocks of channels (tensor cores, NPU lanes, FPGA PEs), so 37
+channels cost what 40 do; rounding up keeps the extra accuracy for free. The channels kept are the
+ones with the largest |gamma|."""
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):  # run as a file, not with -m: import from the repo root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from prune.masks import channel_plan
+from prune.runner import base_parser, prune_and_report
+from utils.cli import friendly_errors
+
+
+def select(model, percent=0.5, round_to=8, min_keep=0.0):
+    return channel_plan(model, mode=0, percent=percent, min_keep=min_keep, round_to=round_to)
+
+
+def run(percent=0.5, round=8, min_keep=0.0, **kw):  # noqa: A002 (the flag users type)
+    return prune_and_report('regular', f'{percent}',
+                            lambda m: select(m, percent, round, min_keep), **kw)
+
+
+def parse_opt(argv=None):
+    p = base_parser(__doc__)
+    p.add_argument('--percent', type=float, default=0.5, help='share of the gammas to prune')
+    p.add_argument('--round', type=int, default=8, help='kept channels: a multiple of this')
+    p.add_argument('--min-keep', type=float, default=0.0,
+                   help='every layer keeps at least this share of its channels (and one)')
+    return p.parse_args(argv)
+
+
+@friendly_errors
+def main(argv=None):
+    run(**vars(parse_opt(argv)))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,74 @@
+"""What every prune script reports: size, cost, accuracy and speed per stage, channels per layer."""
+from __future__ import annotations
+
+import statistics
+
+import torch
+from terminaltables import AsciiTable
+
+from models.layers import ConvBNAct
+from utils.torch_utils import time_sync
+
+STAGES = ('original', 'masked', 'pruned')
+
+
+@torch.no_grad()
+def latency_ms(model, img_size, device, runs=20, warmup=3) -> float:
+    """Median wall time of a batch-1 forward pass (eval mode) on ``device``."""
+    model.eval()
+    x = torch.rand(1, model.in_channels, img_size, img_size, device=device)
+    times = []
+    for k in range(warmup + runs):
+        t0 = time_sync()
+        model(x)
+        if k >= warmup:
+            times.append(1000 * (time_sync() - t0))
+    return round(statistics.median(times), 2)
+
+
+def stage_figures(model, img_size, device, metrics=None, runs=20) -> dict:
+    info = model.info(img_size)
+    return {'params': info['params'], 'bflops': round(info['bflops'], 6),
+            'map50': round(metrics['map50'], 4) if metrics else None,
+            'map50_95': round(metrics['map50_95'], 4) if metrics else None,
+            'latency_ms': latency_ms(model, img_size, device, runs) if runs else None,
+            'device': str(device)}
+
+
+def _fmt(v, digits=4):
+    return '-' if v is None else f'{v:.{digits}f}' if isinstance(v, float) else f'{v:,}'
+
+
+def summary_table(stages: dict, title: str) -> str:
+    rows = [['stage', 'params', 'BFLOPs', 'mAP@0.5', 'mAP@0.5:0.95',
+             f"latency ms ({stages['original']['device']})"]]
+    for name in STAGES:
+        s = stages[name]
+        rows.append([name, _fmt(s['params']), _fmt(s['bflops'], 3), _fmt(s['map50']),
+                     _fmt(s['map50_95']), _fmt(s['latency_ms'], 1)])
+    o, p = stages['original'], stages['pruned']
+    rows.append(['pruned/original', f"{p['params'] / o['params']:.1%}",
+                 f"{p['bflops'] / o['bflops']:.1%}", '', '',
+                 f"{p['latency_ms'] / o['latency_ms']:.1%}" if o['latency_ms'] else '-'])
+    table = AsciiTable(rows, title)
+    table.inner_heading_row_border = True
+    return table.table
+
+
+def channel_rows(model, masks, dropped_layers) -> list[dict]:
+    """Per conv: channels before and after (0 for convs of dropped blocks)."""
+    rows = []
+    for i, m in enumerate(model.module_list):
+        if isinstance(m, ConvBNAct):
+            kept = 0 if i in dropped_layers else int(masks[i].sum())
+            rows.append({'layer': i, 'channels': m.conv.out_channels, 'kept': kept})
+    return rows
+
+
+def channel_table(rows) -> str:
+    """Only the layers that changed, to keep big networks readable."""
+    body = [[r['layer'], r['channels'], r['kept'], f"{r['kept'] / r['channels']:.0%}"]
+            for r in rows if r['kept'] != r['channels']]
+    table = AsciiTable([['layer', 'channels', 'kept', 'kept %']] + body)
+    table.inner_heading_row_border = True
+    return f'channels kept ({len(body)} of {len(rows)} convs changed):\n{table.table}'

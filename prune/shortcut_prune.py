@@ -1,0 +1,40 @@
+"""Shortcut pruning: normal pruning that also prunes the convs tied by shortcut chains.
+
+A chain (every conv whose output is added into one residual stream, and SE / depthwise ties) gets
+one mask: a channel stays if any member's |gamma| is above the threshold. Sparse-train with
+``--prune 1``. Too high a ``--percent`` is an error naming the highest percent that works."""
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):  # run as a file, not with -m: import from the repo root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from prune.masks import channel_plan
+from prune.runner import base_parser, prune_and_report
+from utils.cli import friendly_errors
+
+
+def select(model, percent=0.5, min_keep=0.0):
+    return channel_plan(model, mode=1, percent=percent, min_keep=min_keep)
+
+
+def run(percent=0.5, min_keep=0.0, **kw):
+    return prune_and_report('shortcut', f'{percent}', lambda m: select(m, percent, min_keep),
+                            **kw)
+
+
+def parse_opt(argv=None):
+    p = base_parser(__doc__)
+    p.add_argument('--percent', type=float, default=0.5, help='share of the gammas to prune')
+    p.add_argument('--min-keep', type=float, default=0.0,
+                   help='every layer keeps at least this share of its channels (and one)')
+    return p.parse_args(argv)
+
+
+@friendly_errors
+def main(argv=None):
+    run(**vars(parse_opt(argv)))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,39 @@
+"""Slim pruning: shortcut pruning with a per-layer floor instead of an error.
+
+Every conv, shortcut-tied ones included, is ranked by |gamma| against one global threshold; chains
+keep the union of their members' channels; a layer that would fall below ``--layer_keep`` of its
+channels keeps its best ones instead. The usual choice after ``train.py -sr --prune 1``."""
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):  # run as a file, not with -m: import from the repo root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from prune.masks import channel_plan
+from prune.runner import base_parser, prune_and_report
+from utils.cli import friendly_errors
+
+
+def select(model, percent=0.5, layer_keep=0.01):
+    return channel_plan(model, mode=1, percent=percent, min_keep=layer_keep, clamp=True)
+
+
+def run(percent=0.5, layer_keep=0.01, **kw):
+    return prune_and_report('slim', f'{percent}', lambda m: select(m, percent, layer_keep), **kw)
+
+
+def parse_opt(argv=None):
+    p = base_parser(__doc__)
+    p.add_argument('--percent', type=float, default=0.5, help='share of the gammas to prune')
+    p.add_argument('--layer_keep', '--layer-keep', type=float, default=0.01,
+                   help='every layer keeps at least this share of its channels')
+    return p.parse_args(argv)
+
+
+@friendly_errors
+def main(argv=None):
+    run(**vars(parse_opt(argv)))
+
+
+if __name__ == '__main__':
+    main()
