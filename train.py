@@ -124,6 +124,14 @@ def load_hyp(hyp):
     return yaml.safe_load(Path(hyp).read_text())
 
 
+def default_hyp(weights, sr):
+    """Fine-tuning settings when starting from weights, from-scratch settings otherwise. Sparse
+    training keeps the larger rates: Adam moves a gamma by about lr per step, and the gammas
+    must be able to travel from ~1 to 0."""
+    finetune = weights and not sr
+    return str(ROOT / 'data' / ('hyp.finetune.yaml' if finetune else 'hyp.scratch.yaml'))
+
+
 def resolve_resume(resume, project):
     """--resume with no path: the newest last.pt under the project."""
     if resume is True or resume == '':
@@ -165,10 +173,11 @@ def append_results(path, row):
 
 def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=10, batch_size=16,
         img_size=(320,), device='', workers=2, resume=None, name='exp', project='runs/train',
-        hyp='data/hyp.scratch.yaml', seed=0, notest=False, nosave=False, cache_images=False,
+        hyp=None, seed=0, notest=False, nosave=False, cache_images=False,
         adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
         sr=False, s=0.001, prune=0, sr_schedule='constant', **extra):
     """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
+    hyp = hyp or default_hyp(weights, sr)
     opt = {k: v for k, v in locals().items() if k != 'extra'} | extra
     opt = {k: str(v) if isinstance(v, Path) else v for k, v in opt.items()}  # plain types only:
     opt['img_size'] = list(img_size)  # checkpoints that hold opt load with weights_only
@@ -444,7 +453,8 @@ def parse_opt(argv=None):
     p.add_argument('--name', default='exp')
     p.add_argument('--project', default='runs/train')
     p.add_argument('--exist-ok', action='store_true')
-    p.add_argument('--hyp', default=str(ROOT / 'data' / 'hyp.scratch.yaml'))
+    p.add_argument('--hyp', default=None, help='default: data/hyp.finetune.yaml with --weights '
+                   '(and no -sr), else data/hyp.scratch.yaml')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--notest', action='store_true', help='evaluate only after the last epoch')
     p.add_argument('--nosave', action='store_true', help='write no checkpoints')

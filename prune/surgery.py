@@ -192,13 +192,14 @@ def compensate(model, masks) -> list[torch.Tensor]:
 
 def masked_model(model, plan: PrunePlan):
     """The compensated network with pruned channels zeroed (forward hooks), same size."""
-    model = copy.deepcopy(model).eval()
+    device = next(model.parameters()).device
+    model = copy.deepcopy(model).cpu().eval()  # the bookkeeping is small: keep it on the CPU
     masks = layer_masks(model, plan)
     compensate(model, masks)
     for m, mask in zip(model.module_list, masks):
         if not mask.all():
             m.register_forward_hook(_zero_hook(mask))
-    return model
+    return model.to(device)
 
 
 def _zero_hook(mask):
@@ -210,7 +211,7 @@ def _zero_hook(mask):
 def prune_model(model, plan: PrunePlan):
     """A new, smaller Darknet computing what ``masked_model`` computes."""
     masks = layer_masks(model, plan)
-    source = copy.deepcopy(model).eval()
+    source = copy.deepcopy(model).cpu().eval()
     compensate(source, masks)
     new_index = _renumber(model, plan)
     pruned = Darknet(_pruned_blocks(model, plan, masks, new_index))

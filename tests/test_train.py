@@ -202,3 +202,12 @@ def test_multi_scale_rect_cache_and_sgd_run(tiny_data, tmp_path):
                   project=str(tmp_path), workers=0, nosave=True)
     assert r['map50'] >= 0
     assert train.sizes([96, 160, 128]) == (160, (96, 160), 128)
+
+
+def test_default_hyp_fine_tunes_from_weights_but_sparse_training_keeps_scratch_rates():
+    finetune = train.load_hyp(train.default_hyp('w.pt', sr=False))
+    scratch = train.load_hyp(train.default_hyp('w.pt', sr=True))
+    assert train.default_hyp('', sr=False) == train.default_hyp('w.pt', sr=True)
+    assert finetune['lr0'] < scratch['lr0']
+    assert finetune['warmup_bias_lr'] <= finetune['lr0'] < scratch['warmup_bias_lr']
+    assert set(finetune) == set(scratch)
