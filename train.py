@@ -29,6 +29,7 @@ from tqdm import tqdm
 import test as evaluator
 from models.darknet import Darknet
 from models.weights import (WeightsError, load_checkpoint, load_pretrained, save_checkpoint)
+from distill.hook import distill_hook
 from prune.sparsity import sparsity_hook
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
@@ -86,6 +87,15 @@ def build_optimizer(model, hyp, adam, batch_size, accumulate):
     opt.add_param_group({'params': decay, 'weight_decay': wd})
     opt.add_param_group({'params': bias})
     return opt
+
+
+def add_hook_parameters(optimizer, hooks, device):
+    """Hooks' own trainable tensors (distillation adapters: trained, never part of the model),
+    decayed like the conv weights."""
+    params = [p for h in hooks for p in h.parameters(device)]
+    if params:
+        decay = optimizer.param_groups[1]['weight_decay']
+        optimizer.add_param_group({'params': params, 'weight_decay': decay})
 
 
 def warmup(optimizer, hyp, ni, n_warmup, epoch, lf):
@@ -175,7 +185,8 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
         img_size=(320,), device='', workers=2, resume=None, name='exp', project='runs/train',
         hyp=None, seed=0, notest=False, nosave=False, cache_images=False,
         adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
-        sr=False, s=0.001, prune=0, sr_schedule='constant', **extra):
+        sr=False, s=0.001, prune=0, sr_schedule='constant', t_cfg='', t_weights='', KDstr=1,
+        kd_weight=1.0, kd_T=3.0, kd_feature='l2', **extra):
     """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
     hyp = hyp or default_hyp(weights, sr)
     opt = {k: v for k, v in locals().items() if k != 'extra'} | extra
@@ -212,7 +223,7 @@ class Trainer:
         self.nc, self.names = data_cfg['classes'], data_cfg['names']
         self.train_size, self.size_range, test_size = sizes(list(opt['img_size']))
         self.save_dir = self._run_folder(save_dir)
-        self.hooks = [h for h in (sparsity_hook(opt),) if h] + build_hooks(opt)
+        self.hooks = [h for h in (sparsity_hook(opt), distill_hook(opt)) if h] + build_hooks(opt)
         for h in self.hooks:
             h.save_dir = self.save_dir if self.main else None
         self.model, hyp = self._build_model(resumed)
@@ -220,6 +231,9 @@ class Trainer:
         self.accumulate = max(round(hyp['nbs'] / opt['batch_size']), 1)
         self.optimizer = build_optimizer(self.model, hyp, opt['adam'], opt['batch_size'],
                                          self.accumulate)
+        for h in self.hooks:
+            h.hyp = hyp
+        add_hook_parameters(self.optimizer, self.hooks, self.device)
         self.lf = lr_lambda(hyp, opt['epochs'])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lf)
         self.ema = ModelEMA(self.model) if self.main else None
@@ -382,7 +396,7 @@ class Trainer:
                 self.ema.update(self.model)
             self.last_step = ni
         box, obj, cls = items.tolist()
-        return {'box': box, 'obj': obj, 'cls': cls} | {k: float(v) for k, v in extra.items()}
+        return {'box': box, 'obj': obj, 'cls': cls} | {k: v.item() for k, v in extra.items()}
 
     def end_epoch(self, epoch, row, t_epoch):
         """Evaluate the EMA, log the row, write results and checkpoints (rank 0)."""
@@ -474,6 +488,15 @@ def parse_opt(argv=None):
                    help='0: convs not tied to others, 1: also shortcut/SE-tied, 2: residual blocks')
     p.add_argument('--sr-schedule', default='constant', choices=['constant', 'decay'],
                    help='decay: a tenth of --s over the last 30%% of the epochs')
+    p.add_argument('--t_cfg', '--t-cfg', default='', help="teacher cfg (a .pt holds its own)")
+    p.add_argument('--t_weights', '--t-weights', default='', help='teacher weights: distill')
+    p.add_argument('--KDstr', type=int, default=1, choices=[1, 2, 3, 4, 5],
+                   help='1 outputs, 2 teacher-bounded, 3 imitation, 4 +features, '
+                        '5 +fine-grained mask')
+    p.add_argument('--kd-weight', type=float, default=1.0, help='gain of the distillation terms')
+    p.add_argument('--kd-T', type=float, default=3.0, help='softmax temperature for classes')
+    p.add_argument('--kd-feature', default='l2', choices=['l2', 'l1'],
+                   help='feature distance for --KDstr 4 and 5')
     return p.parse_args(argv)
 
 

@@ -145,7 +145,12 @@ def main(argv=None):
         settings = [s for s in settings if any(s[0].startswith(o) for o in opt.only)]
     baseline = evaluate(opt.weights, opt.data, opt.img_size, out, 'eval_dense')
     sparse = evaluate(opt.sparse, opt.data, opt.img_size, out, 'eval_sparse')
-    rows = [one_setting(*s, opt, out) for s in settings]
+    rows = []
+    for s in settings:
+        try:
+            rows.append(one_setting(*s, opt, out))
+        except PruneError as e:
+            print(f'{s[0]}: {e}')
     print(table(baseline, sparse, rows, opt.ft_epochs, Path(opt.weights).name))
     result = {'baseline': baseline, 'sparse': sparse, 'sparse_weights': str(opt.sparse),
               'slim_target_percent': pct, 'ft_epochs': opt.ft_epochs, 'rows': rows}

@@ -11,7 +11,7 @@ if __package__ in (None, ''):  # run as a file, not with -m: import from the rep
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from prune.masks import layer_plan
-from prune.runner import base_parser, prune_and_report
+from prune.runner import parse_script_args, prune_and_report
 from utils.cli import friendly_errors
 
 
@@ -24,9 +24,7 @@ def run(shortcuts=2, **kw):
 
 
 def parse_opt(argv=None):
-    p = base_parser(__doc__)
-    p.add_argument('--shortcuts', type=int, default=2, help='residual blocks to drop')
-    return p.parse_args(argv)
+    return parse_script_args(__doc__, ['shortcuts'], argv)
 
 
 @friendly_errors

@@ -48,7 +48,7 @@ def channel_plan(model, mode, percent, min_keep=0.0, clamp=False, round_to=1) ->
     plan, short = PrunePlan(), []
     for grp in groups:
         score = group_score(model, grp)
-        n, need = int((score > thr).sum()), _minimum(len(score), min_keep, round_to)
+        n, need = int((score > thr).sum()), _minimum(len(score), min_keep)
         if n < need and not clamp:
             short.append((grp, n, need))
         keep = min(len(score), _round_up(max(n, need), round_to))
@@ -56,24 +56,25 @@ def channel_plan(model, mode, percent, min_keep=0.0, clamp=False, round_to=1) ->
         mask[score.topk(keep).indices] = True
         plan.masks.update({i: mask for i in grp.convs})
     if short:
-        raise PruneError(_too_high(model, groups, values, percent, short, min_keep, round_to))
+        raise PruneError(_too_high(model, groups, values, percent, short, min_keep))
     return plan
 
 
-def _minimum(n, min_keep, round_to):
-    return min(n, max(1, math.ceil(min_keep * n), round_to))
+def _minimum(n, min_keep):
+    """Channels a layer must keep before rounding up to ``round_to``."""
+    return min(n, max(1, math.ceil(min_keep * n)))
 
 
 def _round_up(n, r):
     return n if r <= 1 else math.ceil(n / r) * r
 
 
-def _too_high(model, groups, values, percent, short, min_keep, round_to):
+def _too_high(model, groups, values, percent, short, min_keep):
     """The message for a percent that leaves some layer too few channels."""
     limits = []  # each group's need-th best score must stay at or above the threshold
     for grp in groups:
         score = group_score(model, grp).sort(descending=True).values
-        limits.append(score[_minimum(len(score), min_keep, round_to) - 1].item())
+        limits.append(score[_minimum(len(score), min_keep) - 1].item())
     best = math.floor(int((values < min(limits)).sum()) / len(values) * 1000) / 1000
     grp, n, need = short[0]
     total = model.module_list[grp.convs[0]].conv.out_channels

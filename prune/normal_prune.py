@@ -10,7 +10,7 @@ if __package__ in (None, ''):  # run as a file, not with -m: import from the rep
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from prune.masks import channel_plan
-from prune.runner import base_parser, prune_and_report
+from prune.runner import parse_script_args, prune_and_report
 from utils.cli import friendly_errors
 
 
@@ -23,11 +23,7 @@ def run(percent=0.5, min_keep=0.0, **kw):
 
 
 def parse_opt(argv=None):
-    p = base_parser(__doc__)
-    p.add_argument('--percent', type=float, default=0.5, help='share of the gammas to prune')
-    p.add_argument('--min-keep', type=float, default=0.0,
-                   help='every layer keeps at least this share of its channels (and one)')
-    return p.parse_args(argv)
+    return parse_script_args(__doc__, ['percent', 'min_keep'], argv)
 
 
 @friendly_errors

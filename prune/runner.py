@@ -49,6 +49,28 @@ def _source_cfg_name(weights, cfg):
     return Path(weights).stem
 
 
+SCRIPT_FLAGS = {  # the selection flags, shared by the scripts that take them
+    'percent': (['--percent'], {'type': float, 'default': 0.5,
+                                'help': 'share of the ranked gammas to prune'}),
+    'min_keep': (['--min-keep'], {'type': float, 'default': 0.0, 'help': 'every layer keeps at '
+                                  'least this share of its channels (and one), or it is an error'}),
+    'layer_keep': (['--layer_keep', '--layer-keep'], {'type': float, 'default': 0.01, 'help':
+                   'a layer under this share of its channels keeps its best ones instead'}),
+    'round': (['--round'], {'type': int, 'default': 8,
+                            'help': 'kept channels: a multiple of this'}),
+    'shortcuts': (['--shortcuts'], {'type': int, 'default': 2,
+                                    'help': 'residual blocks to drop'}),
+}
+
+
+def parse_script_args(doc, flags, argv=None):
+    p = base_parser(doc)
+    for flag in flags:
+        names, kw = SCRIPT_FLAGS[flag]
+        p.add_argument(*names, **kw)
+    return p.parse_args(argv)
+
+
 @torch.no_grad()
 def max_abs_diff(a, b, img_size, device) -> float:
     x = torch.rand(2, a.in_channels, img_size, img_size, device=device,

@@ -12,16 +12,24 @@ part. Subclass TrainHook and override what you need:
 - on_epoch_end(model, epoch) -> {column: value}: extra results.csv columns.
 - state() / load_state(dict): anything to keep in checkpoints for an exact --resume.
 
-``save_dir`` is the run folder on the process that writes (None elsewhere), for a hook's plots.
+- parameters(device) -> list: extra trainable tensors (distillation adapters), moved to the
+  training device; they get their own optimizer group and are never part of the model.
+
+``save_dir`` is the run folder on the process that writes (None elsewhere), for a hook's plots;
+``hyp`` the resolved hyperparameters, set once the model is built.
 """
 
 
 class TrainHook:
     name = 'hook'
     save_dir = None
+    hyp = None
 
     def on_model(self, model):
         return model
+
+    def parameters(self, device):
+        return []
 
     def after_backward(self, model, epoch):
         pass

@@ -1,0 +1,1 @@
+"""Knowledge distillation: a teacher network's outputs and features as extra training losses."""

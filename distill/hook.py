@@ -1,0 +1,129 @@
+"""The distillation hook of train.py (--t_cfg --t_weights --KDstr --kd-weight --kd-T).
+
+The teacher runs in eval mode under no_grad on the batch the student trains on (augmented the
+same way), and each strategy's named terms, times --kd-weight, join the loss and results.csv:
+
+  1  kd_cls kd_obj          output distillation (distill/output.py)
+  2  kd_box kd_cls          teacher-bounded regression (distill/bounded.py)
+  3  kd_box kd_cls          imitation at the positive cells (distill/imitation.py)
+  4  + kd_feat              and feature imitation at the head inputs (distill/feature.py)
+  5  + kd_feat (masked)     with the fine-grained imitation mask
+
+The teacher may be any cfg with the same classes, heads and anchors (a pruned student's
+unpruned original, or a layer-pruned one).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from distill.bounded import bounded_losses
+from distill.common import positives
+from distill.feature import (FeatureTaps, feature_loss, head_channels, imitation_mask,
+                             make_adapters)
+from distill.imitation import imitation_losses
+from distill.output import output_losses
+from models.weights import WeightsError, load_model
+from utils.hooks import TrainHook
+from utils.loss import YoloLoss
+
+STRATEGIES = (1, 2, 3, 4, 5)
+
+
+class DistillHook(TrainHook):
+    name = 'distill'
+
+    def __init__(self, strategy, teacher, weight=1.0, temperature=3.0, feature='l2'):
+        if strategy not in STRATEGIES:
+            raise ValueError(f'--KDstr must be one of {STRATEGIES}, got {strategy}')
+        if feature not in ('l1', 'l2'):
+            raise ValueError(f"--kd-feature must be l1 or l2, got '{feature}'")
+        self.strategy, self.weight, self.temperature, self.feature = (strategy, weight,
+                                                                      temperature, feature)
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.adapters, self.assigner = None, None
+
+    def on_model(self, model):
+        check_compatible(model, self.teacher)
+        if self.strategy >= 4:
+            self.student_taps, self.teacher_taps = FeatureTaps(model), FeatureTaps(self.teacher)
+            self.adapters = make_adapters(head_channels(model, 'student'),
+                                          head_channels(self.teacher, 'teacher'))
+        return model
+
+    def parameters(self, device):
+        self.teacher.to(device)
+        if self.adapters is None:
+            return []
+        return list(self.adapters.to(device).parameters())
+
+    def extra_loss(self, model, imgs, preds, targets):
+        with torch.no_grad():
+            t_preds = self.teacher(imgs)[1]
+        heads = [model.module_list[j] for j in model.yolo_layers]
+        for s, t in zip(preds, t_preds):
+            if s.shape != t.shape:
+                raise ValueError(f'student head {tuple(s.shape)} and teacher head '
+                                 f'{tuple(t.shape)} differ; distillation needs equal heads')
+        if self.strategy == 1:
+            losses = output_losses(preds, t_preds, heads, self.temperature)
+        else:
+            losses = self._matched_losses(model, heads, preds, t_preds, targets, imgs.shape[2:])
+        return {k: v * self.weight for k, v in losses.items()}
+
+    def _matched_losses(self, model, heads, preds, t_preds, targets, img_hw):
+        if self.assigner is None:  # the same positives the detection loss trains
+            self.assigner = YoloLoss(model, self.hyp or {'anchor_t': 4.0})
+        targets = targets.to(preds[0].device)
+        matches = positives(self.assigner, heads, preds, targets, img_hw)
+        if self.strategy == 2:
+            return bounded_losses(preds, t_preds, heads, matches)
+        losses = imitation_losses(preds, t_preds, heads, matches, self.temperature)
+        if self.strategy >= 4:
+            masks = None
+            if self.strategy == 5:
+                masks = [imitation_mask(h, p.shape[2:4], p.shape[0], targets, img_hw)
+                         for h, p in zip(heads, preds)]
+            losses['kd_feat'] = feature_loss(self.student_taps.features,
+                                             self.teacher_taps.features, self.adapters,
+                                             self.feature, masks)
+        return losses
+
+    def after_backward(self, model, epoch):
+        """Adapters live outside DDP: average their gradients over the ranks here."""
+        if self.adapters is None or not (dist.is_available() and dist.is_initialized()):
+            return
+        for p in self.adapters.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= dist.get_world_size()
+
+    def state(self):
+        return {'adapters': self.adapters.state_dict()} if self.adapters is not None else {}
+
+    def load_state(self, state):
+        if self.adapters is not None and state.get('adapters'):
+            self.adapters.load_state_dict(state['adapters'])
+
+
+def check_compatible(student, teacher):
+    s_heads = [student.module_list[j] for j in student.yolo_layers]
+    t_heads = [teacher.module_list[j] for j in teacher.yolo_layers]
+    if student.nc != teacher.nc or len(s_heads) != len(t_heads):
+        raise WeightsError(f'teacher: {teacher.nc} classes in {len(t_heads)} heads, student: '
+                           f'{student.nc} in {len(s_heads)}; distillation needs them equal')
+    for k, (s, t) in enumerate(zip(s_heads, t_heads)):
+        if not torch.allclose(s.anchors, t.anchors):
+            raise WeightsError(f'teacher: head {k} has anchors {t.anchors.tolist()}, the '
+                               f'student {s.anchors.tolist()}; distillation needs them equal')
+
+
+def distill_hook(opt):
+    """The hook for train.py's --t_weights flags, or None without a teacher."""
+    if not opt.get('t_weights'):
+        if opt.get('t_cfg'):
+            raise WeightsError('--t_cfg needs --t_weights (the teacher to distill from)')
+        return None
+    teacher = load_model(opt['t_weights'], opt.get('t_cfg') or None)
+    return DistillHook(opt.get('KDstr', 1), teacher, opt.get('kd_weight', 1.0),
+                       opt.get('kd_T', 3.0), opt.get('kd_feature', 'l2'))
