@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def evaluate(weights, data, img_size, out, name):
 
 
 def one_setting(label, script, args, opt, out):
-    name = label.replace(' ', '_').replace('+', '_')
+    name = re.sub(r'[^\w.]+', '_', label).strip('_')
     report = script.run(**args, data=opt.data, weights=str(opt.sparse), img_size=opt.img_size,
                         latency_runs=opt.latency_runs, project=str(out), name=name,
                         exist_ok=True)

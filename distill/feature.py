@@ -48,15 +48,18 @@ def make_adapters(student_channels, teacher_channels) -> nn.ModuleList:
 
 
 def feature_loss(s_feats, t_feats, adapters, kind='l2', masks=None):
+    """Mean squared (or absolute) difference over the counted locations, relative to the
+    teacher's own mean square (or mean absolute value) there: feature scales differ a lot
+    between layers and networks, a relative error does not."""
     terms = []
     for k, (fs, ft) in enumerate(zip(s_feats, t_feats)):
-        d = adapters[k](fs).float() - ft.float()
-        e = d * d if kind == 'l2' else d.abs()
-        if masks is None:
-            terms.append(e.mean())
-        else:
-            m = masks[k].to(e.dtype)[:, None]
-            terms.append((e * m).sum() / (m.sum() * e.shape[1]).clamp(min=1))
+        ft = ft.float()
+        d = adapters[k](fs).float() - ft
+        err, ref = (d * d, ft * ft) if kind == 'l2' else (d.abs(), ft.abs())
+        if masks is not None:
+            m = masks[k].to(err.dtype)[:, None]
+            err, ref = err * m, ref * m
+        terms.append(err.sum() / ref.sum().clamp(min=1e-12))
     return torch.stack(terms).mean()
 
 

@@ -1,7 +1,9 @@
 """The distillation hook of train.py (--t_cfg --t_weights --KDstr --kd-weight --kd-T).
 
 The teacher runs in eval mode under no_grad on the batch the student trains on (augmented the
-same way), and each strategy's named terms, times --kd-weight, join the loss and results.csv:
+same way), and each strategy's named terms join the loss and results.csv, each times
+--kd-weight and the detection loss's gain for its kind (box, cls, obj; kd_feat from the hyp file
+or 0.05):
 
   1  kd_cls kd_obj          output distillation (distill/output.py)
   2  kd_box kd_cls          teacher-bounded regression (distill/bounded.py)
@@ -28,6 +30,7 @@ from utils.hooks import TrainHook
 from utils.loss import YoloLoss
 
 STRATEGIES = (1, 2, 3, 4, 5)
+FEATURE_GAIN = 0.05  # kd_feat is relative (see feature_loss); hyp files may set 'kd_feat'
 
 
 class DistillHook(TrainHook):
@@ -69,11 +72,17 @@ class DistillHook(TrainHook):
             losses = output_losses(preds, t_preds, heads, self.temperature)
         else:
             losses = self._matched_losses(model, heads, preds, t_preds, targets, imgs.shape[2:])
-        return {k: v * self.weight for k, v in losses.items()}
+        return {k: v * self.weight * self._gain(k) for k, v in losses.items()}
+
+    def _gain(self, name):
+        """The detection loss's own gain for the same kind of term, so that --kd-weight 1 puts
+        distillation on the scale of the loss it adds to."""
+        key = {'kd_box': 'box', 'kd_cls': 'cls', 'kd_obj': 'obj', 'kd_feat': 'kd_feat'}[name]
+        return self.hyp.get(key, FEATURE_GAIN) if key == 'kd_feat' else self.hyp[key]
 
     def _matched_losses(self, model, heads, preds, t_preds, targets, img_hw):
         if self.assigner is None:  # the same positives the detection loss trains
-            self.assigner = YoloLoss(model, self.hyp or {'anchor_t': 4.0})
+            self.assigner = YoloLoss(model, self.hyp)
         targets = targets.to(preds[0].device)
         matches = positives(self.assigner, heads, preds, targets, img_hw)
         if self.strategy == 2:

@@ -1,0 +1,78 @@
+"""Does distillation help a pruned student recover? The same fine-tune without KD and with each
+--KDstr, from the same pruned checkpoint, against the teacher it was pruned from.
+
+    python3 bench/kd_table.py --cfg runs/prune/exp/yolov3-mini_slim_0.83.cfg \
+        --weights runs/prune/exp/yolov3-mini_slim_0.83.pt --teacher weights/yolov3-mini.pt
+
+Prints a table (mAP and the share of the student-teacher gap each strategy closes), writes
+kd_table.json into the run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from terminaltables import AsciiTable  # noqa: E402
+
+import test as evaluation  # noqa: E402
+import train  # noqa: E402
+from utils.runs import increment_path  # noqa: E402
+
+NAMES = {0: 'no KD', 1: 'KDstr 1 outputs', 2: 'KDstr 2 teacher-bounded',
+         3: 'KDstr 3 imitation', 4: 'KDstr 4 +features', 5: 'KDstr 5 +fine-grained mask'}
+
+
+def fine_tune(opt, out, strategy):
+    kd = {'t_weights': opt.teacher, 'KDstr': strategy, 'kd_weight': opt.kd_weight} \
+        if strategy else {}
+    m = train.run(cfg=opt.cfg, weights=opt.weights, data=opt.data, epochs=opt.epochs,
+                  img_size=[opt.img_size], project=str(out), name=f'kd{strategy}', exist_ok=True,
+                  notest=True, **kd)
+    return {'strategy': strategy, 'name': NAMES[strategy], 'map50': round(m['map50'], 4),
+            'map50_95': round(m['map50_95'], 4)}
+
+
+def table(teacher, rows):
+    base = rows[0]['map50']
+    gap = teacher['map50'] - base
+    body = [['teacher', f"{teacher['map50']:.3f}", f"{teacher['map50_95']:.3f}", '']]
+    for r in rows:
+        r['gap_closed'] = round((r['map50'] - base) / gap, 3) if gap > 0 else None
+        closed = '' if r['strategy'] == 0 or r['gap_closed'] is None else f"{r['gap_closed']:.0%}"
+        body.append([r['name'], f"{r['map50']:.3f}", f"{r['map50_95']:.3f}", closed])
+    t = AsciiTable([['fine-tune', 'mAP@0.5', 'mAP@0.5:0.95', 'gap closed']] + body)
+    t.inner_heading_row_border = True
+    return t.table
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--cfg', required=True, help='the pruned student cfg')
+    p.add_argument('--weights', required=True, help='the pruned student weights')
+    p.add_argument('--teacher', default='weights/yolov3-mini.pt')
+    p.add_argument('--data', default='data/shapes.data')
+    p.add_argument('--epochs', type=int, default=3)
+    p.add_argument('--img-size', type=int, default=320)
+    p.add_argument('--kd-weight', type=float, default=1.0)
+    p.add_argument('--strategies', type=int, nargs='*', default=[1, 2, 3, 4, 5],
+                   help='KDstr values to compare with the fine-tune without KD')
+    p.add_argument('--project', default='runs/bench/kd')
+    opt = p.parse_args(argv)
+    out = increment_path(opt.project, 'exp')
+    m = evaluation.run(data=opt.data, weights=opt.teacher, img_size=opt.img_size, plots=False,
+                       verbose=False, project=str(out), name='teacher')
+    teacher = {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
+    rows = [fine_tune(opt, out, k) for k in [0] + [k for k in opt.strategies if k]]
+    print(table(teacher, rows))
+    result = {'teacher': teacher, 'student': opt.weights, 'epochs': opt.epochs, 'rows': rows}
+    (out / 'kd_table.json').write_text(json.dumps(result, indent=2))
+    print(f'saved {out}/kd_table.json')
+
+
+if __name__ == '__main__':
+    main()
