@@ -1,0 +1,117 @@
+"""Inference latency and throughput of checkpoints across backends.
+
+    python3 bench/latency.py --weights weights/yolov3-mini.pt runs/prune/exp/pruned.pt
+    python3 bench/latency.py --weights best.pt --device 0 --batch 1 16     # CUDA
+
+Backends: torch eager fp32, torch channels_last, torch.compile (--compile; slow to warm up on
+CPUs), onnxruntime fp32 (the ONNX export of export.py). Each: warm-up, then --runs timed runs
+per batch size; median and p90 latency in ms and images/s from the median. Prints a table and
+writes latency.json (--out).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ''):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from terminaltables import AsciiTable  # noqa: E402
+
+import export  # noqa: E402
+from models.weights import load_model  # noqa: E402
+from utils.torch_utils import select_device, time_sync  # noqa: E402
+
+
+def timed(fn, runs, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time_sync()
+        fn()
+        times.append(1000 * (time_sync() - t0))
+    return statistics.median(times), float(np.percentile(times, 90))
+
+
+def torch_backends(model, compile_too):
+    yield 'torch eager fp32', model, False
+    yield 'torch channels_last', model.to(memory_format=torch.channels_last), True
+    if compile_too:
+        yield 'torch.compile', torch.compile(model), True
+
+
+def measure_torch(model, size, batches, device, runs, warmup, compile_too):
+    rows = []
+    for name, m, cl in torch_backends(model, compile_too):
+        for b in batches:
+            x = torch.rand(b, 3, size, size, device=device)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                med, p90 = timed(lambda m=m, x=x: m(x), runs, warmup)
+            rows.append({'backend': name, 'batch': b, 'median_ms': med, 'p90_ms': p90})
+    return rows
+
+
+def measure_onnx(model, size, batches, device, runs, warmup, tmp):
+    import onnxruntime as ort  # noqa: PLC0415
+
+    path = export.export_onnx(model.float().cpu(), Path(tmp) / 'm', (size, size),
+                              dynamic=True)[0]
+    providers = (['CUDAExecutionProvider'] if device.type == 'cuda' else []) + \
+        ['CPUExecutionProvider']
+    sess = ort.InferenceSession(path, providers=providers)
+    rows = []
+    for b in batches:
+        x = np.random.rand(b, 3, size, size).astype(np.float32)
+        med, p90 = timed(lambda x=x: sess.run(None, {'images': x}), runs, warmup)
+        rows.append({'backend': 'onnxruntime fp32', 'batch': b, 'median_ms': med, 'p90_ms': p90})
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--weights', nargs='+', default=['weights/yolov3-mini.pt'])
+    p.add_argument('--img-size', type=int, default=320)
+    p.add_argument('--batch', type=int, nargs='+', default=[1, 8])
+    p.add_argument('--runs', type=int, default=30)
+    p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--compile', action='store_true', help='also time torch.compile')
+    p.add_argument('--out', default='runs/bench/latency.json')
+    opt = p.parse_args(argv)
+    device = select_device(opt.device)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in opt.weights:
+            model = load_model(w).float().to(device).eval()
+            info = model.info(opt.img_size)
+            rows = measure_torch(model, opt.img_size, opt.batch, device, opt.runs, opt.warmup,
+                                 opt.compile)
+            rows += measure_onnx(model, opt.img_size, opt.batch, device, opt.runs, opt.warmup,
+                                 tmp)
+            for r in rows:
+                r.update(weights=str(w), params=info['params'], bflops=info['bflops'],
+                         img_s=r['batch'] * 1000 / r['median_ms'])
+            results += rows
+    head = ['weights', 'BFLOPs', 'backend', 'batch', 'median ms', 'p90 ms', 'img/s']
+    body = [[Path(r['weights']).name, f"{r['bflops']:.3f}", r['backend'], r['batch'],
+             f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['img_s']:.1f}"] for r in results]
+    t = AsciiTable([head] + body, f' latency, {device}, {torch.get_num_threads()} threads ')
+    t.inner_heading_row_border = True
+    print(t.table)
+    Path(opt.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(opt.out).write_text(json.dumps({'device': str(device), 'img_size': opt.img_size,
+                                         'results': results}, indent=2))
+    print(f'saved {opt.out}')
+
+
+if __name__ == '__main__':
+    main()
