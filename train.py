@@ -31,6 +31,7 @@ from models.darknet import Darknet
 from models.weights import (WeightsError, load_checkpoint, load_pretrained, save_checkpoint)
 from distill.hook import distill_hook
 from prune.sparsity import sparsity_hook
+from quantize.hook import quant_hook
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
 from utils.hooks import build_hooks
@@ -155,6 +156,7 @@ def resolve_resume(resume, project):
 def checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best, opt, names, hooks,
                metrics):
     return {'cfg': unwrap(model).cfg_text, 'model': unwrap(model).state_dict(),
+            'quant': getattr(unwrap(model), 'quant_config', None),
             'ema': ema.ema.state_dict(), 'ema_updates': ema.updates,
             'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
             'scaler': scaler.state_dict() if scaler else None, 'epoch': epoch,
@@ -165,11 +167,17 @@ def checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best, opt, names
 def strip_checkpoint(path):
     """Keep only what inference needs: cfg, EMA weights in fp16, names, metrics."""
     ckpt = load_checkpoint(path)
-    state = {k: (v.half() if v.dtype == torch.float32 else v)
+    state = {k: (v.half() if v.dtype == torch.float32 and not _is_range(k) else v)
              for k, v in (ckpt.get('ema') or ckpt['model']).items()}
     save_checkpoint({'cfg': ckpt['cfg'], 'model': state, 'names': ckpt.get('names'),
+                     'quant': ckpt.get('quant'),
                      'metrics': ckpt.get('metrics'), 'epoch': ckpt.get('epoch'),
                      'opt': ckpt.get('opt')}, path)
+
+
+def _is_range(key):
+    """Observed quantization ranges stay fp32: fp16 would move every scale."""
+    return key.endswith(('observer.lo', 'observer.hi'))
 
 
 def append_results(path, row):
@@ -186,7 +194,8 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
         hyp=None, seed=0, notest=False, nosave=False, cache_images=False,
         adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
         sr=False, s=0.001, prune=0, sr_schedule='constant', t_cfg='', t_weights='', KDstr=1,
-        kd_weight=1.0, kd_T=3.0, kd_feature='l2', **extra):
+        kd_weight=1.0, kd_T=3.0, kd_feature='l2', quantized=0, w_bits=8, a_bits=8,
+        BN_Fold=False, FPGA=False, quant_observer='', quant_freeze_epoch=-1, **extra):
     """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
     hyp = hyp or default_hyp(weights, sr)
     opt = {k: v for k, v in locals().items() if k != 'extra'} | extra
@@ -223,7 +232,10 @@ class Trainer:
         self.nc, self.names = data_cfg['classes'], data_cfg['names']
         self.train_size, self.size_range, test_size = sizes(list(opt['img_size']))
         self.save_dir = self._run_folder(save_dir)
-        self.hooks = [h for h in (sparsity_hook(opt), distill_hook(opt)) if h] + build_hooks(opt)
+        builders = (sparsity_hook, quant_hook, distill_hook)  # the order of on_model:
+        # sparsity reads the float graph (the swap keeps its BN tensors), distillation taps the
+        # modules the model finally has
+        self.hooks = [h for h in (b(opt) for b in builders) if h] + build_hooks(opt)
         for h in self.hooks:
             h.save_dir = self.save_dir if self.main else None
         self.model, hyp = self._build_model(resumed)
@@ -497,6 +509,18 @@ def parse_opt(argv=None):
     p.add_argument('--kd-T', type=float, default=3.0, help='softmax temperature for classes')
     p.add_argument('--kd-feature', default='l2', choices=['l2', 'l1'],
                    help='feature distance for --KDstr 4 and 5')
+    p.add_argument('--quantized', type=int, default=0, choices=[0, 1, 2, 3],
+                   help='QAT: 1 Google 8-bit, 2 DoReFa, 3 TensorRT-style (0: off)')
+    p.add_argument('--w-bits', type=int, default=8, help='QAT weight bits')
+    p.add_argument('--a-bits', type=int, default=8, help='QAT activation bits')
+    p.add_argument('--BN_Fold', '--bn-fold', action='store_true',
+                   help='QAT: fold BN into the conv while training')
+    p.add_argument('--FPGA', '--fpga', action='store_true',
+                   help='QAT: every scale a power of two')
+    p.add_argument('--quant-observer', default='', choices=['', 'minmax', 'ema', 'percentile'],
+                   help="activation ranges (default: ema for modes 1 and 2, minmax for 3)")
+    p.add_argument('--quant-freeze-epoch', type=int, default=-1,
+                   help='freeze observers and folded BN from this epoch (default: at 70%%)')
     return p.parse_args(argv)
 
 

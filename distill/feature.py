@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers import ConvBNAct
 
 
 class FeatureTaps:
@@ -35,7 +34,7 @@ def head_channels(model, role) -> list[int]:
     out = []
     for j in model.yolo_layers:
         m = model.module_list[j - 1]
-        if not isinstance(m, ConvBNAct):
+        if not isinstance(getattr(m, 'conv', None), nn.Conv2d):  # ConvBNAct or its QAT twin
             raise ValueError(f'{role}: layer {j - 1} feeds yolo layer {j} but is not a conv; '
                              'feature distillation needs one')
         out.append(m.conv.in_channels)

@@ -199,6 +199,10 @@ def load_model(weights, cfg=None):
     if str(weights).endswith('.pt'):
         ckpt = load_checkpoint(weights)
         model = Darknet(cfg or ckpt['cfg'])
+        if ckpt.get('quant'):  # a QAT / PTQ checkpoint: the same modules, then its tensors
+            from quantize.config import QuantConfig  # noqa: PLC0415 (quantize imports models)
+            from quantize.qat import quantize_model  # noqa: PLC0415
+            quantize_model(model, QuantConfig(**ckpt['quant']))
         load_state_dict_checked(model, inference_state(ckpt), weights)
         return model
     if cfg is None:

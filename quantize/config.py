@@ -1,0 +1,54 @@
+"""What to quantize and how: one dataclass that train.py, PTQ, export and checkpoints share.
+
+Modes (train.py --quantized):
+  1  Google (Jacob et al. 2018): weights per output channel (symmetric), activations per tensor
+     affine (zero point) with moving-average ranges.
+  2  DoReFa (Zhou et al. 2016): k-bit weights through tanh normalisation (k = 1: sign x mean |w|),
+     activations clipped to their observed range and quantized at a_bits; the first and last
+     convs stay at 8 bits unless ``dorefa_all``.
+  3  TensorRT-style: symmetric per-channel int8 weights, symmetric per-tensor activations
+     (zero point 0) with a calibrated amax; what TensorRT's Q/DQ ONNX import consumes.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+MODES = {1: 'google', 2: 'dorefa', 3: 'tensorrt'}
+OBSERVERS = ('minmax', 'ema', 'percentile')
+
+
+@dataclass
+class QuantConfig:
+    mode: int = 3
+    w_bits: int = 8
+    a_bits: int = 8
+    bn_fold: bool = False       # fold BN into the conv while training (batch statistics)
+    fpga: bool = False          # every scale an exact power of two
+    observer: str = ''          # '' = the mode's own: ema for 1 and 2, minmax for 3
+    percentile: float = 99.99   # for observer='percentile'
+    dorefa_all: bool = False    # mode 2: also the first and last convs at w_bits / a_bits
+    freeze_epoch: int = -1      # observers (and folded BN statistics) freeze from this epoch
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f'--quantized must be one of {sorted(MODES)}, got {self.mode}')
+        for name in ('w_bits', 'a_bits'):
+            bits = getattr(self, name)
+            low = 1 if (self.mode == 2 and name == 'w_bits') else 2
+            if not low <= bits <= 8:
+                raise ValueError(f'--{name.replace("_", "-")} must be in {low}..8 for mode '
+                                 f'{self.mode}, got {bits}')
+        if self.observer and self.observer not in OBSERVERS:
+            raise ValueError(f"observer must be one of {', '.join(OBSERVERS)}, got "
+                             f"'{self.observer}'")
+
+    @property
+    def activation_observer(self) -> str:
+        return self.observer or ('minmax' if self.mode == 3 else 'ema')
+
+    @property
+    def symmetric_activations(self) -> bool:
+        return self.mode == 3
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,83 @@
+"""Observers record the range of what they see; they never quantize (fake-quant modules ask them
+for a range). Frozen observers (``enabled`` False, or the module in eval mode) keep their range.
+
+MinMax: the widest range seen. EMA: a moving average of each batch's min and max (Jacob et al.).
+Percentile: a moving average of each batch's p-th and (100-p)-th percentile, robust to outliers.
+Per-channel observers (weights) reduce over every dimension but the first.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Observer(nn.Module):
+    def __init__(self, per_channel=False, channels=1):
+        super().__init__()
+        n = channels if per_channel else 1
+        self.per_channel, self.enabled = per_channel, True
+        self.register_buffer('lo', torch.zeros(n))
+        self.register_buffer('hi', torch.zeros(n))
+        self.register_buffer('seen', torch.zeros((), dtype=torch.long))
+
+    def _batch_range(self, x):
+        x = x.detach().float()
+        if self.per_channel:
+            flat = x.reshape(x.shape[0], -1)
+            return flat.amin(1), flat.amax(1)
+        return x.amin().view(1), x.amax().view(1)
+
+    def forward(self, x):
+        if self.enabled and self.training:
+            lo, hi = self._batch_range(x)
+            self.update(lo, hi)
+            self.seen += 1
+        return x
+
+    def update(self, lo, hi):
+        if self.seen == 0:
+            self.lo.copy_(lo)
+            self.hi.copy_(hi)
+        else:
+            self.lo.copy_(torch.minimum(self.lo, lo))
+            self.hi.copy_(torch.maximum(self.hi, hi))
+
+    def amax(self):
+        return torch.maximum(self.lo.abs(), self.hi.abs())
+
+
+class EMAObserver(Observer):
+    def __init__(self, per_channel=False, channels=1, momentum=0.01):
+        super().__init__(per_channel, channels)
+        self.momentum = momentum
+
+    def update(self, lo, hi):
+        if self.seen == 0:
+            super().update(lo, hi)
+        else:
+            self.lo.lerp_(lo, self.momentum)
+            self.hi.lerp_(hi, self.momentum)
+
+
+class PercentileObserver(EMAObserver):
+    def __init__(self, per_channel=False, channels=1, percentile=99.99, momentum=0.01):
+        super().__init__(per_channel, channels, momentum)
+        self.q = percentile / 100
+
+    def _batch_range(self, x):
+        x = x.detach().float().flatten()
+        if x.numel() > 2 ** 20:  # torch.quantile's input limit; a strided sample suffices
+            x = x[:: x.numel() // 2 ** 20 + 1]
+        q = torch.tensor([1 - self.q, self.q], device=x.device)
+        lo, hi = torch.quantile(x, q)
+        return lo.view(1), hi.view(1)
+
+
+def make_observer(kind, per_channel=False, channels=1, percentile=99.99):
+    if kind == 'minmax':
+        return Observer(per_channel, channels)
+    if kind == 'ema':
+        return EMAObserver(per_channel, channels)
+    if kind == 'percentile':
+        return PercentileObserver(per_channel, channels, percentile)
+    raise ValueError(f'unknown observer {kind!r}')

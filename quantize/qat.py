@@ -1,0 +1,88 @@
+"""quantize_model: swap a Darknet's conv blocks and residual sums for quantized ones, in place.
+
+Which layers: every ConvBNAct (depthwise ones included) that ``filter_fn(index, module)`` accepts
+(all by default), and every Shortcut. Mode 2 keeps the first conv and the convs feeding the yolo
+layers at 8 bits unless ``config.dorefa_all``. With mode 3 or ``config.fpga`` the tensors joined by
+a route (concat) or a shortcut share one activation quantizer, as TensorRT and fixed-point
+pipelines need: then joining is a copy or an integer add, not a requantization.
+"""
+from __future__ import annotations
+
+from models.layers import ConvBNAct, Dropout, MaxPool, Route, Shortcut, Upsample
+from quantize.config import QuantConfig
+from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
+
+PASS_THROUGH = (Upsample, MaxPool, Dropout)  # keep their input's integer values and scale
+
+
+def quantize_model(model, config: QuantConfig, filter_fn=None):
+    ml = model.module_list
+    convs = [i for i, m in enumerate(ml) if isinstance(m, ConvBNAct)
+             and (filter_fn is None or filter_fn(i, m))]
+    eight_bit = {convs[0]} | {j - 1 for j in model.yolo_layers} if convs else set()
+    for i in convs:
+        keep8 = config.mode == 2 and not config.dorefa_all and i in eight_bit
+        bits = (8, 8) if keep8 else (config.w_bits, config.a_bits)
+        ml[i] = QuantConvBNAct.from_float(ml[i], config, *bits, quantize_input=i == convs[0])
+    for i, m in enumerate(ml):
+        if isinstance(m, Shortcut):
+            ml[i] = QuantShortcut(m, config, config.a_bits)
+    if config.mode == 3 or config.fpga:
+        share_joined_scales(model)
+    model.quant_config = config.to_dict()
+    return model
+
+
+def _producer(model, j):
+    """The quantizer whose output layer j passes on unchanged, or None."""
+    m = model.module_list[j]
+    while isinstance(m, PASS_THROUGH):
+        j -= 1
+        m = model.module_list[j]
+    return m if isinstance(m, (QuantConvBNAct, QuantShortcut)) else None
+
+
+def share_joined_scales(model):
+    """Give the inputs of every concat and residual sum one ActQuant (union of the groups)."""
+    owner = {}  # producer module -> group id
+    groups = []
+    for i, m in enumerate(model.module_list):
+        joined = list(m.froms) + ([i - 1] if isinstance(m, QuantShortcut) else [])
+        if not isinstance(m, (Route, QuantShortcut)) or len(joined) < 2:
+            continue
+        producers = [p for p in (_producer(model, j) for j in joined) if p is not None]
+        ids = {owner[p] for p in producers if p in owner}
+        merged = set(producers).union(*(groups[k] for k in ids))
+        groups.append(merged)
+        for k in ids:
+            groups[k] = set()
+        for p in merged:
+            owner[p] = len(groups) - 1
+    for group in groups:
+        if len(group) > 1:
+            shared = next(iter(sorted(group, key=_order(model)))).out_quant
+            for p in group:
+                p.out_quant = shared
+
+
+def _order(model):
+    index = {id(m): i for i, m in enumerate(model.module_list)}
+    return lambda m: index[id(m)]
+
+
+def quant_modules(model):
+    return [m for m in model.modules() if isinstance(m, (QuantConvBNAct, ActQuant))]
+
+
+def set_quant_enabled(model, enabled: bool):
+    for m in quant_modules(model):
+        m.enabled = enabled
+
+
+def freeze(model, observers=True, bn=True):
+    """Stop range updates (observers) and batch statistics (folded BN) from now on."""
+    for m in model.modules():
+        if observers and isinstance(m, ActQuant):
+            m.observer.enabled = False
+        if bn and isinstance(m, QuantConvBNAct):
+            m.bn_frozen = True
