@@ -1,0 +1,121 @@
+"""Calibration: choose each activation quantizer's range from a few images, without training.
+
+Two passes over the calibration images: the first records each quantizer's largest |x|, the
+second a 2048-bin histogram of |x| on [0, that max]. The methods then pick amax from it:
+
+  max         the largest |x| seen (no clipping, coarse steps)
+  percentile  the |x| below which ``percentile`` % of the values lie
+  mse         the amax that minimises the expected squared error: rounding inside, clipping outside
+  entropy     TensorRT's: the amax whose 128-level quantized histogram is closest (KL) to the
+              clipped original
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from quantize.modules import ActQuant
+
+BINS = 2048
+METHODS = ('max', 'percentile', 'mse', 'entropy')
+
+
+class _Histograms:
+    """Forward pre-hooks on every ActQuant that collect |x| maxima, then histograms."""
+
+    def __init__(self, model):
+        self.quantizers = list(dict.fromkeys(m for m in model.modules()
+                                             if isinstance(m, ActQuant)))
+        self.amax = {q: 0.0 for q in self.quantizers}
+        self.hist = {q: np.zeros(BINS) for q in self.quantizers}
+        self.pass_ = 'max'
+        self.handles = [q.register_forward_pre_hook(self._see) for q in self.quantizers]
+
+    def _see(self, q, inputs):
+        x = inputs[0].detach().float().abs()
+        if self.pass_ == 'max':
+            self.amax[q] = max(self.amax[q], x.max().item())
+        elif self.amax[q] > 0:
+            h = torch.histc(x.clamp(max=self.amax[q]), BINS, 0, self.amax[q])
+            self.hist[q] += h.cpu().numpy()
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def pick_amax(hist, top, method, percentile=99.99):
+    """amax from a histogram of |x| over [0, top]."""
+    edges = np.linspace(0, top, BINS + 1)
+    if method == 'max' or hist.sum() == 0:
+        return top
+    if method == 'percentile':
+        cdf = np.cumsum(hist) / hist.sum()
+        return float(edges[1:][np.searchsorted(cdf, percentile / 100)])
+    if method == 'mse':
+        return _mse_amax(hist, edges)
+    if method == 'entropy':
+        return _entropy_amax(hist, edges)
+    raise ValueError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
+
+
+def _mse_amax(hist, edges, levels=127):
+    centers = (edges[:-1] + edges[1:]) / 2
+    best, best_err = edges[-1], np.inf
+    for i in range(BINS // 16, BINS + 1, 8):
+        amax = edges[i]
+        step = amax / levels
+        inside = centers <= amax
+        err = (hist[inside] * step ** 2 / 12).sum() + \
+            (hist[~inside] * (centers[~inside] - amax) ** 2).sum()
+        if err < best_err:
+            best, best_err = amax, err
+    return float(best)
+
+
+def _entropy_amax(hist, edges, levels=128):
+    """TensorRT's entropy calibration: for each candidate clip, P is the clipped histogram with
+    the clipped-off mass piled onto its last bin, Q the same histogram without that mass merged
+    into ``levels`` bins and spread back over the nonzero source bins; pick the least KL(P||Q)."""
+    best, best_kl = edges[-1], np.inf
+    for i in range(levels, BINS + 1, 16):
+        sliced = hist[:i].astype(np.float64)
+        p = sliced.copy()
+        p[-1] += hist[i:].sum()
+        nonzero = sliced > 0
+        q = np.zeros(i)
+        for c in np.array_split(np.arange(i), levels):
+            nz = c[nonzero[c]]
+            if len(nz):
+                q[nz] = sliced[c].sum() / len(nz)
+        p, q = p / p.sum(), q / max(q.sum(), 1e-12)
+        kl = np.sum(p[p > 0] * np.log(p[p > 0] / np.maximum(q[p > 0], 1e-12)))
+        if kl < best_kl:
+            best, best_kl = edges[i], kl
+    return float(best)
+
+
+@torch.no_grad()
+def calibrate(model, batches, method='max', percentile=99.99):
+    """Set every activation quantizer's range from the calibration batches (float images in
+    [0, 1]); BN and weights are left alone. Returns {quantizer index: amax}."""
+    model.eval()
+    probe = _Histograms(model)
+    for q in probe.quantizers:
+        q.enabled = False  # calibrate on float activations, as TensorRT does
+    try:
+        for probe.pass_ in ('max', 'hist'):
+            for x in batches:
+                model(x)
+    finally:
+        probe.remove()
+    chosen = {}
+    for k, q in enumerate(probe.quantizers):
+        amax = pick_amax(probe.hist[q], probe.amax[q], method, percentile)
+        q.observer.lo.fill_(-amax)
+        q.observer.hi.fill_(amax)
+        q.observer.seen.fill_(1)
+        q.observer.enabled = False
+        q.enabled = True
+        chosen[k] = amax
+    return chosen
