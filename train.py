@@ -426,7 +426,8 @@ class Trainer:
         if final or time.time() - self.last_plot > 60:  # a plot costs ~1 s
             plot_results(self.save_dir / 'results.csv')
             self.last_plot = time.time()
-        improved = fitness(m) > self.best
+        best_pt = self.save_dir / 'weights' / 'best.pt'
+        improved = fitness(m) > self.best or not best_pt.exists()  # a run at mAP 0 has one too
         self.best = max(self.best, fitness(m))
         LOGGER.info(f"epoch {epoch + 1}: mAP@0.5 {m['map50']:.4f} mAP@0.5:0.95 "
                     f"{m['map50_95']:.4f} ({row['seconds']} s)")
@@ -435,7 +436,7 @@ class Trainer:
                               epoch, self.best, opt, self.names, self.hooks, m)
             save_checkpoint(ckpt, self.save_dir / 'weights' / 'last.pt')
             if improved:
-                save_checkpoint(ckpt, self.save_dir / 'weights' / 'best.pt')
+                save_checkpoint(ckpt, best_pt)
 
 
 def optimizer_step(model, optimizer, scaler, hooks, epoch):

@@ -28,7 +28,8 @@ def group_score(model, group) -> torch.Tensor:
     return torch.stack(scores).amax(0)
 
 
-def threshold(model, groups, percent) -> float:
+def threshold(model, groups, percent):
+    """(threshold, sorted gammas): channels scoring at or below the threshold are pruned."""
     if not 0 <= percent < 1:
         raise PruneError(f'--percent must be in [0, 1), got {percent}')
     values = torch.cat([g for grp in groups for i in grp.convs
