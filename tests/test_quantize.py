@@ -172,5 +172,11 @@ def test_train_py_quantized_combines(extra, tiny_data, tmp_path):
         run_dir = tmp_path / 'exp'
     with open(run_dir / 'results.csv') as f:
         assert len(list(csv.DictReader(f))) == 2
-    model = load_model(run_dir / 'weights' / 'last.pt')
+    model = load_model(run_dir / 'weights' / 'last.pt').eval()  # the EMA: what gets evaluated
     assert any(isinstance(m, QuantConvBNAct) for m in model.module_list)
+    assert all(q.observer.seen > 0 for q in model.modules() if isinstance(q, ActQuant))
+    x = x_batch(h=128, w=128)
+    with torch.no_grad():
+        quantized = model(x)[0]
+        set_quant_enabled(model, False)
+        assert not torch.equal(quantized, model(x)[0])  # it really is fake-quantized

@@ -53,6 +53,8 @@ class ModelEMA:
             for k, v in self.ema.state_dict().items():
                 if v.dtype.is_floating_point:
                     v.mul_(d).add_(current[k].detach(), alpha=1 - d)
+                else:  # counters (BN batches, quantizer observations) are taken as they are
+                    v.copy_(current[k])
 
 
 def param_groups(model):
