@@ -26,17 +26,11 @@ from terminaltables import AsciiTable  # noqa: E402
 
 import export  # noqa: E402
 from models.weights import load_model  # noqa: E402
-from utils.torch_utils import select_device, time_sync  # noqa: E402
+from utils.torch_utils import select_device, time_runs  # noqa: E402
 
 
 def timed(fn, runs, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time_sync()
-        fn()
-        times.append(1000 * (time_sync() - t0))
+    times = time_runs(fn, runs, warmup)
     return statistics.median(times), float(np.percentile(times, 90))
 
 

@@ -53,7 +53,8 @@ class ConvBNAct(nn.Module):
     def fuse(self):
         """Fold BN into the conv: same outputs in eval mode, one op fewer."""
         if isinstance(self.bn, nn.BatchNorm2d):
-            w, b = fold_conv_bn(self.conv, self.bn)
+            with torch.no_grad():
+                w, b = fold_conv_bn(self.conv, self.bn)
             conv = self.conv
             fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                               conv.padding, conv.dilation, conv.groups, bias=True)

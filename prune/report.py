@@ -7,7 +7,7 @@ import torch
 from terminaltables import AsciiTable
 
 from models.layers import ConvBNAct
-from utils.torch_utils import time_sync
+from utils.torch_utils import time_runs
 
 STAGES = ('original', 'masked', 'pruned')
 
@@ -17,13 +17,7 @@ def latency_ms(model, img_size, device, runs=20, warmup=3) -> float:
     """Median wall time of a batch-1 forward pass (eval mode) on ``device``."""
     model.eval()
     x = torch.rand(1, model.in_channels, img_size, img_size, device=device)
-    times = []
-    for k in range(warmup + runs):
-        t0 = time_sync()
-        model(x)
-        if k >= warmup:
-            times.append(1000 * (time_sync() - t0))
-    return round(statistics.median(times), 2)
+    return round(statistics.median(time_runs(lambda: model(x), runs, warmup)), 2)
 
 
 def stage_figures(model, img_size, device, metrics=None, runs=20) -> dict:

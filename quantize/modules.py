@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.layers import ConvBNAct, Shortcut
+from quantize.fold_bn import fold_conv_bn
 from quantize.observers import make_observer
 from quantize.quantizers import (affine_params, dorefa_weight, fake_quant, symmetric_range,
                                  symmetric_scale)
@@ -83,11 +84,7 @@ class QuantConvBNAct(nn.Module):
 
     def folded_weight_bias(self):
         """The deployed conv: BN folded into the weights with running statistics."""
-        bn, w = self.bn, self.conv.weight
-        std = (bn.running_var + bn.eps).sqrt()
-        w = w * (bn.weight / std).view(-1, 1, 1, 1)
-        b = self.conv.bias if self.conv.bias is not None else torch.zeros_like(std)
-        return w, bn.bias + (b - bn.running_mean) * bn.weight / std
+        return fold_conv_bn(self.conv, self.bn)
 
     def _conv(self, x, w, b=None):
         c = self.conv

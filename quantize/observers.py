@@ -3,7 +3,7 @@ for a range). Frozen observers (``enabled`` False, or the module in eval mode) k
 
 MinMax: the widest range seen. EMA: a moving average of each batch's min and max (Jacob et al.).
 Percentile: a moving average of each batch's p-th and (100-p)-th percentile, robust to outliers.
-Per-channel observers (weights) reduce over every dimension but the first.
+All are per tensor; weight ranges are read from the weights themselves (quantize/modules.py).
 """
 from __future__ import annotations
 
@@ -12,19 +12,15 @@ from torch import nn
 
 
 class Observer(nn.Module):
-    def __init__(self, per_channel=False, channels=1):
+    def __init__(self):
         super().__init__()
-        n = channels if per_channel else 1
-        self.per_channel, self.enabled = per_channel, True
-        self.register_buffer('lo', torch.zeros(n))
-        self.register_buffer('hi', torch.zeros(n))
+        self.enabled = True
+        self.register_buffer('lo', torch.zeros(1))
+        self.register_buffer('hi', torch.zeros(1))
         self.register_buffer('seen', torch.zeros((), dtype=torch.long))
 
     def _batch_range(self, x):
         x = x.detach().float()
-        if self.per_channel:
-            flat = x.reshape(x.shape[0], -1)
-            return flat.amin(1), flat.amax(1)
         return x.amin().view(1), x.amax().view(1)
 
     def forward(self, x):
@@ -47,8 +43,8 @@ class Observer(nn.Module):
 
 
 class EMAObserver(Observer):
-    def __init__(self, per_channel=False, channels=1, momentum=0.01):
-        super().__init__(per_channel, channels)
+    def __init__(self, momentum=0.01):
+        super().__init__()
         self.momentum = momentum
 
     def update(self, lo, hi):
@@ -60,8 +56,8 @@ class EMAObserver(Observer):
 
 
 class PercentileObserver(EMAObserver):
-    def __init__(self, per_channel=False, channels=1, percentile=99.99, momentum=0.01):
-        super().__init__(per_channel, channels, momentum)
+    def __init__(self, percentile=99.99, momentum=0.01):
+        super().__init__(momentum)
         self.q = percentile / 100
 
     def _batch_range(self, x):
@@ -73,11 +69,11 @@ class PercentileObserver(EMAObserver):
         return lo.view(1), hi.view(1)
 
 
-def make_observer(kind, per_channel=False, channels=1, percentile=99.99):
+def make_observer(kind, percentile=99.99):
     if kind == 'minmax':
-        return Observer(per_channel, channels)
+        return Observer()
     if kind == 'ema':
-        return EMAObserver(per_channel, channels)
+        return EMAObserver()
     if kind == 'percentile':
-        return PercentileObserver(per_channel, channels, percentile)
+        return PercentileObserver(percentile)
     raise ValueError(f'unknown observer {kind!r}')

@@ -30,6 +30,18 @@ def time_sync() -> float:
     return time.perf_counter()
 
 
+def time_runs(fn, runs, warmup) -> list[float]:
+    """Milliseconds of each of ``runs`` calls of fn after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time_sync()
+        fn()
+        times.append(1000 * (time_sync() - t0))
+    return times
+
+
 def unwrap(model):
     """The module inside a DistributedDataParallel wrapper, or the model itself."""
     return model.module if hasattr(model, 'module') else model
