@@ -4,11 +4,18 @@
     python3 export.py --weights best.pt --format darknet
     python3 export.py --cfg cfg/yolov3-tiny.cfg --weights yolov3-tiny.weights --format onnx --nms
     python3 export.py --weights best.pt --format engine --half --device 0   # needs TensorRT
+    python3 export.py --weights qat.pt --format onnx          # int8 Q/DQ graph (QAT/PTQ checkpoint)
+    python3 export.py --weights best.pt --format onnx --int8 --calib-images data/shapes/train.txt
 
 ONNX graphs take ``images`` (b, 3, h, w) float in [0, 1] and give ``boxes`` (b, n, 4) as x1 y1 x2
 y2 in input pixels and ``scores`` (b, n, classes) = objectness x class probability; with --nms
 also ``selected`` (k, 3) = (image, class, box index) from an ONNX NonMaxSuppression node.
-Outputs go to runs/export/exp*/ (a new folder each run).
+A quantized checkpoint (train.py --quantized 1|3, quantize/ptq.py) becomes an int8 graph:
+QuantizeLinear/DequantizeLinear pairs on activations (per tensor; int8 with zero point 0 for
+TensorRT, or --qdq onnxruntime: uint8 and one more pair before each activation, which onnxruntime's
+CPU kernels need to fuse) and int8 weights per output channel (axis 0), BN folded in;
+quantize/qdq.py says where each pair sits. Outputs go to
+runs/export/exp*/ (a new folder each run).
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from torch import nn
 
 from models.cfg import save_cfg
 from models.weights import load_model, save_darknet_weights
+from quantize.qdq import QDQError, dequantized_model, int8_initializers, qdq_model
 from utils.boxes import xywh2xyxy
 from utils.cli import friendly_errors
 from utils.log import LOGGER
@@ -48,16 +56,34 @@ class DeployHead(nn.Module):
 
 
 def export_darknet(model, stem):
+    if is_quantized(model):
+        LOGGER.warning('WARNING: darknet .weights hold floats: writing the dequantized weights of '
+                       'this quantized model (its activations will run in float)')
+        model = dequantized_model(model)
     save_cfg(model.blocks, f'{stem}.cfg')
     save_darknet_weights(model, f'{stem}.weights')
     return [f'{stem}.cfg', f'{stem}.weights']
 
 
+def is_quantized(model):
+    return bool(getattr(model, 'quant_config', None))
+
+
 def export_onnx(model, stem, img_hw, batch=1, dynamic=False, opset=17, nms=False,
-                simplify=False, iou_thres=0.45, conf_thres=0.25, max_det=300):
+                simplify=False, iou_thres=0.45, conf_thres=0.25, max_det=300, qdq='tensorrt'):
+    """Write an ONNX graph; a quantized model becomes an int8 Q/DQ graph (quantize/qdq.py)."""
     import onnx  # noqa: PLC0415 (optional dependency, needed only here)
 
     path = f'{stem}.onnx'
+    int8 = is_quantized(model)
+    if int8:
+        if opset < 13:
+            raise ExportError(f'int8 Q/DQ graphs need --opset 13 or later (per-channel '
+                              f'weights), got {opset}')
+        try:
+            model = qdq_model(model, qdq)
+        except QDQError as e:
+            raise ExportError(str(e)) from None
     x = torch.zeros(batch, model.in_channels, *img_hw, device=next(model.parameters()).device)
     axes = {'images': {0: 'batch', 2: 'height', 3: 'width'}, 'boxes': {0: 'batch', 1: 'anchors'},
             'scores': {0: 'batch', 1: 'anchors'}} if dynamic else None
@@ -68,6 +94,8 @@ def export_onnx(model, stem, img_hw, batch=1, dynamic=False, opset=17, nms=False
                           input_names=['images'], output_names=['boxes', 'scores'],
                           dynamic_axes=axes)
     graph = onnx.load(path)
+    if int8:
+        graph = int8_initializers(graph)
     if nms:
         graph = add_nms(graph, iou_thres, conf_thres, max_det)
     if simplify:
@@ -106,8 +134,10 @@ def _simplify(graph):
     return onnxslim.slim(graph)
 
 
-def export_engine(model, stem, img_hw, batch=1, half=False, device=None, **onnx_kw):
-    """A serialized TensorRT engine built from the ONNX export (fp32, or fp16 with --half)."""
+def export_engine(model, stem, img_hw, batch=1, half=False, device=None, int8=False, dla=None,
+                  **onnx_kw):
+    """A serialized TensorRT engine built from the ONNX export: fp32, fp16 (--half) or int8 from
+    the Q/DQ graph of a quantized model (explicit quantization: TensorRT takes our scales)."""
     try:
         import tensorrt as trt  # noqa: PLC0415
     except ImportError:
@@ -128,6 +158,12 @@ def export_engine(model, stem, img_hw, batch=1, half=False, device=None, **onnx_
     config = builder.create_builder_config()
     if half:
         config.set_flag(trt.BuilderFlag.FP16)
+    if int8:
+        config.set_flag(trt.BuilderFlag.INT8)
+    if dla is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = dla
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise ExportError(f'{onnx_path}: TensorRT failed to build an engine (see its log above)')
@@ -136,8 +172,22 @@ def export_engine(model, stem, img_hw, batch=1, half=False, device=None, **onnx_
     return [onnx_path, path]
 
 
+def int8_model(model, calib_images, calib, method, img_size, device):
+    """A float model calibrated now (quantize/ptq.py's calibrators) for an int8 export."""
+    from quantize.ptq import calibrated, calibration_batches  # noqa: PLC0415
+
+    if not calib_images:
+        raise ExportError('--int8 on a float checkpoint calibrates it: give --calib-images (a '
+                          'list file, folder or glob of representative images), or export a '
+                          'QAT / quantize/ptq.py checkpoint')
+    batches = calibration_batches(calib_images, model.nc, calib, img_size, 16, device, 2)
+    LOGGER.info(f'calibrated int8 ranges on {sum(len(b) for b in batches)} images ({method})')
+    return calibrated(model, batches, method)
+
+
 def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=(320,), batch=1,
-        dynamic=False, half=False, opset=17, nms=False, simplify=False, device='cpu',
+        dynamic=False, half=False, int8=False, qdq='tensorrt', calib_images='', calib=256,
+        calib_method='entropy', dla=None, opset=17, nms=False, simplify=False, device='cpu',
         project='runs/export', name='exp', exist_ok=False):
     """Export; returns the list of files written."""
     if fmt not in FORMATS:
@@ -147,20 +197,25 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=(320,), b
         raise DeviceError('--half exports fp16, which needs a CUDA --device')
     model = load_model(weights, cfg or None).to(device).eval()
     img_hw = (img_size[0], img_size[-1])
+    if int8 and fmt != 'darknet' and not is_quantized(model):
+        model = int8_model(model, calib_images, calib, calib_method, img_hw[0], device)
+    int8 = is_quantized(model) and fmt != 'darknet'
     save_dir = increment_path(project, name, exist_ok)
     stem = save_dir / Path(weights).stem
     if half:
         model = model.half()
+    onnx_kw = {'dynamic': dynamic, 'opset': opset, 'nms': nms, 'simplify': simplify,
+               'qdq': qdq}
     if fmt == 'darknet':
         files = export_darknet(model.float(), stem)
     elif fmt == 'onnx':
-        files = export_onnx(model, stem, img_hw, batch, dynamic, opset, nms, simplify)
+        files = export_onnx(model, stem, img_hw, batch, **onnx_kw)
     else:
-        files = export_engine(model, stem, img_hw, batch, half, device, dynamic=dynamic,
-                              opset=opset, nms=nms, simplify=simplify)
+        files = export_engine(model, stem, img_hw, batch, half, device, int8, dla, **onnx_kw)
     (save_dir / 'export.json').write_text(json.dumps(
         {'weights': str(weights), 'format': fmt, 'img_size': list(img_hw), 'batch': batch,
-         'dynamic': dynamic, 'half': half, 'nms': nms, 'files': files}, indent=2))
+         'dynamic': dynamic, 'half': half, 'int8': int8, 'qdq': qdq if int8 else None,
+         'nms': nms, 'files': files}, indent=2))
     LOGGER.info(f"exported {', '.join(files)}")
     return files
 
@@ -174,6 +229,16 @@ def parse_opt(argv=None):
     p.add_argument('--batch', type=int, default=1)
     p.add_argument('--dynamic', action='store_true', help='ONNX: dynamic batch and image size')
     p.add_argument('--half', action='store_true', help='fp16 (CUDA)')
+    p.add_argument('--int8', action='store_true',
+                   help='int8 Q/DQ: calibrate a float checkpoint on --calib-images (QAT and PTQ '
+                        'checkpoints are int8 already)')
+    p.add_argument('--qdq', default='tensorrt', choices=['tensorrt', 'onnxruntime'],
+                   help='int8: the engine the Q/DQ graph is for (quantize/qdq.py)')
+    p.add_argument('--calib-images', default='', help='--int8: image list file, folder or glob')
+    p.add_argument('--calib', type=int, default=256, help='--int8: calibration images')
+    p.add_argument('--calib-method', default='entropy',
+                   choices=['max', 'percentile', 'mse', 'entropy'])
+    p.add_argument('--dla', type=int, default=None, help='engine: DLA core (Jetson)')
     p.add_argument('--opset', type=int, default=17)
     p.add_argument('--nms', action='store_true', help='ONNX: add a NonMaxSuppression node')
     p.add_argument('--simplify', action='store_true', help='ONNX: simplify with onnxslim')

@@ -127,7 +127,7 @@ def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size
         data_cfg = parse_data_cfg(data)
         names = data_cfg['names']
         device = select_device(device)
-        model = load_model(weights, cfg).to(device) if weights else _random_model(cfg)
+        model = _load(weights, cfg, device)
         split = 'test' if task == 'test' and 'test' in data_cfg else 'valid'
         if split not in data_cfg:
             raise DataError(f"{data}: no '{split}=' entry to evaluate on")
@@ -156,6 +156,14 @@ def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size
         if standalone and verbose:
             LOGGER.info(f'Results saved to {save_dir}')
     return metrics
+
+
+def _load(weights, cfg, device):
+    """A checkpoint, darknet weights, an exported .onnx graph (run by onnxruntime) or random."""
+    if weights and str(weights).endswith('.onnx'):
+        from models.onnx_model import OnnxModel  # noqa: PLC0415 (onnxruntime is optional)
+        return OnnxModel(weights)
+    return load_model(weights, cfg).to(device) if weights else _random_model(cfg)
 
 
 def _random_model(cfg):

@@ -4,7 +4,9 @@
     python3 bench/latency.py --weights best.pt --device 0 --batch 1 16     # CUDA
 
 Backends: torch eager fp32, torch channels_last, torch.compile (--compile; slow to warm up on
-CPUs), onnxruntime fp32 (the ONNX export of export.py). Each: warm-up, then --runs timed runs
+CPUs), onnxruntime fp32 (the ONNX export of export.py), onnxruntime int8 (the Q/DQ export of a
+QAT/PTQ checkpoint, or with --int8 of a float one calibrated on --calib-images). A quantized
+checkpoint's float rows run its dequantized weights. Each: warm-up, then --runs timed runs
 per batch size; median and p90 latency in ms and images/s from the median. Prints a table and
 writes latency.json (--out).
 """
@@ -26,6 +28,7 @@ from terminaltables import AsciiTable  # noqa: E402
 
 import export  # noqa: E402
 from models.weights import load_model  # noqa: E402
+from quantize.qdq import dequantized_model  # noqa: E402
 from utils.torch_utils import select_device, time_runs  # noqa: E402
 
 
@@ -54,11 +57,13 @@ def measure_torch(model, size, batches, device, runs, warmup, compile_too):
     return rows
 
 
-def measure_onnx(model, size, batches, device, runs, warmup, tmp):
+def measure_onnx(model, size, batches, device, runs, warmup, tmp, backend='onnxruntime fp32'):
+    """Time the ONNX export of a model (an int8 Q/DQ graph for onnxruntime when the model is
+    quantized)."""
     import onnxruntime as ort  # noqa: PLC0415
 
-    path = export.export_onnx(model.float().cpu(), Path(tmp) / 'm', (size, size),
-                              dynamic=True)[0]
+    path = export.export_onnx(model.float().cpu(), Path(tmp) / backend.replace(' ', '_'),
+                              (size, size), dynamic=True, qdq='onnxruntime')[0]
     providers = (['CUDAExecutionProvider'] if device.type == 'cuda' else []) + \
         ['CPUExecutionProvider']
     sess = ort.InferenceSession(path, providers=providers)
@@ -66,7 +71,35 @@ def measure_onnx(model, size, batches, device, runs, warmup, tmp):
     for b in batches:
         x = np.random.rand(b, 3, size, size).astype(np.float32)
         med, p90 = timed(lambda x=x: sess.run(None, {'images': x}), runs, warmup)
-        rows.append({'backend': 'onnxruntime fp32', 'batch': b, 'median_ms': med, 'p90_ms': p90})
+        rows.append({'backend': backend, 'batch': b, 'median_ms': med, 'p90_ms': p90})
+    return rows
+
+
+def int8_version(model, opt, device):
+    """The model's int8 form: its own (QAT/PTQ checkpoint) or calibrated on --calib-images."""
+    if export.is_quantized(model):
+        return model
+    if not opt.int8:
+        return None
+    return export.int8_model(model, opt.calib_images, opt.calib, 'percentile', opt.img_size,
+                             device)
+
+
+def measure(weights, opt, device, tmp):
+    model = load_model(weights).float().to(device).eval()
+    int8 = int8_version(model, opt, device)
+    if export.is_quantized(model):
+        model = dequantized_model(model)  # the same weights, run in float
+    rows = measure_torch(model, opt.img_size, opt.batch, device, opt.runs, opt.warmup,
+                         opt.compile)
+    rows += measure_onnx(model, opt.img_size, opt.batch, device, opt.runs, opt.warmup, tmp)
+    if int8 is not None:
+        rows += measure_onnx(int8, opt.img_size, opt.batch, device, opt.runs, opt.warmup, tmp,
+                             'onnxruntime int8')
+    info = model.info(opt.img_size)
+    for r in rows:
+        r.update(weights=str(weights), params=info['params'], bflops=info['bflops'],
+                 img_s=r['batch'] * 1000 / r['median_ms'])
     return rows
 
 
@@ -79,22 +112,18 @@ def main(argv=None):
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--device', default='cpu')
     p.add_argument('--compile', action='store_true', help='also time torch.compile')
+    p.add_argument('--int8', action='store_true',
+                   help='also time an int8 version of float checkpoints (calibrated on '
+                        '--calib-images); quantized checkpoints always get their own')
+    p.add_argument('--calib-images', default='data/shapes/train.txt')
+    p.add_argument('--calib', type=int, default=32)
     p.add_argument('--out', default='runs/bench/latency.json')
     opt = p.parse_args(argv)
     device = select_device(opt.device)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for w in opt.weights:
-            model = load_model(w).float().to(device).eval()
-            info = model.info(opt.img_size)
-            rows = measure_torch(model, opt.img_size, opt.batch, device, opt.runs, opt.warmup,
-                                 opt.compile)
-            rows += measure_onnx(model, opt.img_size, opt.batch, device, opt.runs, opt.warmup,
-                                 tmp)
-            for r in rows:
-                r.update(weights=str(w), params=info['params'], bflops=info['bflops'],
-                         img_s=r['batch'] * 1000 / r['median_ms'])
-            results += rows
+            results += measure(w, opt, device, tmp)
     head = ['weights', 'BFLOPs', 'backend', 'batch', 'median ms', 'p90 ms', 'img/s']
     body = [[Path(r['weights']).name, f"{r['bflops']:.3f}", r['backend'], r['batch'],
              f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['img_s']:.1f}"] for r in results]

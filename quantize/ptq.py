@@ -12,6 +12,7 @@ ptq.json with the float and int8 mAP into runs/ptq/exp*.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -31,10 +32,10 @@ from utils.runs import increment_path
 from utils.torch_utils import select_device
 
 
-def calibration_batches(data_cfg, n, img_size, batch_size, device, workers):
-    loader, _ = create_dataloader(data_cfg['train'], len(data_cfg['names']), img_size,
-                                  batch_size, workers=workers, shuffle=True, seed=0,
-                                  prefix='calibration: ')
+def calibration_batches(source, nc, n, img_size, batch_size, device, workers):
+    """n images of a source (list file, folder or glob), as float batches in [0, 1]."""
+    loader, _ = create_dataloader(source, nc, img_size, batch_size, workers=workers,
+                                  shuffle=True, seed=0, prefix='calibration: ')
     batches, seen = [], 0
     for imgs, *_ in loader:
         batches.append(imgs[: n - seen].to(device).float() / 255)
@@ -44,18 +45,23 @@ def calibration_batches(data_cfg, n, img_size, batch_size, device, workers):
     return batches
 
 
+def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=False):
+    """A mode-3 int8 copy of a float model with activation ranges from the batches."""
+    model = quantize_model(copy.deepcopy(float_model), QuantConfig(mode=3, fpga=fpga)).eval()
+    calibrate(model, batches, method, percentile)
+    return model
+
+
 def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib=256,
         method='entropy', percentile=99.99, fpga=False, img_size=320, batch_size=16, device='',
         workers=2, eval=True, project='runs/ptq', name='exp', exist_ok=False):
     """Calibrate; returns the ptq.json content."""
     device = select_device(device)
     data_cfg = parse_data_cfg(data)
-    model = load_model(weights, cfg or None).float().to(device).eval()
-    float_model = model
-    config = QuantConfig(mode=3, fpga=fpga)
-    model = quantize_model(load_model(weights, cfg or None).float(), config).to(device).eval()
-    batches = calibration_batches(data_cfg, calib, img_size, batch_size, device, workers)
-    calibrate(model, batches, method, percentile)
+    float_model = load_model(weights, cfg or None).float().to(device).eval()
+    batches = calibration_batches(data_cfg['train'], len(data_cfg['names']), calib, img_size,
+                                  batch_size, device, workers)
+    model = calibrated(float_model, batches, method, percentile, fpga)
     save_dir = increment_path(project, name, exist_ok)
     path = save_dir / f'{Path(weights).stem}_ptq_{method}.pt'
     save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict(),

@@ -1,0 +1,60 @@
+"""An exported ONNX model behind the interface test.py and detect.py use: ``model(images)[0]``
+gives the decoded (b, n, 5 + nc) tensor, so the same NMS and metrics score the deployed graph.
+
+export.py's graphs give boxes as corners and scores = objectness x class probability; here they
+go back to centre boxes, objectness = the best score and class probabilities = scores / that, so
+NMS's confidences (objectness x class) are the scores again. A graph with a fixed batch size
+runs one image at a time.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from utils.boxes import xyxy2xywh
+
+
+class OnnxModel:
+    def __init__(self, path, threads=0):
+        try:
+            import onnxruntime as ort  # noqa: PLC0415
+        except ImportError:
+            raise RuntimeError(f'{path}: running ONNX models needs onnxruntime: '
+                               'pip install onnxruntime') from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.path = str(path)
+        self.session = ort.InferenceSession(self.path, options,
+                                            providers=['CPUExecutionProvider'])
+        inp = self.session.get_inputs()[0]
+        self.input_name, self.input_shape = inp.name, inp.shape
+        names = [o.name for o in self.session.get_outputs()]
+        if names[:2] != ['boxes', 'scores']:
+            raise ValueError(f'{path}: expected outputs boxes, scores (an export.py graph), got '
+                             f'{names}')
+        self.nc = self.session.get_outputs()[1].shape[-1]
+        if not isinstance(self.nc, int):
+            raise ValueError(f'{path}: the scores output has no fixed class count')
+
+    def eval(self):
+        return self
+
+    def to(self, *_):
+        return self
+
+    def check_size(self, h, w):
+        fixed = self.input_shape[2:]
+        if all(isinstance(s, int) for s in fixed) and tuple(fixed) != (h, w):
+            raise ValueError(f'{self.path}: the graph takes {fixed[0]}x{fixed[1]} images, got '
+                             f'{h}x{w}; use --img-size {fixed[0]} or export with --dynamic')
+
+    def __call__(self, images):
+        self.check_size(*images.shape[2:])
+        x = images.detach().cpu().float().numpy()
+        step = self.input_shape[0] if isinstance(self.input_shape[0], int) else len(x)
+        parts = [self.session.run(None, {self.input_name: x[i:i + step]})
+                 for i in range(0, len(x), step)]
+        boxes = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+        scores = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+        obj = scores.amax(-1, keepdim=True)  # so NMS's objectness pre-filter still prunes
+        return torch.cat((xyxy2xywh(boxes), obj, scores / obj.clamp(min=1e-12)), -1), None

@@ -1,0 +1,258 @@
+"""The deployable int8 form of a quantized model: what export writes as ONNX Q/DQ nodes.
+
+``qdq_model(model)`` returns a copy of a QAT/PTQ model (modes 1 and 3, 8 bits) in which
+
+- every quantized conv holds its integer weights (per output channel, symmetric, BN folded in:
+  scaling channel c by k_c maps the integers q to sign(k_c) q and the scale s_c to |k_c| s_c, so
+  the fold is exact) and a float bias;
+- activations go through ``torch.fake_quantize_per_tensor_affine`` with the model's own scales,
+  which torch.onnx writes as QuantizeLinear/DequantizeLinear pairs;
+- for onnxruntime only, the output of a conv followed by leaky/relu is also quantized *before* the
+  activation (see preact_qparams): onnxruntime fuses DQ -> Conv -> Q into one integer QLinearConv
+  only when nothing sits between the conv and its Q node (TensorRT fuses conv + activation + Q
+  by itself). This is the one place such a graph rounds where the fake-quant model does not;
+- the outputs of routes, upsample and maxpool are re-quantized with their inputs' shared scale (a
+  no-op on values already on that grid), so the convs reading them get DQ inputs as well.
+
+``int8_initializers(graph)`` then stores each constant QuantizeLinear's result as an int8 tensor:
+the file holds the integer weights, not float weights and a rounding rule.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.layers import Dropout, MaxPool, Route, Upsample
+from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
+from quantize.quantizers import affine_params, symmetric_range, symmetric_scale
+
+PASS_THROUGH = (Upsample, MaxPool, Dropout)
+
+
+class QDQError(ValueError):
+    """A model that has no int8 Q/DQ form (the message says why)."""
+
+
+def act_qparams(q: ActQuant):
+    """(scale, zero point, qmin, qmax) as Python numbers: constants in the exported graph."""
+    scale, zp, qmin, qmax = q.params()
+    return float(scale), int(zp), int(qmin), int(qmax)
+
+
+def preact_qparams(q: ActQuant, act):
+    """Q params for a conv output that ``act`` (leaky/relu) maps into q's range.
+
+    Symmetric (mode 3): q's own scale. Positive values come out exactly as before; a negative
+    value is rounded once more after the slope (at most one step, rarely) and clamps only below
+    -amax, which symmetric ranges (amax covers both signs) make rare. Affine (mode 1): the range
+    [min / slope, max], since an affine range fitted to leaky's small negative side would clamp
+    the pre-activations that produced it.
+    """
+    if q.config.symmetric_activations:
+        return act_qparams(q)
+    lo, hi = q.observer.lo.item(), q.observer.hi.item()
+    if isinstance(act, nn.LeakyReLU) and lo < 0:
+        lo = lo / act.negative_slope
+    scale, zp = affine_params(torch.tensor(lo), torch.tensor(hi), 8, q.config.fpga)
+    return float(scale), int(zp), 0, 255
+
+
+def fake_q(x, p):
+    scale, zp, qmin, qmax = p
+    return torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
+
+
+def integer_weights(m: QuantConvBNAct):
+    """(q, scale per channel, bias): int8-valued weights of the deployed conv, BN folded."""
+    qmin, qmax = symmetric_range(8, narrow=True)
+    if m.fold:
+        w, b = m.folded_weight_bias()
+        k = torch.ones_like(b)
+    else:
+        w, b = m.conv.weight, m.conv.bias
+        if b is None:
+            b = torch.zeros(w.shape[0], device=w.device)
+        k = torch.ones_like(b)
+        if isinstance(m.bn, nn.BatchNorm2d):
+            bn = m.bn
+            k = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            b = bn.bias + (b - bn.running_mean) * k
+    scale = symmetric_scale(w.detach().abs().flatten(1).amax(1), 8, m.config.fpga)
+    q = torch.clamp(torch.round(w / scale.view(-1, 1, 1, 1)), qmin, qmax)
+    sign = torch.where(k < 0, -1.0, 1.0).view(-1, 1, 1, 1)
+    return (q * sign).detach(), (scale * k.abs()).detach(), b.detach()
+
+
+class QDQConv(nn.Module):
+    froms: list = []
+
+    def __init__(self, m: QuantConvBNAct, pre_activation=False):
+        super().__init__()
+        q, scale, bias = integer_weights(m)
+        c = m.conv
+        self.conv = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
+                              c.dilation, c.groups, bias=True).to(q.device)
+        self.conv.weight.data = (q * scale.view(-1, 1, 1, 1)).float()
+        self.conv.bias.data = bias.float()
+        self.register_buffer('w_scale', scale.float())
+        self.act = m.act
+        self.in_q = act_qparams(m.in_quant) if m.in_quant is not None else None
+        self.out_q = act_qparams(m.out_quant)
+        self.pre_q = (preact_qparams(m.out_quant, m.act) if pre_activation and
+                      isinstance(m.act, (nn.ReLU, nn.LeakyReLU)) else None)
+
+    def forward(self, x):
+        if self.in_q is not None:
+            x = fake_q(x, self.in_q)
+        zero = torch.zeros_like(self.w_scale, dtype=torch.int32)
+        w = torch.fake_quantize_per_channel_affine(self.conv.weight, self.w_scale, zero, 0, -128,
+                                                   127)
+        y = nn.functional.conv2d(x, w, self.conv.bias, self.conv.stride, self.conv.padding,
+                                 self.conv.dilation, self.conv.groups)
+        if self.pre_q is not None:
+            y = fake_q(y, self.pre_q)
+        return fake_q(self.act(y), self.out_q)
+
+
+class QDQAfter(nn.Module):
+    """A layer whose output is quantized again (a shortcut's sum, or a copy that keeps the grid)."""
+
+    def __init__(self, layer, qparams):
+        super().__init__()
+        self.layer, self.froms, self.q = layer, list(getattr(layer, 'froms', [])), qparams
+
+    def forward(self, x, inputs=None):
+        y = self.layer(x, inputs) if self.froms else self.layer(x)
+        return fake_q(y, self.q)
+
+
+def output_quantizers(model):
+    """Per layer: the ActQuant whose grid the layer's output lies on, or None."""
+    out = []
+    for i, m in enumerate(model.module_list):
+        if isinstance(m, (QuantConvBNAct, QuantShortcut)):
+            out.append(m.out_quant)
+        elif isinstance(m, PASS_THROUGH) and not (isinstance(m, Upsample) and m.scale != 1.0):
+            out.append(out[i - 1])
+        elif isinstance(m, Route):
+            qs = {id(out[j]): out[j] for j in m.froms}
+            out.append(next(iter(qs.values())) if len(qs) == 1 else None)
+        else:
+            out.append(None)
+    return out
+
+
+def check_quantized(model):
+    cfg = getattr(model, 'quant_config', None)
+    if not cfg:
+        raise QDQError('the model is not quantized: train with --quantized, or run '
+                       'quantize/ptq.py, or export with --int8 to calibrate it now')
+    if cfg['mode'] == 2:
+        raise QDQError('--quantized 2 (DoReFa) has no int8 Q/DQ form (its weights are not '
+                       'per-channel affine); use quantize/export_int.py for fixed-point targets')
+    if cfg['w_bits'] != 8 or cfg['a_bits'] != 8:
+        raise QDQError(f"ONNX Q/DQ holds 8-bit tensors; this model has {cfg['w_bits']}-bit "
+                       f"weights and {cfg['a_bits']}-bit activations")
+
+
+def as_uint8(p):
+    """Symmetric int8 params as uint8 with zero point 128: the same values, shifted integers."""
+    if p is None or p[2] != -128:
+        return p
+    scale, zp, _, _ = p
+    return scale, zp + 128, 0, 255
+
+
+TARGETS = ('tensorrt', 'onnxruntime')
+
+
+def qdq_model(model, target='tensorrt'):
+    """A copy of a quantized model whose forward uses only ops torch.onnx writes as Q/DQ.
+
+    target 'tensorrt': int8 activations with zero point 0 (TensorRT takes no other), Q/DQ only
+    where the fake-quant model rounds, so the graph computes what it computes. 'onnxruntime':
+    uint8 activations (its x86 kernels fuse QLinearConv/QLinearAdd for uint8 only; mode 3's
+    int8 values shifted by 128, the same numbers) and the extra Q before leaky/relu."""
+    if target not in TARGETS:
+        raise QDQError(f"Q/DQ target must be one of {', '.join(TARGETS)}, got '{target}'")
+    check_quantized(model)
+    if target == 'tensorrt' and model.quant_config['mode'] == 1:
+        raise QDQError('--quantized 1 has zero points, which TensorRT does not take: export it '
+                       'for onnxruntime (--qdq onnxruntime) or train with --quantized 3')
+    ort = target == 'onnxruntime'
+    model = copy.deepcopy(model).eval()
+    quantizers = output_quantizers(model)
+    ml = model.module_list
+    for i, m in enumerate(ml):
+        if isinstance(m, QuantConvBNAct):
+            ml[i] = QDQConv(m, pre_activation=ort)
+        elif isinstance(m, QuantShortcut):
+            ml[i] = QDQAfter(m.shortcut, act_qparams(m.out_quant))
+        elif isinstance(m, (Route, *PASS_THROUGH)) and quantizers[i] is not None:
+            ml[i] = QDQAfter(m, act_qparams(quantizers[i]))
+    if ort:
+        for m in ml:
+            for name in ('in_q', 'pre_q', 'out_q', 'q'):
+                if hasattr(m, name):
+                    setattr(m, name, as_uint8(getattr(m, name)))
+    return model
+
+
+def int8_initializers(graph):
+    """Replace QuantizeLinear of a constant by its integer result (an initializer)."""
+    from onnx import numpy_helper  # noqa: PLC0415
+
+    g = graph.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == 'Constant':
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    keep = []
+    for n in g.node:
+        if n.op_type == 'QuantizeLinear' and all(x in consts for x in n.input):
+            x, scale, zp = (consts[k] for k in n.input)
+            axis = next((a.i for a in n.attribute if a.name == 'axis'), 1)
+            shape = [1] * x.ndim
+            if scale.ndim:
+                shape[axis] = -1
+            info = np.iinfo(zp.dtype)
+            q = np.clip(np.rint(x / scale.reshape(shape)) + zp.reshape(shape).astype(np.int64),
+                        info.min, info.max).astype(zp.dtype)
+            g.initializer.append(numpy_helper.from_array(q, n.output[0]))
+        else:
+            keep.append(n)
+    del g.node[:]
+    g.node.extend(keep)
+    used = {x for n in g.node for x in n.input}
+    dead = [t for t in g.initializer if t.name not in used]
+    for t in dead:
+        g.initializer.remove(t)
+    return graph
+
+
+def dequantized_model(model):
+    """A float copy whose weights are the quantized ones (dequantized): what a float format such
+    as darknet's .weights can hold of a quantized model. Activations are no longer quantized."""
+
+    model = copy.deepcopy(model).eval()
+    ml = model.module_list
+    for i, m in enumerate(ml):
+        if isinstance(m, QuantShortcut):
+            ml[i] = m.shortcut
+        elif isinstance(m, QuantConvBNAct):
+            f = m.to_float()
+            with torch.no_grad():
+                if m.fold:
+                    w, b = m.folded_weight_bias()
+                    bn = f.bn  # identity BN carrying the folded bias; darknet's eps is 1e-5
+                    bn.weight.fill_(1), bn.running_mean.zero_(), bn.bias.copy_(b)
+                    bn.running_var.fill_(1 - bn.eps)
+                    f.conv.weight.copy_(m.quant_weight(w))
+                else:
+                    f.conv.weight.copy_(m.quant_weight(m.conv.weight))
+            ml[i] = f
+    model.quant_config = None
+    return model
