@@ -2,6 +2,7 @@
 step), its ONNX graph holds int8 weights per channel and the scales TensorRT expects, onnxruntime
 runs it like torch does; darknet exports of quantized models and test.py on .onnx files."""
 import copy
+import json
 
 import numpy as np
 import onnx
@@ -186,3 +187,14 @@ def test_test_py_scores_an_onnx_export_like_the_checkpoint(tiny_data, tmp_path):
     assert abs(from_onnx['map50_95'] - from_torch['map50_95']) < 1e-3
     with pytest.raises(ValueError, match='--img-size 128'):
         evaluation.run(weights=path, name='size', **{**kw, 'img_size': 160})
+
+
+def test_quant_table_bench_runs_qat_ptq_and_their_onnx(tiny_data, tmp_path):
+    from bench import quant_table
+    quant_table.main(['--data', str(tiny_data), '--img-size', '128', '--epochs', '1',
+                      '--variants', 'q3', '--ptq', 'max', '--calib', '8',
+                      '--project', str(tmp_path)])
+    result = json.loads((tmp_path / 'exp' / 'quant_table.json').read_text())
+    assert [r['key'] for r in result['rows']] == ['q3', 'ptq-max']
+    for r in result['rows']:
+        assert 0 <= r['map50'] <= 1 and 0 <= r['onnx']['map50'] <= 1
