@@ -33,8 +33,11 @@ class OnnxModel:
             raise ValueError(f'{path}: expected outputs boxes, scores (an export.py graph), got '
                              f'{names}')
         self.nc = self.session.get_outputs()[1].shape[-1]
-        if not isinstance(self.nc, int):
-            raise ValueError(f'{path}: the scores output has no fixed class count')
+        if not isinstance(self.nc, int):  # a dynamic graph may not say: run it once
+            dims = [d if isinstance(d, int) else 64 for d in self.input_shape[1:]]
+            dims[0] = self.input_shape[1] if isinstance(self.input_shape[1], int) else 3
+            x = np.zeros((1, *dims), np.float32)
+            self.nc = self.session.run(None, {self.input_name: x})[1].shape[-1]
 
     def eval(self):
         return self

@@ -1,0 +1,278 @@
+"""Compress a detector end to end with one command, and say what each step bought.
+
+    python3 compress.py                                   # yolov3-mini on the built-in dataset
+    python3 compress.py --cfg yolov3.cfg --weights yolov3.weights --data my.data --percent 0.6
+    python3 compress.py --skip qat --KDstr 4 --name kd4   # any stage can be skipped
+
+Stages, each calling the toolkit's own entry points (train.run, prune/<method>.run, export.run,
+test.run): baseline evaluation -> sparse training (-sr) -> pruning (--method, --percent,
+--shortcuts) -> fine-tuning with distillation from the baseline (--KDstr, 0 = none) -> QAT
+(--quantized, 0 = none) -> export (int8 Q/DQ ONNX for onnxruntime and TensorRT, darknet) ->
+latency (torch and onnxruntime, batch 1). Everything goes to runs/compress/<name>/; state.json
+records finished stages, so rerunning the same command after a crash or Ctrl-C continues with the
+stage it was in (a training stage from its last epoch). report.md / report.json / plots at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import export
+import test as evaluation
+import train
+from bench.latency import measure_onnx, measure_torch
+from models.weights import load_checkpoint, load_model
+from quantize.qdq import dequantized_model
+from utils.cli import friendly_errors
+from utils.compress_report import write_report
+from utils.log import LOGGER
+from utils.runs import increment_path
+from utils.torch_utils import select_device
+
+STAGES = ('baseline', 'sparse', 'prune', 'finetune', 'qat', 'export', 'latency')
+METHODS = ('normal', 'regular', 'shortcut', 'slim', 'layer', 'layer_channel')
+
+
+class Run:
+    """The run folder and its state.json (written atomically after every stage)."""
+
+    def __init__(self, save_dir, opt, state=None):
+        self.dir, self.opt = Path(save_dir), opt
+        self.state = state or {'opt': opt, 'done': {}, 'rows': []}
+
+    @property
+    def path(self):
+        return self.dir / 'state.json'
+
+    def save(self):
+        tmp = self.path.with_suffix('.tmp')
+        tmp.write_text(json.dumps(self.state, indent=2))
+        os.replace(tmp, self.path)
+
+    def done(self, stage, info, row=None):
+        self.state['done'][stage] = info
+        if row:
+            self.state['rows'].append(row)
+        self.save()
+
+    def latest_weights(self):
+        """(cfg, weights) the next stage starts from: the last stage that made a model."""
+        for stage in reversed(STAGES):
+            info = self.state['done'].get(stage) or {}
+            if 'weights' in info:
+                return info['cfg'], info['weights']
+        raise RuntimeError('no model yet')
+
+
+def find_run(opt):
+    """The unfinished run of this exact command, or a new folder."""
+    project, name = Path(opt['project']), opt['name']
+    for d in sorted(project.glob(f'{name}*'), key=os.path.getmtime, reverse=True):
+        f = d / 'state.json'
+        if f.is_file():
+            state = json.loads(f.read_text())
+            if state['opt'] == opt and 'latency' not in state['done']:
+                LOGGER.info(f"resuming {d}: done {', '.join(state['done']) or 'nothing'}")
+                return Run(d, opt, state)
+    return Run(increment_path(project, name, False), opt)
+
+
+def evaluate(weights, opt, run, tag):
+    m = evaluation.run(data=opt['data'], weights=str(weights), img_size=opt['img_size'],
+                       batch_size=opt['batch_size'], workers=opt['workers'],
+                       device=opt['device'], plots=False, verbose=False, project=str(run.dir),
+                       name=f'eval_{tag}', exist_ok=True)
+    return {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
+
+
+def model_row(stage, cfg, weights, opt, run, metrics=None):
+    model = load_model(weights, cfg if str(weights).endswith('.weights') else None)
+    info = model.info(opt['img_size'])
+    int8 = export.is_quantized(model)
+    row = {'stage': stage, 'cfg': str(cfg), 'weights': str(weights), 'params': info['params'],
+           'bflops': round(info['bflops'], 4), 'int8': int8,
+           'size_mb': round(info['params'] * (1 if int8 else 4) / 1e6, 3)}
+    return row | (metrics or evaluate(weights, opt, run, stage))
+
+
+def train_stage(run, stage, cfg, weights, **kw):
+    """train.run in <run>/<stage>/, continuing from its last.pt after an interruption."""
+    opt = run.opt
+    last = run.dir / stage / 'weights' / 'last.pt'
+    ckpt = load_checkpoint(last) if last.is_file() else {}
+    if ckpt.get('optimizer') is not None:  # interrupted: go on from its last epoch
+        if ckpt['epoch'] + 1 < ckpt['opt']['epochs']:
+            train.run(resume=str(last))
+    else:
+        train.run(cfg=str(cfg), weights=str(weights), data=opt['data'],
+                  img_size=[opt['img_size']], batch_size=opt['batch_size'],
+                  device=opt['device'], workers=opt['workers'], project=str(run.dir),
+                  name=stage, exist_ok=True, notest=True, **kw)
+    return last
+
+
+def write_cfg_of(weights, path):
+    """A .pt holds its cfg; later stages and darknet tools want it as a file."""
+    path.write_text(load_checkpoint(weights)['cfg'])
+    return path
+
+
+def baseline(run):
+    opt = run.opt
+    cfg = opt['cfg'] or write_cfg_of(opt['weights'], run.dir / 'baseline.cfg')
+    row = model_row('baseline', cfg, opt['weights'], opt, run)
+    run.done('baseline', {'cfg': str(cfg), 'weights': opt['weights']}, row)
+
+
+def sparse(run):
+    opt = run.opt
+    cfg, weights = run.latest_weights()
+    last = train_stage(run, 'sparse', cfg, weights, epochs=opt['epochs_sparse'], sr=True,
+                       s=opt['s'], prune=opt['prune_mode'])
+    row = model_row('sparse', cfg, last, opt, run)
+    run.done('sparse', {'cfg': cfg, 'weights': str(last),
+                        'gamma_hist': str(run.dir / 'sparse' / 'gamma_hist.png')}, row)
+
+
+def prune(run):
+    opt = run.opt
+    cfg, weights = run.latest_weights()
+    script = importlib.import_module(f"prune.{opt['method']}_prune")
+    kw = {'percent': opt['percent']} if opt['method'] != 'layer' else {}
+    if opt['method'] in ('layer', 'layer_channel'):
+        kw['shortcuts'] = opt['shortcuts']
+    report = script.run(**kw, cfg=cfg if str(weights).endswith('.weights') else '',
+                        data=opt['data'], weights=weights, img_size=opt['img_size'],
+                        batch_size=opt['batch_size'], device=opt['device'],
+                        workers=opt['workers'], latency_runs=0, project=str(run.dir),
+                        name='prune', exist_ok=True)
+    row = model_row('prune', report['cfg'], report['pt'], opt, run, {
+        'map50': report['pruned']['map50'], 'map50_95': report['pruned']['map50_95']})
+    run.done('prune', {'cfg': report['cfg'], 'weights': report['pt'],
+                       'channels': report['channels']}, row)
+
+
+def finetune(run):
+    opt = run.opt
+    cfg, weights = run.latest_weights()
+    base = run.state['done']['baseline']
+    kd = {'t_cfg': base['cfg'], 't_weights': base['weights'], 'KDstr': opt['KDstr'],
+          'kd_weight': opt['kd_weight']} if opt['KDstr'] else {}
+    last = train_stage(run, 'finetune', cfg, weights, epochs=opt['epochs_finetune'], **kd)
+    row = model_row('finetune', cfg, last, opt, run)
+    run.done('finetune', {'cfg': cfg, 'weights': str(last)}, row)
+
+
+def qat(run):
+    opt = run.opt
+    cfg, weights = run.latest_weights()
+    last = train_stage(run, 'qat', cfg, weights, epochs=opt['epochs_qat'],
+                       quantized=opt['quantized'])
+    row = model_row('qat', cfg, last, opt, run)
+    run.done('qat', {'cfg': cfg, 'weights': str(last)}, row)
+
+
+def export_stage(run):
+    opt = run.opt
+    cfg, weights = run.latest_weights()
+    common = {'weights': str(weights), 'img_size': (opt['img_size'],), 'project': str(run.dir),
+              'exist_ok': True}
+    files = {'darknet': export.run(fmt='darknet', name='export', **common)}
+    int8 = export.is_quantized(load_model(weights, cfg if str(weights).endswith('.weights')
+                                          else None))
+    files['onnx_onnxruntime'] = export.run(fmt='onnx', name='export/onnxruntime',
+                                           qdq='onnxruntime', dynamic=True, **common)
+    if int8 and opt['quantized'] == 3:
+        files['onnx_tensorrt'] = export.run(fmt='onnx', name='export/tensorrt', **common)
+    onnx_path = files['onnx_onnxruntime'][0]
+    row = model_row('export', cfg, weights, opt, run, evaluate(onnx_path, opt, run, 'onnx'))
+    row['int8'] = int8
+    row.update(stage='export (onnxruntime)', weights=onnx_path,
+               size_mb=round(Path(onnx_path).stat().st_size / 1e6, 3))
+    run.done('export', {'files': files, 'onnx': onnx_path}, row)
+
+
+def latency(run):
+    """Batch-1 latency of each distinct network: torch eager fp32 (the dequantized weights for
+    int8 rows) and onnxruntime (fp32, or the int8 Q/DQ graph for int8 rows)."""
+    opt, device, n = run.opt, select_device('cpu'), run.opt['latency_runs']
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in run.state['rows']:
+            if row['stage'].startswith('export') or row['stage'] == 'sparse':
+                continue  # the same network as the row before it
+            model = load_model(row['weights'], row['cfg'] if row['weights'].endswith(
+                '.weights') else None).float().eval()
+            float_model = dequantized_model(model) if row['int8'] else model
+            t = measure_torch(float_model, opt['img_size'], [1], device, n, 3, False)
+            o = measure_onnx(model, opt['img_size'], [1], device, n, 3, tmp)
+            row['latency_torch_ms'] = round(t[0]['median_ms'], 2)
+            row['latency_ort_ms'] = round(o[0]['median_ms'], 2)
+    run.done('latency', {})
+
+
+RUNNERS = {'baseline': baseline, 'sparse': sparse, 'prune': prune, 'finetune': finetune,
+           'qat': qat, 'export': export_stage, 'latency': latency}
+
+
+def run(**opt):
+    opt = defaults() | opt
+    if opt['method'] not in METHODS:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got '{opt['method']}'")
+    skip = set(opt['skip']) | ({'qat'} if not opt['quantized'] else set())
+    r = find_run(opt)
+    r.save()
+    t0 = time.time()
+    for stage in STAGES:
+        if stage in r.state['done'] or (stage in skip and stage != 'baseline'):
+            continue
+        LOGGER.info(f'--- compress: {stage} ---')
+        RUNNERS[stage](r)
+    r.state['minutes'] = round(r.state.get('minutes', 0) + (time.time() - t0) / 60, 1)
+    r.save()
+    return write_report(r.dir, r.state)
+
+
+def defaults():
+    return {k: v for k, v in vars(parse_opt([])).items()}
+
+
+def parse_opt(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--cfg', default='', help='cfg of darknet --weights (a .pt holds its own)')
+    p.add_argument('--weights', default='weights/yolov3-mini.pt')
+    p.add_argument('--data', default='data/shapes.data')
+    p.add_argument('--img-size', type=int, default=320)
+    p.add_argument('--batch-size', type=int, default=16)
+    p.add_argument('--device', default='')
+    p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--s', type=float, default=0.005, help='sparsity strength')
+    p.add_argument('--prune-mode', type=int, default=1, choices=[0, 1, 2],
+                   help="train.py's --prune: which gammas the sparsity pushes")
+    p.add_argument('--method', default='slim', choices=METHODS)
+    p.add_argument('--percent', type=float, default=0.5)
+    p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
+    p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')
+    p.add_argument('--kd-weight', type=float, default=1.0)
+    p.add_argument('--quantized', type=int, default=3, choices=[0, 1, 2, 3], help='0 = no QAT')
+    p.add_argument('--epochs-sparse', type=int, default=4)
+    p.add_argument('--epochs-finetune', type=int, default=3)
+    p.add_argument('--epochs-qat', type=int, default=1)
+    p.add_argument('--latency-runs', type=int, default=20)
+    p.add_argument('--skip', nargs='*', default=[], choices=STAGES[1:])
+    p.add_argument('--project', default='runs/compress')
+    p.add_argument('--name', default='exp')
+    return p.parse_args(argv)
+
+
+@friendly_errors
+def main(argv=None):
+    run(**vars(parse_opt(argv)))
+
+
+if __name__ == '__main__':
+    main()

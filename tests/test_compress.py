@@ -1,0 +1,79 @@
+"""compress.py: the whole pipeline on tiny settings writes a complete report whose artefacts
+load, and a run killed mid-stage continues at that stage when the same command is run again."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+import compress
+from models.weights import load_model
+from tests.conftest import ROOT
+
+
+def tiny_args(data, project, name):
+    return ['--data', str(data), '--img-size', '128', '--batch-size', '8', '--workers', '0',
+            '--device', 'cpu', '--epochs-sparse', '1', '--epochs-finetune', '1',
+            '--epochs-qat', '1', '--percent', '0.3', '--latency-runs', '2',
+            '--project', str(project), '--name', name]
+
+
+def test_pipeline_writes_a_report_whose_artefacts_load(tiny_data, tmp_path):
+    report = compress.run(**vars(compress.parse_opt(tiny_args(tiny_data, tmp_path, 'c'))))
+    out = tmp_path / 'c'
+    assert json.loads((out / 'report.json').read_text())['stages'] == report['stages']
+    stages = [r['stage'] for r in report['stages']]
+    assert stages == ['baseline', 'sparse', 'prune', 'finetune', 'qat', 'export (onnxruntime)']
+    for r in report['stages']:
+        assert {'params', 'bflops', 'size_mb', 'map50', 'map50_95', 'vs_baseline'} <= set(r)
+        if r['stage'] in ('baseline', 'prune', 'finetune', 'qat'):
+            assert r['latency_torch_ms'] > 0 and r['latency_ort_ms'] > 0
+    rows = {r['stage']: r for r in report['stages']}
+    assert rows['prune']['bflops'] < rows['baseline']['bflops']
+    assert rows['qat']['int8'] and not rows['finetune']['int8']
+    assert rows['prune']['vs_baseline']['bflops'] < 1
+    for png in ('map_vs_bflops.png', 'gammas.png', 'channels.png'):
+        assert (out / png).stat().st_size > 1000
+    assert '| qat (int8) |' in (out / 'report.md').read_text()
+
+    x = torch.rand(1, 3, 128, 128)
+    for stage in ('sparse', 'prune', 'finetune', 'qat'):
+        with torch.no_grad():
+            assert torch.isfinite(load_model(rows[stage]['weights']).eval()(x)[0]).all()
+    files = report['files']
+    cfg, weights = files['darknet']
+    assert load_model(weights, cfg).nc == 6
+    for key in ('onnx_onnxruntime', 'onnx_tensorrt'):
+        sess = ort.InferenceSession(files[key][0], providers=['CPUExecutionProvider'])
+        boxes, scores = sess.run(None, {'images': x.numpy()})
+        assert np.isfinite(scores).all() and scores.shape[-1] == 6
+
+
+def test_killed_run_resumes_at_the_stage_it_was_in(tiny_data, tmp_path):
+    args = tiny_args(tiny_data, tmp_path, 'k')
+    args[args.index('--epochs-finetune') + 1] = '3'
+    cmd = [sys.executable, str(ROOT / 'compress.py')] + args
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / 'k' / 'finetune' / 'weights' / 'last.pt'
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the atomic save finish
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((tmp_path / 'k' / 'state.json').read_text())
+    assert list(state['done']) == ['baseline', 'sparse', 'prune']  # killed inside fine-tuning
+
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    log = again.stdout + again.stderr
+    assert 'resuming' in log and 'done baseline, sparse, prune' in log
+    assert '--- compress: sparse ---' not in log  # finished stages are not redone
+    assert 'at epoch' in log  # train.py continued the fine-tune from its last.pt
+    state = json.loads((tmp_path / 'k' / 'state.json').read_text())
+    assert list(state['done']) == list(compress.STAGES)
+    assert not (tmp_path / 'k2').exists()
