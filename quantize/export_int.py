@@ -31,14 +31,12 @@ if __package__ in (None, ''):  # run as a file, not with -m: import from the rep
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from models.layers import MaxPool, Route, Upsample, YoloLayer  # noqa: E402
 from models.weights import load_model  # noqa: E402
 from quantize.modules import QuantConvBNAct, QuantShortcut  # noqa: E402
 from quantize.qdq import act_qparams, output_quantizers  # noqa: E402
-from quantize.quantizers import symmetric_scale  # noqa: E402
 from utils.cli import friendly_errors  # noqa: E402
 from utils.log import LOGGER  # noqa: E402
 from utils.runs import increment_path  # noqa: E402
@@ -64,41 +62,12 @@ def activation_name(act, i):
     raise IntExportError(f'layer {i}: activation {type(act).__name__} has no integer form here')
 
 
-def integer_conv_weights(m: QuantConvBNAct):
-    """(w_q, w_scale per channel, float bias) of the deployed conv: the fake-quant weights with
-    BN folded in. Scaling channel c by k maps (q, s) to (sign(k) q, |k| s): exact."""
-    with torch.no_grad():
-        if m.fold:
-            w, b = m.folded_weight_bias()
-            k = torch.ones_like(b)
-        else:
-            w = m.conv.weight
-            b = m.conv.bias if m.conv.bias is not None else torch.zeros(w.shape[0])
-            k = torch.ones_like(b)
-            if isinstance(m.bn, nn.BatchNorm2d):
-                k = m.bn.weight / torch.sqrt(m.bn.running_var + m.bn.eps)
-                b = m.bn.bias + (b - m.bn.running_mean) * k
-        wq = m.quant_weight(w)
-        step = weight_step(m, w, wq)
-        q = torch.round(wq / step.view(-1, 1, 1, 1)) * torch.sign(k).view(-1, 1, 1, 1)
-        return q.double().numpy(), (step * k.abs()).double().numpy(), b.double().numpy()
-
-
-def weight_step(m, w, wq):
-    """The spacing of the quantized weights wq = quant_weight(w) of each output channel."""
-    if m.config.mode == 2 and m.w_bits == 1:  # sign(w) x mean |w|: one value, two signs
-        return wq.abs().max().expand(wq.shape[0]).clone()
-    if m.config.mode == 2:  # DoReFa: (2k - n) / n on the whole layer, n = 2^bits - 1
-        return torch.full((wq.shape[0],), 1.0 / (2 ** m.w_bits - 1), dtype=wq.dtype)
-    return symmetric_scale(w.abs().flatten(1).amax(1), m.w_bits, m.config.fpga)
-
-
 def int_dtype(q):
     return np.int8 if np.abs(q).max(initial=0) <= 127 else np.int16
 
 
 def conv_entry(i, m, in_q, arrays):
-    q, w_scale, bias = integer_conv_weights(m)
+    q, w_scale, bias = (t.double().numpy() for t in m.integer_weights())
     in_scale = in_q['scale']
     arrays[f'w{i}'] = q.astype(int_dtype(q))
     arrays[f'b{i}'] = np.round(bias / (in_scale * w_scale)).astype(np.int32)

@@ -86,6 +86,38 @@ class QuantConvBNAct(nn.Module):
         """The deployed conv: BN folded into the weights with running statistics."""
         return fold_conv_bn(self.conv, self.bn)
 
+    @torch.no_grad()
+    def integer_weights(self):
+        """(q, step, bias): the deployed conv as integer weights q (per output channel c the
+        real weights are q[c] * step[c]) and a float bias, BN folded in. Without --BN_Fold the
+        BN scales channel c by k after the quantized conv: that maps (q, s) to (sign(k) q,
+        |k| s), exactly, so the integers are the fake-quant model's own."""
+        if self.fold:
+            w, b = self.folded_weight_bias()
+            k = torch.ones_like(b)
+        else:
+            w = self.conv.weight
+            k = torch.ones(w.shape[0], device=w.device)
+            b = self.conv.bias if self.conv.bias is not None else torch.zeros_like(k)
+            if isinstance(self.bn, nn.BatchNorm2d):
+                k = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+                b = self.bn.bias + (b - self.bn.running_mean) * k
+        wq = self.quant_weight(w)
+        step = self.weight_step(w, wq)
+        sign = torch.where(k < 0, -1.0, 1.0)
+        q = torch.round(wq / step.view(-1, 1, 1, 1)) * sign.view(-1, 1, 1, 1)
+        return q, step * k.abs(), b.detach()
+
+    def weight_step(self, w, wq):
+        """The spacing of the quantized weights wq = quant_weight(w), per output channel."""
+        n = w.shape[0]
+        if self.config.mode == 2 and self.w_bits == 1:  # sign(w) x mean |w|: one magnitude
+            return wq.abs().max().expand(n).clone()
+        if self.config.mode == 2:  # DoReFa: (2j - m) / m on the whole layer, m = 2^bits - 1
+            return torch.full((n,), 1.0 / (2 ** self.w_bits - 1), dtype=wq.dtype,
+                              device=wq.device)
+        return symmetric_scale(w.abs().flatten(1).amax(1), self.w_bits, self.config.fpga)
+
     def _conv(self, x, w, b=None):
         c = self.conv
         return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)

@@ -27,7 +27,7 @@ from torch import nn
 
 from models.layers import Dropout, MaxPool, Route, Upsample
 from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
-from quantize.quantizers import affine_params, symmetric_range, symmetric_scale
+from quantize.quantizers import affine_params
 
 PASS_THROUGH = (Upsample, MaxPool, Dropout)
 
@@ -65,33 +65,12 @@ def fake_q(x, p):
     return torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
 
 
-def integer_weights(m: QuantConvBNAct):
-    """(q, scale per channel, bias): int8-valued weights of the deployed conv, BN folded."""
-    qmin, qmax = symmetric_range(8, narrow=True)
-    if m.fold:
-        w, b = m.folded_weight_bias()
-        k = torch.ones_like(b)
-    else:
-        w, b = m.conv.weight, m.conv.bias
-        if b is None:
-            b = torch.zeros(w.shape[0], device=w.device)
-        k = torch.ones_like(b)
-        if isinstance(m.bn, nn.BatchNorm2d):
-            bn = m.bn
-            k = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            b = bn.bias + (b - bn.running_mean) * k
-    scale = symmetric_scale(w.detach().abs().flatten(1).amax(1), 8, m.config.fpga)
-    q = torch.clamp(torch.round(w / scale.view(-1, 1, 1, 1)), qmin, qmax)
-    sign = torch.where(k < 0, -1.0, 1.0).view(-1, 1, 1, 1)
-    return (q * sign).detach(), (scale * k.abs()).detach(), b.detach()
-
-
 class QDQConv(nn.Module):
     froms: list = []
 
     def __init__(self, m: QuantConvBNAct, pre_activation=False):
         super().__init__()
-        q, scale, bias = integer_weights(m)
+        q, scale, bias = m.integer_weights()
         c = m.conv
         self.conv = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
                               c.dilation, c.groups, bias=True).to(q.device)
