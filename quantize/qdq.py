@@ -25,11 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.layers import Dropout, MaxPool, Route, Upsample
+from models.layers import Route, Upsample
 from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
+from quantize.qat import PASS_THROUGH
 from quantize.quantizers import affine_params
-
-PASS_THROUGH = (Upsample, MaxPool, Dropout)
 
 
 class QDQError(ValueError):
