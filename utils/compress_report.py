@@ -38,7 +38,7 @@ def cell(row, key):
     text = f'{v:.4f}' if key.startswith('map') else f'{v:g}'
     if key == 'map50':
         text += f" ({row['vs_baseline']['map50_points']:+.1f})"
-    elif ratio is not None and row is not None and row['stage'] != 'baseline':
+    elif ratio is not None and row['stage'] != 'baseline':
         text += f' ({ratio:.0%})'
     return text
 
