@@ -14,8 +14,8 @@ A quantized checkpoint (train.py --quantized 1|3, quantize/ptq.py) becomes an in
 QuantizeLinear/DequantizeLinear pairs on activations (per tensor; int8 with zero point 0 for
 TensorRT, or --qdq onnxruntime: uint8 and one more pair before each activation, which onnxruntime's
 CPU kernels need to fuse) and int8 weights per output channel (axis 0), BN folded in;
-quantize/qdq.py says where each pair sits. Outputs go to
-runs/export/exp*/ (a new folder each run).
+quantize/qdq.py says where each pair sits. Outputs go to runs/export/exp*/ (a new folder each
+run).
 """
 from __future__ import annotations
 
