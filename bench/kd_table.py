@@ -4,7 +4,8 @@
     python3 bench/kd_table.py --cfg runs/prune/exp/yolov3-mini_slim_0.83.cfg \
         --weights runs/prune/exp/yolov3-mini_slim_0.83.pt --teacher weights/yolov3-mini.pt
 
-Prints a table (mAP and the share of the student-teacher gap each strategy closes), writes
+Prints a table (mAP and the share of the student-teacher gap each strategy closes; with
+--seeds, the mean and each seed's mAP, so differences can be set against the spread), writes
 kd_table.json into the run folder.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 if __package__ in (None, ''):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+import numpy as np  # noqa: E402
 from terminaltables import AsciiTable  # noqa: E402
 
 import test as evaluation  # noqa: E402
@@ -28,24 +30,31 @@ NAMES = {0: 'no KD', 1: 'KDstr 1 outputs', 2: 'KDstr 2 teacher-bounded',
 
 
 def fine_tune(opt, out, strategy):
+    """One row: the mean over --seeds (and each seed's mAP, to show the spread)."""
     kd = {'t_weights': opt.teacher, 'KDstr': strategy, 'kd_weight': opt.kd_weight} \
         if strategy else {}
-    m = train.run(cfg=opt.cfg, weights=opt.weights, data=opt.data, epochs=opt.epochs,
-                  img_size=[opt.img_size], project=str(out), name=f'kd{strategy}', exist_ok=True,
-                  notest=True, **kd)
-    return {'strategy': strategy, 'name': NAMES[strategy], 'map50': round(m['map50'], 4),
-            'map50_95': round(m['map50_95'], 4)}
+    runs = [train.run(cfg=opt.cfg, weights=opt.weights, data=opt.data, epochs=opt.epochs,
+                      img_size=[opt.img_size], project=str(out), name=f'kd{strategy}_s{seed}',
+                      exist_ok=True, notest=True, seed=seed, **kd) for seed in opt.seeds]
+    row = {'strategy': strategy, 'name': NAMES[strategy]}
+    for key in ('map50', 'map50_95'):
+        values = [m[key] for m in runs]
+        row[key] = round(float(np.mean(values)), 4)
+        row[f'{key}_seeds'] = [round(v, 4) for v in values]
+    return row
 
 
 def table(teacher, rows):
     base = rows[0]['map50']
     gap = teacher['map50'] - base
-    body = [['teacher', f"{teacher['map50']:.3f}", f"{teacher['map50_95']:.3f}", '']]
+    body = [['teacher', f"{teacher['map50']:.4f}", '', f"{teacher['map50_95']:.4f}", '']]
     for r in rows:
         r['gap_closed'] = round((r['map50'] - base) / gap, 3) if gap > 0 else None
         closed = '' if r['strategy'] == 0 or r['gap_closed'] is None else f"{r['gap_closed']:.0%}"
-        body.append([r['name'], f"{r['map50']:.3f}", f"{r['map50_95']:.3f}", closed])
-    t = AsciiTable([['fine-tune', 'mAP@0.5', 'mAP@0.5:0.95', 'gap closed']] + body)
+        seeds = ' '.join(f'{v:.4f}' for v in r['map50_seeds']) if len(r['map50_seeds']) > 1 \
+            else ''
+        body.append([r['name'], f"{r['map50']:.4f}", seeds, f"{r['map50_95']:.4f}", closed])
+    t = AsciiTable([['fine-tune', 'mAP@0.5', 'per seed', 'mAP@0.5:0.95', 'gap closed']] + body)
     t.inner_heading_row_border = True
     return t.table
 
@@ -61,6 +70,8 @@ def main(argv=None):
     p.add_argument('--kd-weight', type=float, default=1.0)
     p.add_argument('--strategies', type=int, nargs='*', default=[1, 2, 3, 4, 5],
                    help='KDstr values to compare with the fine-tune without KD')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0],
+                   help='repeat each fine-tune with these seeds; rows show the mean and each')
     p.add_argument('--project', default='runs/bench/kd')
     opt = p.parse_args(argv)
     out = increment_path(opt.project, 'exp')
@@ -69,7 +80,8 @@ def main(argv=None):
     teacher = {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
     rows = [fine_tune(opt, out, k) for k in [0] + [k for k in opt.strategies if k]]
     print(table(teacher, rows))
-    result = {'teacher': teacher, 'student': opt.weights, 'epochs': opt.epochs, 'rows': rows}
+    result = {'teacher': teacher, 'student': opt.weights, 'epochs': opt.epochs,
+              'seeds': opt.seeds, 'rows': rows}
     (out / 'kd_table.json').write_text(json.dumps(result, indent=2))
     print(f'saved {out}/kd_table.json')
 
