@@ -101,19 +101,21 @@ def model_row(stage, cfg, weights, opt, run, metrics=None):
 
 
 def train_stage(run, stage, cfg, weights, **kw):
-    """train.run in <run>/<stage>/, continuing from its last.pt after an interruption."""
+    """train.run in <run>/<stage>/, continuing from its last.pt after an interruption.
+    Returns (last.pt, its mAP from train.py's final evaluation, or None if it was not run)."""
     opt = run.opt
     last = run.dir / stage / 'weights' / 'last.pt'
     ckpt = load_checkpoint(last) if last.is_file() else {}
     if ckpt.get('optimizer') is not None:  # interrupted: go on from its last epoch
-        if ckpt['epoch'] + 1 < ckpt['opt']['epochs']:
-            train.run(resume=str(last))
+        if ckpt['epoch'] + 1 >= ckpt['opt']['epochs']:
+            return last, None  # it had finished
+        m = train.run(resume=str(last))
     else:
-        train.run(cfg=str(cfg), weights=str(weights), data=opt['data'],
-                  img_size=[opt['img_size']], batch_size=opt['batch_size'],
-                  device=opt['device'], workers=opt['workers'], project=str(run.dir),
-                  name=stage, exist_ok=True, notest=True, **kw)
-    return last
+        m = train.run(cfg=str(cfg), weights=str(weights), data=opt['data'],
+                      img_size=[opt['img_size']], batch_size=opt['batch_size'],
+                      device=opt['device'], workers=opt['workers'], project=str(run.dir),
+                      name=stage, exist_ok=True, notest=True, **kw)
+    return last, {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
 
 
 def write_cfg_of(weights, path):
@@ -132,9 +134,9 @@ def baseline(run):
 def sparse(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
-    last = train_stage(run, 'sparse', cfg, weights, epochs=opt['epochs_sparse'], sr=True,
-                       s=opt['s'], prune=opt['prune_mode'])
-    row = model_row('sparse', cfg, last, opt, run)
+    last, metrics = train_stage(run, 'sparse', cfg, weights, epochs=opt['epochs_sparse'],
+                                sr=True, s=opt['s'], prune=opt['prune_mode'])
+    row = model_row('sparse', cfg, last, opt, run, metrics)
     run.done('sparse', {'cfg': cfg, 'weights': str(last),
                         'gamma_hist': str(run.dir / 'sparse' / 'gamma_hist.png')}, row)
 
@@ -163,17 +165,18 @@ def finetune(run):
     base = run.state['done']['baseline']
     kd = {'t_cfg': base['cfg'], 't_weights': base['weights'], 'KDstr': opt['KDstr'],
           'kd_weight': opt['kd_weight']} if opt['KDstr'] else {}
-    last = train_stage(run, 'finetune', cfg, weights, epochs=opt['epochs_finetune'], **kd)
-    row = model_row('finetune', cfg, last, opt, run)
+    last, metrics = train_stage(run, 'finetune', cfg, weights,
+                                epochs=opt['epochs_finetune'], **kd)
+    row = model_row('finetune', cfg, last, opt, run, metrics)
     run.done('finetune', {'cfg': cfg, 'weights': str(last)}, row)
 
 
 def qat(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
-    last = train_stage(run, 'qat', cfg, weights, epochs=opt['epochs_qat'],
-                       quantized=opt['quantized'])
-    row = model_row('qat', cfg, last, opt, run)
+    last, metrics = train_stage(run, 'qat', cfg, weights, epochs=opt['epochs_qat'],
+                                quantized=opt['quantized'])
+    row = model_row('qat', cfg, last, opt, run, metrics)
     run.done('qat', {'cfg': cfg, 'weights': str(last)}, row)
 
 
