@@ -33,11 +33,14 @@ VARIANTS = {  # name: (description, train.py flags)
     'q3-fold': ('3 TensorRT 8-bit +BN_Fold', {'quantized': 3, 'BN_Fold': True}),
     'q3-fpga': ('3 TensorRT 8-bit +BN_Fold +FPGA', {'quantized': 3, 'BN_Fold': True,
                                                      'FPGA': True}),
+    'q3-ema': ('3 TensorRT 8-bit, EMA ranges', {'quantized': 3, 'quant_observer': 'ema'}),
+    'q3-pct': ('3 TensorRT 8-bit, percentile ranges', {'quantized': 3,
+                                                       'quant_observer': 'percentile'}),
     'q3-w4': ('3 TensorRT w4 a8', {'quantized': 3, 'w_bits': 4}),
     'q2': ('2 DoReFa w8 a8', {'quantized': 2}),
     'q2-w4a4': ('2 DoReFa w4 a4', {'quantized': 2, 'w_bits': 4, 'a_bits': 4}),
 }
-ONNX_ROWS = ('q1', 'q3', 'q3-fold')  # 8-bit with a Q/DQ form
+ONNX_ROWS = ('q1', 'q3', 'q3-fold', 'q3-ema', 'q3-pct')  # 8-bit with a Q/DQ form
 
 
 def score(weights, opt, out, name):
