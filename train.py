@@ -519,7 +519,7 @@ def parse_opt(argv=None):
     p.add_argument('--FPGA', '--fpga', action='store_true',
                    help='QAT: every scale a power of two')
     p.add_argument('--quant-observer', default='', choices=['', 'minmax', 'ema', 'percentile'],
-                   help="activation ranges (default: ema for modes 1 and 2, minmax for 3)")
+                   help='activation ranges (default: ema)')
     p.add_argument('--quant-freeze-epoch', type=int, default=-1,
                    help='freeze observers and folded BN from this epoch (default: at 70%%)')
     return p.parse_args(argv)

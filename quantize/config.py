@@ -24,7 +24,7 @@ class QuantConfig:
     a_bits: int = 8
     bn_fold: bool = False       # fold BN into the conv while training (batch statistics)
     fpga: bool = False          # every scale an exact power of two
-    observer: str = ''          # '' = the mode's own: ema for 1 and 2, minmax for 3
+    observer: str = ''          # '' = ema (bench/quant_table.py: better than minmax for 3)
     percentile: float = 99.99   # for observer='percentile'
     dorefa_all: bool = False    # mode 2: also the first and last convs at w_bits / a_bits
     freeze_epoch: int = -1      # observers (and folded BN statistics) freeze from this epoch
@@ -44,7 +44,7 @@ class QuantConfig:
 
     @property
     def activation_observer(self) -> str:
-        return self.observer or ('minmax' if self.mode == 3 else 'ema')
+        return self.observer or 'ema'
 
     @property
     def symmetric_activations(self) -> bool:
