@@ -414,7 +414,8 @@ class Trainer:
         """Evaluate the EMA, log the row, write results and checkpoints (rank 0)."""
         opt = self.opt
         final = epoch + 1 == opt['epochs']
-        if not opt['notest'] or final:
+        evaluated = not opt['notest'] or final
+        if evaluated:
             self.metrics = evaluator.run(model=self.ema.ema, dataloader=self.val_loader,
                                          names=self.names, verbose=final, plots=final,
                                          save_dir=self.save_dir if final else None)
@@ -429,8 +430,9 @@ class Trainer:
         best_pt = self.save_dir / 'weights' / 'best.pt'
         improved = fitness(m) > self.best or not best_pt.exists()  # a run at mAP 0 has one too
         self.best = max(self.best, fitness(m))
-        LOGGER.info(f"epoch {epoch + 1}: mAP@0.5 {m['map50']:.4f} mAP@0.5:0.95 "
-                    f"{m['map50_95']:.4f} ({row['seconds']} s)")
+        score = (f"mAP@0.5 {m['map50']:.4f} mAP@0.5:0.95 {m['map50_95']:.4f}" if evaluated
+                 else 'not evaluated (--notest)')
+        LOGGER.info(f"epoch {epoch + 1}: {score} ({row['seconds']} s)")
         if not opt['nosave']:
             ckpt = checkpoint(self.model, self.ema, self.optimizer, self.scheduler, self.scaler,
                               epoch, self.best, opt, self.names, self.hooks, m)
