@@ -75,7 +75,7 @@ def plot_gammas(state, path):
     for stage in ('baseline', 'sparse'):
         if stage in done:
             g = prunable_gammas(done[stage]['weights'], done[stage]['cfg'], mode)
-            ax.step(centers, gamma_histogram(g), where='mid', label=f'{stage} ({len(g)} BNs)')
+            ax.step(centers, gamma_histogram(g), where='mid', label=f'{stage} ({len(g)} channels)')
     ax.set_xscale('log')
     ax.set_xlabel('|gamma| of the prunable BN channels')
     ax.set_ylabel('channels')
