@@ -194,7 +194,6 @@ def export_stage(run):
         files['onnx_tensorrt'] = export.run(fmt='onnx', name='export/tensorrt', **common)
     onnx_path = files['onnx_onnxruntime'][0]
     row = model_row('export', cfg, weights, opt, run, evaluate(onnx_path, opt, run, 'onnx'))
-    row['int8'] = int8
     row.update(stage='export (onnxruntime)', weights=onnx_path,
                size_mb=round(Path(onnx_path).stat().st_size / 1e6, 3))
     run.done('export', {'files': files, 'onnx': onnx_path}, row)
@@ -241,7 +240,7 @@ def run(**opt):
 
 
 def defaults():
-    return {k: v for k, v in vars(parse_opt([])).items()}
+    return vars(parse_opt([]))
 
 
 def parse_opt(argv=None):
