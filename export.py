@@ -29,6 +29,7 @@ from torch import nn
 
 from models.cfg import save_cfg
 from models.weights import load_model, save_darknet_weights
+from quantize.qat import is_quantized
 from quantize.qdq import QDQError, dequantized_model, int8_initializers, qdq_model
 from utils.boxes import xywh2xyxy
 from utils.cli import friendly_errors
@@ -63,10 +64,6 @@ def export_darknet(model, stem):
     save_cfg(model.blocks, f'{stem}.cfg')
     save_darknet_weights(model, f'{stem}.weights')
     return [f'{stem}.cfg', f'{stem}.weights']
-
-
-def is_quantized(model):
-    return bool(getattr(model, 'quant_config', None))
 
 
 def export_onnx(model, stem, img_hw, batch=1, dynamic=False, opset=17, nms=False,

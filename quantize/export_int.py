@@ -36,6 +36,7 @@ from torch import nn  # noqa: E402
 from models.layers import MaxPool, Route, Upsample, YoloLayer  # noqa: E402
 from models.weights import load_model  # noqa: E402
 from quantize.modules import QuantConvBNAct, QuantShortcut  # noqa: E402
+from quantize.qat import is_quantized  # noqa: E402
 from quantize.qdq import act_qparams, output_quantizers  # noqa: E402
 from utils.cli import friendly_errors  # noqa: E402
 from utils.log import LOGGER  # noqa: E402
@@ -127,7 +128,7 @@ def check_layer(i, m, quantizers):
 
 def integer_model(model):
     """(manifest dict, arrays dict) of a quantized model."""
-    if not getattr(model, 'quant_config', None):
+    if not is_quantized(model):
         raise IntExportError('the model is not quantized: train with --quantized, or run '
                              'quantize/ptq.py first')
     model = model.float().cpu().eval()

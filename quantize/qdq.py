@@ -27,7 +27,7 @@ from torch import nn
 
 from models.layers import Route, Upsample
 from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
-from quantize.qat import PASS_THROUGH
+from quantize.qat import PASS_THROUGH, is_quantized
 from quantize.quantizers import affine_params
 
 
@@ -124,10 +124,10 @@ def output_quantizers(model):
 
 
 def check_quantized(model):
-    cfg = getattr(model, 'quant_config', None)
-    if not cfg:
+    if not is_quantized(model):
         raise QDQError('the model is not quantized: train with --quantized, or run '
                        'quantize/ptq.py, or export with --int8 to calibrate it now')
+    cfg = model.quant_config
     if cfg['mode'] == 2:
         raise QDQError('--quantized 2 (DoReFa) has no int8 Q/DQ form (its weights are not '
                        'per-channel affine); use quantize/export_int.py for fixed-point targets')
