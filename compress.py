@@ -27,6 +27,7 @@ import test as evaluation
 import train
 from bench.latency import measure_onnx, measure_torch
 from models.weights import load_checkpoint, load_model
+from prune.cost import percent_for_bflops
 from quantize.qdq import dequantized_model
 from utils.cli import friendly_errors
 from utils.compress_report import write_report
@@ -145,9 +146,11 @@ def prune(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
     script = importlib.import_module(f"prune.{opt['method']}_prune")
-    kw = {'percent': opt['percent']} if opt['method'] != 'layer' else {}
-    if opt['method'] in ('layer', 'layer_channel'):
-        kw['shortcuts'] = opt['shortcuts']
+    kw = {'shortcuts': opt['shortcuts']} if opt['method'] in ('layer', 'layer_channel') else {}
+    if opt['method'] != 'layer':
+        kw |= {'percent': opt['percent'], 'rank': opt['rank']}
+        if opt['keep_bflops']:
+            kw['percent'] = percent_for_keep(script, kw, cfg, weights, opt)
     report = script.run(**kw, cfg=cfg if str(weights).endswith('.weights') else '',
                         data=opt['data'], weights=weights, img_size=opt['img_size'],
                         batch_size=opt['batch_size'], device=opt['device'],
@@ -157,6 +160,15 @@ def prune(run):
         'map50': report['pruned']['map50'], 'map50_95': report['pruned']['map50_95']})
     run.done('prune', {'cfg': report['cfg'], 'weights': report['pt'],
                        'channels': report['channels']}, row)
+
+
+def percent_for_keep(script, kw, cfg, weights, opt):
+    """--keep-bflops: the script's smallest percent that leaves at most that share."""
+    model = load_model(weights, cfg if str(weights).endswith('.weights') else None)
+    pct = percent_for_bflops(model.float().eval(), opt['keep_bflops'], opt['img_size'],
+                             lambda m, p: script.select(m, **(kw | {'percent': p})))
+    LOGGER.info(f"--keep-bflops {opt['keep_bflops']}: {opt['method']} --percent {pct}")
+    return pct
 
 
 def finetune(run):
@@ -257,6 +269,11 @@ def parse_opt(argv=None):
                    help="train.py's --prune: which gammas the sparsity pushes")
     p.add_argument('--method', default='slim', choices=METHODS)
     p.add_argument('--percent', type=float, default=0.5)
+    p.add_argument('--keep-bflops', type=float, default=None,
+                   help='instead of --percent: the smallest percent leaving at most this share '
+                        "of the BFLOPs (not for --method layer)")
+    p.add_argument('--rank', default='global', choices=['global', 'layer'],
+                   help="the prune script's --rank")
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')
     p.add_argument('--kd-weight', type=float, default=1.0)

@@ -193,9 +193,9 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
         img_size=(320,), device='', workers=2, resume=None, name='exp', project='runs/train',
         hyp=None, seed=0, notest=False, nosave=False, cache_images=False,
         adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
-        sr=False, s=0.001, prune=0, sr_schedule='constant', t_cfg='', t_weights='', KDstr=1,
-        kd_weight=1.0, kd_T=3.0, kd_feature='l2', quantized=0, w_bits=8, a_bits=8,
-        BN_Fold=False, FPGA=False, quant_observer='', quant_freeze_epoch=-1, **extra):
+        sr=False, s=0.001, prune=0, sr_schedule='constant', sr_flops=False, t_cfg='',
+        t_weights='', KDstr=1, kd_weight=1.0, kd_T=3.0, kd_feature='l2', quantized=0, w_bits=8,
+        a_bits=8, BN_Fold=False, FPGA=False, quant_observer='', quant_freeze_epoch=-1, **extra):
     """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
     hyp = hyp or default_hyp(weights, sr)
     opt = {k: v for k, v in locals().items() if k != 'extra'} | extra
@@ -503,6 +503,9 @@ def parse_opt(argv=None):
                    help='0: convs not tied to others, 1: also shortcut/SE-tied, 2: residual blocks')
     p.add_argument('--sr-schedule', default='constant', choices=['constant', 'decay'],
                    help='decay: a tenth of --s over the last 30%% of the epochs')
+    p.add_argument('--sr-flops', action='store_true',
+                   help="weigh each gamma's push by its channel's BFLOPs (use with the prune "
+                        "scripts' --rank layer)")
     p.add_argument('--t_cfg', '--t-cfg', default='', help="teacher cfg (a .pt holds its own)")
     p.add_argument('--t_weights', '--t-weights', default='', help='teacher weights: distill')
     p.add_argument('--KDstr', type=int, default=1, choices=[1, 2, 3, 4, 5],

@@ -6,8 +6,8 @@ after a short fine-tune, against params and BFLOPs. Prints a table, writes JSON 
     python3 bench/prune_tradeoff.py --sparse runs/train/sr-mini/weights/last.pt   # out: it runs)
 
 Each setting is pruned from the same sparse checkpoint and fine-tuned for ``--ft-epochs`` with
-train.py's defaults. ``slim@70%`` is slim pruning at the smallest percent (0.01 steps) that
-removes at least ``--target`` of the BFLOPs.
+train.py's defaults (distilled from ``--weights`` with ``--KDstr N``). ``slim@70%`` is slim
+pruning at the smallest percent (0.01 steps) that removes at least ``--target`` of the BFLOPs.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ import train  # noqa: E402
 from models.weights import load_model  # noqa: E402
 from prune import (layer_channel_prune, layer_prune, normal_prune, regular_prune,  # noqa: E402
                    shortcut_prune, slim_prune)
-from prune.surgery import PruneError, prune_model  # noqa: E402
+from prune.cost import percent_for_bflops  # noqa: E402
+from prune.surgery import PruneError  # noqa: E402
 from utils.runs import increment_path  # noqa: E402
 
 SETTINGS = [  # (label, script, arguments)
@@ -45,25 +46,10 @@ SETTINGS = [  # (label, script, arguments)
 ]
 
 
-def percent_for_bflops(model, target, img_size, layer_keep=0.01):
-    """Smallest slim percent (0.01 steps) whose pruned model has at most (1 - target) of the
-    BFLOPs: BFLOPs fall monotonically with the percent, so bisect."""
-    full = model.info(img_size)['bflops']
-    lo, hi = 0, 99
-    while lo < hi:
-        mid = (lo + hi) // 2
-        try:
-            plan = slim_prune.select(model, mid / 100, layer_keep)
-            ratio = prune_model(model, plan).info(img_size)['bflops'] / full
-        except PruneError:
-            ratio = 1.0
-        lo, hi = (lo, mid) if ratio <= 1 - target else (mid + 1, hi)
-    return lo / 100
-
-
 def sparse_train(opt):
     train.run(weights=opt.weights, data=opt.data, sr=True, s=opt.s, prune=1,
-              epochs=opt.sr_epochs, project=opt.project, name='sparse', exist_ok=True)
+              sr_schedule=opt.sr_schedule, sr_flops=opt.sr_flops, epochs=opt.sr_epochs,
+              project=opt.project, name='sparse', exist_ok=True)
     return Path(opt.project) / 'sparse' / 'weights' / 'last.pt'
 
 
@@ -78,9 +64,10 @@ def one_setting(label, script, args, opt, out):
     report = script.run(**args, data=opt.data, weights=str(opt.sparse), img_size=opt.img_size,
                         latency_runs=opt.latency_runs, project=str(out), name=name,
                         exist_ok=True)
+    teacher = {'t_weights': opt.weights, 'KDstr': opt.KDstr} if opt.KDstr else {}
     tuned = train.run(cfg=report['cfg'], weights=report['pt'], data=opt.data,
                       epochs=opt.ft_epochs, img_size=[opt.img_size], project=str(out),
-                      name=f'{name}_ft', exist_ok=True)
+                      name=f'{name}_ft', exist_ok=True, **teacher)
     o, p = report['original'], report['pruned']
     return {'setting': label, 'params': p['params'], 'bflops': p['bflops'],
             'params_ratio': round(p['params'] / o['params'], 4),
@@ -129,21 +116,32 @@ def main(argv=None):
     p.add_argument('--sparse', default='', help='sparse-trained checkpoint (else: train one)')
     p.add_argument('--s', type=float, default=0.005)
     p.add_argument('--sr-epochs', type=int, default=12)
+    p.add_argument('--sr-schedule', default='constant', choices=['constant', 'decay'])
+    p.add_argument('--sr-flops', action='store_true', help="train.py's --sr-flops")
     p.add_argument('--ft-epochs', type=int, default=3)
+    p.add_argument('--KDstr', type=int, default=0, choices=[0, 1, 2, 3, 4, 5],
+                   help='fine-tune distilled from --weights with this strategy (0: no teacher)')
     p.add_argument('--target', type=float, default=0.7, help='BFLOPs share slim@ removes')
     p.add_argument('--img-size', type=int, default=320)
     p.add_argument('--latency-runs', type=int, default=20)
-    p.add_argument('--only', nargs='*', default=None, help='run the settings starting so')
+    p.add_argument('--rank', default='global', choices=['global', 'layer'],
+                   help="the channel scripts' --rank")
+    p.add_argument('--only', nargs='*', default=None,
+                   help="run the settings starting so ('target': the slim row at --target)")
     p.add_argument('--project', default='runs/bench/prune')
     opt = p.parse_args(argv)
     out = increment_path(opt.project, 'exp')
     opt.project = str(out)
     opt.sparse = opt.sparse or sparse_train(opt)
-    pct = percent_for_bflops(load_model(opt.sparse), opt.target, opt.img_size)
-    settings = SETTINGS + [(f'slim {pct} (-{opt.target:.0%} BFLOPs)', slim_prune,
-                            {'percent': pct})]
+    pct = percent_for_bflops(load_model(opt.sparse), 1 - opt.target, opt.img_size,
+                             lambda m, p: slim_prune.select(m, p, rank=opt.rank))
+    target = (f'slim {pct} (-{opt.target:.0%} BFLOPs)', slim_prune, {'percent': pct})
+    settings = SETTINGS + [target]
     if opt.only is not None:
-        settings = [s for s in settings if any(s[0].startswith(o) for o in opt.only)]
+        settings = [s for s in settings if any(s[0].startswith(o) for o in opt.only)
+                    or (s is target and 'target' in opt.only)]
+    settings = [(label, script, args | ({'rank': opt.rank} if 'percent' in args else {}))
+                for label, script, args in settings]
     baseline = evaluate(opt.weights, opt.data, opt.img_size, out, 'eval_dense')
     sparse = evaluate(opt.sparse, opt.data, opt.img_size, out, 'eval_sparse')
     rows = []
@@ -154,7 +152,8 @@ def main(argv=None):
             print(f'{s[0]}: {e}')
     print(table(baseline, sparse, rows, opt.ft_epochs, Path(opt.weights).name))
     result = {'baseline': baseline, 'sparse': sparse, 'sparse_weights': str(opt.sparse),
-              'slim_target_percent': pct, 'ft_epochs': opt.ft_epochs, 'rows': rows}
+              'slim_target_percent': pct, 'ft_epochs': opt.ft_epochs, 'KDstr': opt.KDstr,
+              'rank': opt.rank, 'rows': rows}
     (out / 'prune_tradeoff.json').write_text(json.dumps(result, indent=2))
     plot(baseline, rows, out / 'prune_tradeoff.png')
     print(f'saved {out}/prune_tradeoff.json and .png')

@@ -13,19 +13,20 @@ from prune.runner import parse_script_args, prune_and_report
 from utils.cli import friendly_errors
 
 
-def select(model, percent=0.5, shortcuts=2, layer_keep=0.01):
-    plan = channel_plan(model, mode=1, percent=percent, min_keep=layer_keep, clamp=True)
+def select(model, percent=0.5, shortcuts=2, layer_keep=0.01, rank='global'):
+    plan = channel_plan(model, mode=1, percent=percent, min_keep=layer_keep, clamp=True,
+                        rank=rank)
     plan.dropped = layer_plan(model, shortcuts).dropped
     return plan
 
 
-def run(percent=0.5, shortcuts=2, layer_keep=0.01, **kw):
+def run(percent=0.5, shortcuts=2, layer_keep=0.01, rank='global', **kw):
     return prune_and_report('layer_channel', f'{percent}_shortcuts{shortcuts}',
-                            lambda m: select(m, percent, shortcuts, layer_keep), **kw)
+                            lambda m: select(m, percent, shortcuts, layer_keep, rank), **kw)
 
 
 def parse_opt(argv=None):
-    return parse_script_args(__doc__, ['percent', 'shortcuts', 'layer_keep'], argv)
+    return parse_script_args(__doc__, ['percent', 'shortcuts', 'layer_keep', 'rank'], argv)
 
 
 @friendly_errors

@@ -3,8 +3,15 @@
 Channel pruning ranks channels by |gamma| of their BN. A group of tied convs (a shortcut chain,
 SE, depthwise) keeps a channel if any member's gamma is above the threshold: the union of the
 members' masks. The global threshold is the ``percent`` quantile of the gammas of every member
-conv: ``percent`` is the share of gammas at or below it. Layer pruning ranks residual blocks by the
-mean |gamma| of their first conv.
+conv: ``percent`` is the share of gammas at or below it.
+
+``rank='layer'`` divides each group's gammas by the group's largest first. A conv whose output
+goes through BN into another conv and BN can scale its gammas and betas by any factor without
+changing the network, so raw gammas of different layers are on arbitrary scales: under Adam the
+L1 push shrinks some layers whole (every gamma together) and one global threshold then removes
+nearly all of their channels.
+
+Layer pruning ranks residual blocks by the mean |gamma| of their first conv.
 """
 from __future__ import annotations
 
@@ -16,39 +23,49 @@ from torch import nn
 from prune.deps import prunable_groups, residual_blocks
 from prune.surgery import PruneError, PrunePlan
 
+RANKS = ('global', 'layer')
+
 
 def _gammas(model, i):
     bn = model.module_list[i].bn
     return bn.weight.detach().abs().float().cpu() if isinstance(bn, nn.BatchNorm2d) else None
 
 
-def group_score(model, group) -> torch.Tensor:
+def _member_gammas(model, group, rank='global'):
+    gammas = [g for g in (_gammas(model, i) for i in group.convs) if g is not None]
+    if rank not in RANKS:
+        raise PruneError(f"--rank must be one of {', '.join(RANKS)}, got '{rank}'")
+    top = max(g.max() for g in gammas)
+    return [g / top for g in gammas] if rank == 'layer' and top > 0 else gammas
+
+
+def group_score(model, group, rank='global') -> torch.Tensor:
     """Per channel: the largest |gamma| over the group's convs (keeping = union of masks)."""
-    scores = [g for g in (_gammas(model, i) for i in group.convs) if g is not None]
-    return torch.stack(scores).amax(0)
+    return torch.stack(_member_gammas(model, group, rank)).amax(0)
 
 
-def threshold(model, groups, percent):
+def threshold(model, groups, percent, rank='global'):
     """(threshold, sorted gammas): channels scoring at or below the threshold are pruned."""
     if not 0 <= percent < 1:
         raise PruneError(f'--percent must be in [0, 1), got {percent}')
-    values = torch.cat([g for grp in groups for i in grp.convs
-                        if (g := _gammas(model, i)) is not None]).sort().values
+    values = torch.cat([g for grp in groups for g in _member_gammas(model, grp, rank)])
+    values = values.sort().values
     k = int(percent * len(values))  # prune the k smallest: keep what is above the k-th
     return (values[k - 1].item() if k else -1.0), values
 
 
-def channel_plan(model, mode, percent, min_keep=0.0, clamp=False, round_to=1) -> PrunePlan:
+def channel_plan(model, mode, percent, min_keep=0.0, clamp=False, round_to=1,
+                 rank='global') -> PrunePlan:
     """Masks from a global threshold; every group keeps max(1, min_keep * channels), rounded up
     to ``round_to``. Too few left: keep the best (``clamp``) or raise with the highest percent
     that works."""
     groups = prunable_groups(model, mode)
     if not groups:
         raise PruneError(f'no prunable convolutions in mode {mode}')
-    thr, values = threshold(model, groups, percent)
+    thr, values = threshold(model, groups, percent, rank)
     plan, short = PrunePlan(), []
     for grp in groups:
-        score = group_score(model, grp)
+        score = group_score(model, grp, rank)
         n, need = int((score > thr).sum()), _minimum(len(score), min_keep)
         if n < need and not clamp:
             short.append((grp, n, need))
@@ -57,7 +74,7 @@ def channel_plan(model, mode, percent, min_keep=0.0, clamp=False, round_to=1) ->
         mask[score.topk(keep).indices] = True
         plan.masks.update({i: mask for i in grp.convs})
     if short:
-        raise PruneError(_too_high(model, groups, values, percent, short, min_keep))
+        raise PruneError(_too_high(model, groups, values, percent, short, min_keep, rank))
     return plan
 
 
@@ -70,11 +87,11 @@ def _round_up(n, r):
     return n if r <= 1 else math.ceil(n / r) * r
 
 
-def _too_high(model, groups, values, percent, short, min_keep):
+def _too_high(model, groups, values, percent, short, min_keep, rank):
     """The message for a percent that leaves some layer too few channels."""
     limits = []  # each group's need-th best score must stay at or above the threshold
     for grp in groups:
-        score = group_score(model, grp).sort(descending=True).values
+        score = group_score(model, grp, rank).sort(descending=True).values
         limits.append(score[_minimum(len(score), min_keep) - 1].item())
     best = math.floor(int((values < min(limits)).sum()) / len(values) * 1000) / 1000
     grp, n, need = short[0]

@@ -14,16 +14,17 @@ from prune.runner import parse_script_args, prune_and_report
 from utils.cli import friendly_errors
 
 
-def select(model, percent=0.5, min_keep=0.0):
-    return channel_plan(model, mode=0, percent=percent, min_keep=min_keep)
+def select(model, percent=0.5, min_keep=0.0, rank='global'):
+    return channel_plan(model, mode=0, percent=percent, min_keep=min_keep, rank=rank)
 
 
-def run(percent=0.5, min_keep=0.0, **kw):
-    return prune_and_report('normal', f'{percent}', lambda m: select(m, percent, min_keep), **kw)
+def run(percent=0.5, min_keep=0.0, rank='global', **kw):
+    return prune_and_report('normal', f'{percent}', lambda m: select(m, percent, min_keep, rank),
+                            **kw)
 
 
 def parse_opt(argv=None):
-    return parse_script_args(__doc__, ['percent', 'min_keep'], argv)
+    return parse_script_args(__doc__, ['percent', 'min_keep', 'rank'], argv)
 
 
 @friendly_errors

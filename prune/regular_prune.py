@@ -14,17 +14,18 @@ from prune.runner import parse_script_args, prune_and_report
 from utils.cli import friendly_errors
 
 
-def select(model, percent=0.5, round_to=8, min_keep=0.0):
-    return channel_plan(model, mode=0, percent=percent, min_keep=min_keep, round_to=round_to)
+def select(model, percent=0.5, round_to=8, min_keep=0.0, rank='global'):
+    return channel_plan(model, mode=0, percent=percent, min_keep=min_keep, round_to=round_to,
+                        rank=rank)
 
 
-def run(percent=0.5, round=8, min_keep=0.0, **kw):  # noqa: A002 (the flag users type)
+def run(percent=0.5, round=8, min_keep=0.0, rank='global', **kw):  # noqa: A002 (the flag)
     return prune_and_report('regular', f'{percent}',
-                            lambda m: select(m, percent, round, min_keep), **kw)
+                            lambda m: select(m, percent, round, min_keep, rank), **kw)
 
 
 def parse_opt(argv=None):
-    return parse_script_args(__doc__, ['percent', 'round', 'min_keep'], argv)
+    return parse_script_args(__doc__, ['percent', 'round', 'min_keep', 'rank'], argv)
 
 
 @friendly_errors

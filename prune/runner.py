@@ -58,6 +58,9 @@ SCRIPT_FLAGS = {  # the selection flags, shared by the scripts that take them
                    'a layer under this share of its channels keeps its best ones instead'}),
     'round': (['--round'], {'type': int, 'default': 8,
                             'help': 'kept channels: a multiple of this'}),
+    'rank': (['--rank'], {'default': 'global', 'choices': ['global', 'layer'],
+                          'help': 'global: raw |gamma|; layer: |gamma| over the largest of its '
+                                  'layer (layers whose scale the sparse training shrank)'}),
     'shortcuts': (['--shortcuts'], {'type': int, 'default': 2,
                                     'help': 'residual blocks to drop'}),
 }

@@ -14,16 +14,18 @@ from prune.runner import parse_script_args, prune_and_report
 from utils.cli import friendly_errors
 
 
-def select(model, percent=0.5, layer_keep=0.01):
-    return channel_plan(model, mode=1, percent=percent, min_keep=layer_keep, clamp=True)
+def select(model, percent=0.5, layer_keep=0.01, rank='global'):
+    return channel_plan(model, mode=1, percent=percent, min_keep=layer_keep, clamp=True,
+                        rank=rank)
 
 
-def run(percent=0.5, layer_keep=0.01, **kw):
-    return prune_and_report('slim', f'{percent}', lambda m: select(m, percent, layer_keep), **kw)
+def run(percent=0.5, layer_keep=0.01, rank='global', **kw):
+    return prune_and_report('slim', f'{percent}', lambda m: select(m, percent, layer_keep, rank),
+                            **kw)
 
 
 def parse_opt(argv=None):
-    return parse_script_args(__doc__, ['percent', 'layer_keep'], argv)
+    return parse_script_args(__doc__, ['percent', 'layer_keep', 'rank'], argv)
 
 
 @friendly_errors

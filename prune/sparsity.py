@@ -6,13 +6,21 @@ and pruning them later costs little. Modes choose which gammas:
   0: convs whose channels nothing else shares (not tied to shortcuts, SE or depthwise convs);
   1: also the groups tied by shortcut chains, SE and depthwise convs;
   2: the first conv of every residual block, the gammas layer pruning ranks blocks by.
+
+With --sr-flops (modes 0 and 1) each gamma's push is S times its channel's BFLOPs cost over the
+mean cost (prune/cost.py), as in MorphNet: an early 80x80 channel costs eight times a deep 10x10
+one. Measured on yolov3-mini, it pays only with the prune scripts' ``--rank layer``: the push
+shrinks the dear layers whole rather than channel by channel (BN makes a layer's scale free), and
+a global |gamma| threshold would then empty them.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from prune.cost import bflops_below, cost_weights
 from prune.deps import prunable_groups, residual_blocks
+from quantize.qat import is_quantized
 from utils.hooks import TrainHook
 from utils.plots import gamma_histogram, plot_gamma_history
 
@@ -33,12 +41,24 @@ def sparse_convs(model, mode) -> list[int]:
 class SparsityHook(TrainHook):
     name = 'sparsity'
 
-    def __init__(self, s, mode, schedule='constant', epochs=1):
+    def __init__(self, s, mode, schedule='constant', epochs=1, flops=False):
+        if flops and mode == 2:
+            raise ValueError('--sr-flops weighs channels; it needs --prune 0 or 1, not 2')
         self.s, self.mode, self.schedule, self.epochs = s, mode, schedule, epochs
-        self.gammas, self.history = [], []  # history: |gamma| histogram per epoch
+        self.flops, self.groups, self.img_size = flops, [], None
+        self.gammas, self.weights = [], []  # weights: the push per gamma over S (1 unless flops)
+        self.history = []  # |gamma| histogram per epoch
 
     def on_model(self, model):
-        self.gammas = [model.module_list[i].bn.weight for i in sparse_convs(model, self.mode)]
+        convs = sparse_convs(model, self.mode)
+        self.gammas = [model.module_list[i].bn.weight for i in convs]
+        self.weights = [1.0] * len(convs)
+        if self.mode != 2:  # the channel groups, for the BFLOPs a cut of the small ones saves
+            self.groups, self.img_size = prunable_groups(model, self.mode), model.img_size[1]
+        if self.flops:
+            weights = cost_weights(model, self.groups, self.img_size)
+            by_conv = {i: w for g, w in zip(self.groups, weights) for i in g.convs}
+            self.weights = [by_conv[i] for i in convs]
         return model
 
     def strength(self, epoch):
@@ -49,9 +69,9 @@ class SparsityHook(TrainHook):
     def after_backward(self, model, epoch):
         s = self.strength(epoch)
         with torch.no_grad():
-            for g in self.gammas:
+            for g, w in zip(self.gammas, self.weights):
                 if g.grad is not None:
-                    g.grad.add_(s * torch.sign(g))
+                    g.grad.add_(s * w * torch.sign(g))
 
     def on_epoch_end(self, model, epoch):
         if not self.gammas:
@@ -60,7 +80,11 @@ class SparsityHook(TrainHook):
         self.history.append({'epoch': epoch, 'counts': gamma_histogram(values.numpy())})
         if self.save_dir:
             plot_gamma_history(self.history, self.save_dir / 'gamma_hist.png')
-        return {'bn_small': round((values < SMALL_GAMMA).float().mean().item(), 4)}
+        small = {'bn_small': round((values < SMALL_GAMMA).float().mean().item(), 4)}
+        if self.groups and not is_quantized(model):  # comparable across -sr runs, unlike counts
+            small['bflops_small'] = round(bflops_below(model, self.groups, self.img_size,
+                                                       SMALL_GAMMA), 4)
+        return small
 
     def state(self):
         return {'history': self.history}
@@ -75,6 +99,6 @@ def sparsity_hook(opt):
         return None
     if opt.get('prune', 0) not in (0, 1, 2):
         raise ValueError(f"--prune must be 0, 1 or 2, got {opt['prune']}")
-    return SparsityHook(opt.get('s', 0.001), opt.get('prune', 0), opt.get('sr_schedule',
-                                                                          'constant'),
-                        opt.get('epochs', 1))
+    return SparsityHook(opt.get('s', 0.001), opt.get('prune', 0),
+                        opt.get('sr_schedule', 'constant'), opt.get('epochs', 1),
+                        opt.get('sr_flops', False))

@@ -178,3 +178,16 @@ def test_train_py_distills_with_sparsity(tiny_data, tmp_path):
     assert ckpt['hooks']['distill']['adapters']  # kept for --resume
     assert not any(k.startswith('kd') or 'adapter' in k for k in ckpt['model'])
     load_model(tmp_path / 'exp' / 'weights' / 'last.pt')  # the student alone, exportable
+
+
+def test_kd_signal_reads_a_model_against_the_labels(tiny_data):
+    from bench.kd_signal import KEYS, signal
+    from utils.datasets import create_dataloader, parse_data_cfg
+    data = parse_data_cfg(tiny_data)
+    loader, _ = create_dataloader(data['valid'], 6, 128, 4, workers=0)
+    torch.manual_seed(0)
+    model = Darknet(cfg_path('yolov3-mini')).eval()
+    first, again = signal(model, loader, 3.0), signal(model, loader, 3.0)
+    assert first == again and set(first) == set(KEYS)
+    assert all(0 <= v <= 1 for v in first.values())
+    assert first['iou'] > 0 and first['obj_pos'] > 0  # positive cells were found and read

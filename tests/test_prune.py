@@ -162,6 +162,22 @@ def test_regular_rounds_to_multiples_of_8_and_slim_keeps_a_floor():
         assert mask.sum() >= 0.25 * len(mask), i
 
 
+
+def test_layer_rank_ignores_the_scale_of_a_layer():
+    # BN after layer 2's conv feeds conv 3 and its BN: scaling its gammas (and betas) is free for
+    # the network, as the L1 push does under Adam; a global threshold then empties the layer
+    model = zero_some_gammas(_mini(), share=0.3)
+    shrunk = copy.deepcopy(model)
+    with torch.no_grad():
+        shrunk.module_list[2].bn.weight.mul_(0.01)
+        shrunk.module_list[2].bn.bias.mul_(0.01)
+    layer = [channel_plan(m, 1, 0.4, clamp=True, rank='layer').masks for m in (model, shrunk)]
+    assert all(torch.equal(layer[0][i], layer[1][i]) for i in layer[0])
+    glob = [channel_plan(m, 1, 0.4, clamp=True).masks[2].sum() for m in (model, shrunk)]
+    assert glob[1] == 1 < glob[0]
+    with pytest.raises(PruneError, match='--rank must be one of'):
+        channel_plan(model, 1, 0.4, rank='local')
+
 def test_chain_masks_are_the_union_of_members():
     model = zero_some_gammas(_mini(), share=0.5)
     plan = channel_plan(model, 1, 0.3, clamp=True)

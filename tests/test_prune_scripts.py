@@ -81,7 +81,7 @@ def test_pruned_model_fine_tunes(tiny_data, sparse_weights, tmp_path):
 @pytest.mark.parametrize('script,args', [
     ('prune.normal_prune', ['--percent', '0.3']),
     ('prune.regular_prune', ['--percent', '0.3', '--round', '4']),
-    ('prune.shortcut_prune', ['--percent', '0.3']),
+    ('prune.shortcut_prune', ['--percent', '0.3', '--rank', 'layer']),
     ('prune.layer_prune', ['--shortcuts', '2']),
     ('prune.layer_channel_prune', ['--percent', '0.3', '--shortcuts', '1']),
 ])

@@ -6,6 +6,8 @@ import torch
 
 import train
 from models import Darknet
+from prune.cost import cost_weights
+from prune.deps import prunable_groups
 from prune.sparsity import SparsityHook, residual_block_convs, sparse_convs
 from tests.conftest import cfg_path
 
@@ -51,8 +53,10 @@ def test_sparse_training_drives_prunable_gammas_down(tiny_data, tmp_path):
     train.run(project=str(tmp_path / 'sr'), sr=True, s=1.0, prune=0, **common)
     train.run(project=str(tmp_path / 'plain'), **common)
     with open(tmp_path / 'sr' / 'exp' / 'results.csv') as f:
-        small = [float(r['bn_small']) for r in csv.DictReader(f)]
+        rows = list(csv.DictReader(f))
+    small = [float(r['bn_small']) for r in rows]
     assert small[-1] > small[0]  # the share of near-zero prunable gammas grows
+    assert 0 < float(rows[-1]['bflops_small']) < 1
     assert (tmp_path / 'sr' / 'exp' / 'gamma_hist.png').stat().st_size > 0
 
     def gammas(run, convs):
@@ -65,3 +69,23 @@ def test_sparse_training_drives_prunable_gammas_down(tiny_data, tmp_path):
                                             if i not in sparse_convs(model, 0)]
     assert gammas('sr', pruned).mean() < 0.5 * gammas('plain', pruned).mean()
     assert gammas('sr', kept).mean() > 0.8 * gammas('plain', kept).mean()  # others left alone
+
+
+def test_flops_hook_weighs_each_push_by_channel_cost():
+    model = Darknet(cfg_path('yolov3-mini')).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(-1, 1)
+    hook = SparsityHook(0.01, 1, flops=True)
+    hook.on_model(model)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    hook.after_backward(model, epoch=0)
+    groups = prunable_groups(model, 1)
+    for g, w in zip(groups, cost_weights(model, groups, 320)):
+        for i in g.convs:
+            bn = model.module_list[i].bn
+            assert torch.allclose(bn.weight.grad, 0.01 * w * torch.sign(bn.weight)), i
+    with pytest.raises(ValueError, match='--sr-flops'):
+        SparsityHook(0.01, 2, flops=True)
