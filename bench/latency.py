@@ -6,17 +6,20 @@
 Backends: torch eager fp32, torch channels_last, torch.compile (--compile; slow to warm up on
 CPUs), onnxruntime fp32 (the ONNX export of export.py), onnxruntime int8 (the Q/DQ export of a
 QAT/PTQ checkpoint, or with --int8 of a float one calibrated on --calib-images). A quantized
-checkpoint's float rows run its dequantized weights. Each: warm-up, then --runs timed runs
-per batch size; median and p90 latency in ms and images/s from the median. Prints a table and
+checkpoint's float rows run its dequantized weights. Each: --runs timed runs per batch size in
+five blocks, every checkpoint and backend taking turns (each block after --warmup runs); median
+and p90 latency in ms and images/s from the median. Prints a table and
 writes latency.json (--out).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -32,9 +35,18 @@ from quantize.qdq import dequantized_model  # noqa: E402
 from utils.torch_utils import select_device, time_runs  # noqa: E402
 
 
-def timed(fn, runs, warmup):
-    times = time_runs(fn, runs, warmup)
-    return statistics.median(times), float(np.percentile(times, 90))
+def interleaved(runners, runs, warmup, blocks=5):
+    """(median, p90) ms per runner ``(label, make)``, ``make()`` giving the function to time.
+    Runners take turns, a block of runs each: this machine's speed drifts by up to a third over
+    minutes, and timing one backend after another put that drift into their ratios (int8 vs
+    fp32 measured 1.48x that way, 1.7-1.8x interleaved)."""
+    blocks = max(1, min(blocks, runs))
+    per = math.ceil(runs / blocks)
+    times = [[] for _ in runners]
+    for _ in range(blocks):
+        for t, (_, make) in zip(times, runners):
+            t += time_runs(make(), per, warmup)
+    return [(statistics.median(t), float(np.percentile(t, 90))) for t in times]
 
 
 def torch_backends(model, compile_too):
@@ -44,36 +56,53 @@ def torch_backends(model, compile_too):
         yield 'torch.compile', torch.compile(model), True
 
 
-def measure_torch(model, size, batches, device, runs, warmup, compile_too):
-    rows = []
+def torch_runners(model, size, batches, device, compile_too):
     for name, m, cl in torch_backends(model, compile_too):
         for b in batches:
             x = torch.rand(b, 3, size, size, device=device)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.no_grad():
-                med, p90 = timed(lambda m=m, x=x: m(x), runs, warmup)
-            rows.append({'backend': name, 'batch': b, 'median_ms': med, 'p90_ms': p90})
-    return rows
+            yield {'backend': name, 'batch': b}, lambda m=m, x=x: partial(_no_grad, m, x)
 
 
-def measure_onnx(model, size, batches, device, runs, warmup, tmp, backend='onnxruntime fp32'):
-    """Time the ONNX export of a model (an int8 Q/DQ graph for onnxruntime when the model is
+def _no_grad(m, x):
+    with torch.no_grad():
+        return m(x)
+
+
+def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32'):
+    """The ONNX export of a model (an int8 Q/DQ graph for onnxruntime when the model is
     quantized), one static graph per batch size: what deployments run, and onnxruntime plans
-    static shapes better (yolov3-mini: 6.4 vs 7.9 ms at batch 1)."""
+    static shapes better (yolov3-mini: 6.4 vs 7.9 ms at batch 1). A fresh session per block,
+    so that no idle session's threads compete with the one being timed."""
     import onnxruntime as ort  # noqa: PLC0415
 
     providers = (['CUDAExecutionProvider'] if device.type == 'cuda' else []) + \
         ['CPUExecutionProvider']
-    rows = []
+    folder = Path(tempfile.mkdtemp(dir=tmp))  # every graph lives until the timing ends
     for b in batches:
-        path = export.export_onnx(model.float().cpu(), Path(tmp) / f"{backend.replace(' ', '_')}"
+        path = export.export_onnx(model.float().cpu(), folder / f"{backend.replace(' ', '_')}"
                                   f'_b{b}', (size, size), batch=b, qdq='onnxruntime')[0]
-        sess = ort.InferenceSession(path, providers=providers)
         x = np.random.rand(b, 3, size, size).astype(np.float32)
-        med, p90 = timed(lambda x=x, sess=sess: sess.run(None, {'images': x}), runs, warmup)
-        rows.append({'backend': backend, 'batch': b, 'median_ms': med, 'p90_ms': p90})
-    return rows
+
+        def make(path=path, x=x):
+            sess = ort.InferenceSession(path, providers=providers)
+            return lambda: sess.run(None, {'images': x})
+        yield {'backend': backend, 'batch': b}, make
+
+
+def rows_of(runners, runs, warmup):
+    runners = list(runners)
+    return [meta | {'median_ms': med, 'p90_ms': p90}
+            for (meta, _), (med, p90) in zip(runners, interleaved(runners, runs, warmup))]
+
+
+def measure_torch(model, size, batches, device, runs, warmup, compile_too):
+    return rows_of(torch_runners(model, size, batches, device, compile_too), runs, warmup)
+
+
+def measure_onnx(model, size, batches, device, runs, warmup, tmp, backend='onnxruntime fp32'):
+    return rows_of(onnx_runners(model, size, batches, device, tmp, backend), runs, warmup)
 
 
 def int8_version(model, opt, device):
@@ -86,22 +115,20 @@ def int8_version(model, opt, device):
                              device)
 
 
-def measure(weights, opt, device, tmp):
+def runners_of(weights, opt, device, tmp):
+    """Every (row, make) of one checkpoint: torch backends, onnxruntime fp32 and int8."""
     model = load_model(weights).float().to(device).eval()
     int8 = int8_version(model, opt, device)
     if export.is_quantized(model):
         model = dequantized_model(model)  # the same weights, run in float
-    rows = measure_torch(model, opt.img_size, opt.batch, device, opt.runs, opt.warmup,
-                         opt.compile)
-    rows += measure_onnx(model, opt.img_size, opt.batch, device, opt.runs, opt.warmup, tmp)
+    runners = list(torch_runners(model, opt.img_size, opt.batch, device, opt.compile))
+    runners += onnx_runners(model, opt.img_size, opt.batch, device, tmp)
     if int8 is not None:
-        rows += measure_onnx(int8, opt.img_size, opt.batch, device, opt.runs, opt.warmup, tmp,
-                             'onnxruntime int8')
+        runners += onnx_runners(int8, opt.img_size, opt.batch, device, tmp, 'onnxruntime int8')
     info = model.info(opt.img_size)
-    for r in rows:
-        r.update(weights=str(weights), params=info['params'], bflops=info['bflops'],
-                 img_s=r['batch'] * 1000 / r['median_ms'])
-    return rows
+    for meta, _ in runners:
+        meta.update(weights=str(weights), params=info['params'], bflops=info['bflops'])
+    return runners
 
 
 def main(argv=None):
@@ -121,10 +148,11 @@ def main(argv=None):
     p.add_argument('--out', default='runs/bench/latency.json')
     opt = p.parse_args(argv)
     device = select_device(opt.device)
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for w in opt.weights:
-            results += measure(w, opt, device, tmp)
+    with tempfile.TemporaryDirectory() as tmp:  # all checkpoints' runners take turns
+        runners = [r for w in opt.weights for r in runners_of(w, opt, device, tmp)]
+        results = rows_of(runners, opt.runs, opt.warmup)
+    for r in results:
+        r['img_s'] = r['batch'] * 1000 / r['median_ms']
     head = ['weights', 'BFLOPs', 'backend', 'batch', 'median ms', 'p90 ms', 'img/s']
     body = [[Path(r['weights']).name, f"{r['bflops']:.3f}", r['backend'], r['batch'],
              f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['img_s']:.1f}"] for r in results]

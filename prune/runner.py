@@ -66,11 +66,12 @@ SCRIPT_FLAGS = {  # the selection flags, shared by the scripts that take them
 }
 
 
-def parse_script_args(doc, flags, argv=None):
+def parse_script_args(doc, flags, argv=None, defaults=None):
     p = base_parser(doc)
     for flag in flags:
         names, kw = SCRIPT_FLAGS[flag]
-        p.add_argument(*names, **kw)
+        p.add_argument(*names, **kw | ({'default': defaults[flag]} if flag in (defaults or {})
+                                       else {}))
     return p.parse_args(argv)
 
 

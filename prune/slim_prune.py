@@ -14,18 +14,19 @@ from prune.runner import parse_script_args, prune_and_report
 from utils.cli import friendly_errors
 
 
-def select(model, percent=0.5, layer_keep=0.01, rank='global'):
+def select(model, percent=0.5, layer_keep=0.01, rank='global', round_to=1):
     return channel_plan(model, mode=1, percent=percent, min_keep=layer_keep, clamp=True,
-                        rank=rank)
+                        rank=rank, round_to=round_to)
 
 
-def run(percent=0.5, layer_keep=0.01, rank='global', **kw):
-    return prune_and_report('slim', f'{percent}', lambda m: select(m, percent, layer_keep, rank),
-                            **kw)
+def run(percent=0.5, layer_keep=0.01, rank='global', round=1, **kw):  # noqa: A002 (the flag)
+    return prune_and_report('slim', f'{percent}',
+                            lambda m: select(m, percent, layer_keep, rank, round), **kw)
 
 
 def parse_opt(argv=None):
-    return parse_script_args(__doc__, ['percent', 'layer_keep', 'rank'], argv)
+    return parse_script_args(__doc__, ['percent', 'layer_keep', 'rank', 'round'], argv,
+                             defaults={'round': 1})
 
 
 @friendly_errors

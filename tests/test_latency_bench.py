@@ -1,0 +1,31 @@
+"""bench/latency.py: backends take turns in blocks, and every row is timed and written."""
+import json
+
+from bench import latency
+
+
+def test_runners_take_turns_block_by_block():
+    calls = []
+
+    def runner(name):
+        def make():
+            calls.append(('make', name))
+            return lambda: calls.append(('run', name))
+        return {'backend': name}, make
+
+    result = latency.interleaved([runner('a'), runner('b')], runs=6, warmup=1, blocks=3)
+    assert len(result) == 2 and all(med > 0 and p90 >= med for med, p90 in result)
+    makes = [name for kind, name in calls if kind == 'make']
+    assert makes == ['a', 'b'] * 3  # turns, not one backend after the other
+    assert sum(1 for kind, name in calls if kind == 'run' and name == 'a') == 3 * (2 + 1)
+
+
+def test_bench_writes_a_row_per_checkpoint_backend_and_batch(tmp_path):
+    out = tmp_path / 'latency.json'
+    latency.main(['--img-size', '64', '--batch', '1', '2', '--runs', '2', '--warmup', '1',
+                  '--out', str(out)])
+    rows = json.loads(out.read_text())['results']
+    assert {(r['backend'], r['batch']) for r in rows} == {
+        (b, n) for b in ('torch eager fp32', 'torch channels_last', 'onnxruntime fp32')
+        for n in (1, 2)}
+    assert all(r['median_ms'] > 0 and r['img_s'] > 0 for r in rows)
