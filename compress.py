@@ -136,7 +136,8 @@ def sparse(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
     last, metrics = train_stage(run, 'sparse', cfg, weights, epochs=opt['epochs_sparse'],
-                                sr=True, s=opt['s'], prune=opt['prune_mode'])
+                                sr=True, s=opt['s'], prune=opt['prune_mode'],
+                                sr_flops=opt['sr_flops'])
     row = model_row('sparse', cfg, last, opt, run, metrics)
     run.done('sparse', {'cfg': cfg, 'weights': str(last),
                         'gamma_hist': str(run.dir / 'sparse' / 'gamma_hist.png')}, row)
@@ -267,6 +268,7 @@ def parse_opt(argv=None):
     p.add_argument('--s', type=float, default=0.005, help='sparsity strength')
     p.add_argument('--prune-mode', type=int, default=1, choices=[0, 1, 2],
                    help="train.py's --prune: which gammas the sparsity pushes")
+    p.add_argument('--sr-flops', action='store_true', help="train.py's --sr-flops")
     p.add_argument('--method', default='slim', choices=METHODS)
     p.add_argument('--percent', type=float, default=0.5)
     p.add_argument('--keep-bflops', type=float, default=None,

@@ -23,7 +23,8 @@ def tiny_args(data, project, name):
 
 
 def test_pipeline_writes_a_report_whose_artefacts_load(tiny_data, tmp_path):
-    args = tiny_args(tiny_data, tmp_path, 'c') + ['--keep-bflops', '0.6']  # instead of --percent
+    args = tiny_args(tiny_data, tmp_path, 'c') + ['--keep-bflops', '0.6', '--rank', 'layer',
+                                                  '--sr-flops']
     report = compress.run(**vars(compress.parse_opt(args)))
     out = tmp_path / 'c'
     assert json.loads((out / 'report.json').read_text())['stages'] == report['stages']
