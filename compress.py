@@ -25,7 +25,7 @@ from pathlib import Path
 import export
 import test as evaluation
 import train
-from bench.latency import measure_onnx, measure_torch
+from bench.latency import interleaved, onnx_runners, torch_runners
 from models.weights import load_checkpoint, load_model
 from prune.cost import percent_for_bflops
 from quantize.qdq import dequantized_model
@@ -214,8 +214,10 @@ def export_stage(run):
 
 def latency(run):
     """Batch-1 latency of each distinct network: torch eager fp32 (the dequantized weights for
-    int8 rows) and onnxruntime (fp32, or the int8 Q/DQ graph for int8 rows)."""
-    opt, device, n = run.opt, select_device('cpu'), run.opt['latency_runs']
+    int8 rows) and onnxruntime (fp32, or the int8 Q/DQ graph for int8 rows), all taking turns
+    (bench/latency.py's interleaved timer: the machine's speed drifts between stages)."""
+    opt, device, size = run.opt, select_device('cpu'), run.opt['img_size']
+    runners = []
     with tempfile.TemporaryDirectory() as tmp:
         for row in run.state['rows']:
             if row['stage'].startswith('export') or row['stage'] == 'sparse':
@@ -223,10 +225,13 @@ def latency(run):
             model = load_model(row['weights'], row['cfg'] if row['weights'].endswith(
                 '.weights') else None).float().eval()
             float_model = dequantized_model(model) if row['int8'] else model
-            t = measure_torch(float_model, opt['img_size'], [1], device, n, 3, False)
-            o = measure_onnx(model, opt['img_size'], [1], device, n, 3, tmp)
-            row['latency_torch_ms'] = round(t[0]['median_ms'], 2)
-            row['latency_ort_ms'] = round(o[0]['median_ms'], 2)
+            _, eager = next(torch_runners(float_model, size, [1], device, False))
+            runners.append(((row, 'latency_torch_ms'), eager))
+            runners += [((row, 'latency_ort_ms'), make)
+                        for _, make in onnx_runners(model, size, [1], device, tmp)]
+        for ((row, key), _), (median, _) in zip(runners, interleaved(
+                runners, opt['latency_runs'], 3)):
+            row[key] = round(median, 2)
     run.done('latency', {})
 
 

@@ -97,14 +97,6 @@ def rows_of(runners, runs, warmup):
             for (meta, _), (med, p90) in zip(runners, interleaved(runners, runs, warmup))]
 
 
-def measure_torch(model, size, batches, device, runs, warmup, compile_too):
-    return rows_of(torch_runners(model, size, batches, device, compile_too), runs, warmup)
-
-
-def measure_onnx(model, size, batches, device, runs, warmup, tmp, backend='onnxruntime fp32'):
-    return rows_of(onnx_runners(model, size, batches, device, tmp, backend), runs, warmup)
-
-
 def int8_version(model, opt, device):
     """The model's int8 form: its own (QAT/PTQ checkpoint) or calibrated on --calib-images."""
     if export.is_quantized(model):
