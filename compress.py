@@ -28,6 +28,7 @@ import train
 from bench.latency import interleaved, onnx_runners, torch_runners
 from models.weights import load_checkpoint, load_model
 from prune.cost import percent_for_bflops
+from prune.masks import RANKS
 from quantize.qdq import dequantized_model
 from utils.cli import friendly_errors
 from utils.compress_report import write_report
@@ -279,8 +280,7 @@ def parse_opt(argv=None):
     p.add_argument('--keep-bflops', type=float, default=None,
                    help='instead of --percent: the smallest percent leaving at most this share '
                         "of the BFLOPs (not for --method layer)")
-    p.add_argument('--rank', default='global', choices=['global', 'layer'],
-                   help="the prune script's --rank")
+    p.add_argument('--rank', default='global', choices=RANKS, help="the prune script's --rank")
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')
     p.add_argument('--kd-weight', type=float, default=1.0)

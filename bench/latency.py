@@ -8,8 +8,8 @@ CPUs), onnxruntime fp32 (the ONNX export of export.py), onnxruntime int8 (the Q/
 QAT/PTQ checkpoint, or with --int8 of a float one calibrated on --calib-images). A quantized
 checkpoint's float rows run its dequantized weights. Each: --runs timed runs per batch size in
 five blocks, every checkpoint and backend taking turns (each block after --warmup runs); median
-and p90 latency in ms and images/s from the median. Prints a table and
-writes latency.json (--out).
+and p90 latency in ms and images/s from the median. Prints a table and writes latency.json
+(--out).
 """
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ from models.weights import load_model  # noqa: E402
 from prune import (layer_channel_prune, layer_prune, normal_prune, regular_prune,  # noqa: E402
                    shortcut_prune, slim_prune)
 from prune.cost import percent_for_bflops  # noqa: E402
+from prune.masks import RANKS  # noqa: E402
 from prune.surgery import PruneError  # noqa: E402
 from utils.runs import increment_path  # noqa: E402
 
@@ -124,8 +125,7 @@ def main(argv=None):
     p.add_argument('--target', type=float, default=0.7, help='BFLOPs share slim@ removes')
     p.add_argument('--img-size', type=int, default=320)
     p.add_argument('--latency-runs', type=int, default=20)
-    p.add_argument('--rank', default='global', choices=['global', 'layer'],
-                   help="the channel scripts' --rank")
+    p.add_argument('--rank', default='global', choices=RANKS, help="the channel scripts' --rank")
     p.add_argument('--only', nargs='*', default=None,
                    help="run the settings starting so ('target': the slim row at --target)")
     p.add_argument('--project', default='runs/bench/prune')

@@ -11,6 +11,7 @@ import torch
 import test as evaluation
 from models.cfg import save_cfg
 from models.weights import load_checkpoint, load_model, save_checkpoint, save_darknet_weights
+from prune.masks import RANKS
 from prune.report import channel_rows, channel_table, stage_figures, summary_table
 from prune.surgery import layer_masks, masked_model, prune_model
 from utils.datasets import create_dataloader, parse_data_cfg
@@ -58,7 +59,7 @@ SCRIPT_FLAGS = {  # the selection flags, shared by the scripts that take them
                    'a layer under this share of its channels keeps its best ones instead'}),
     'round': (['--round'], {'type': int, 'default': 8,
                             'help': 'kept channels: a multiple of this'}),
-    'rank': (['--rank'], {'default': 'global', 'choices': ['global', 'layer'],
+    'rank': (['--rank'], {'default': 'global', 'choices': RANKS,
                           'help': 'global: raw |gamma|; layer: |gamma| over the largest of its '
                                   'layer (layers whose scale the sparse training shrank)'}),
     'shortcuts': (['--shortcuts'], {'type': int, 'default': 2,
