@@ -1,16 +1,17 @@
 """Compress a detector end to end with one command, and say what each step bought.
 
     python3 compress.py                                   # yolov3-mini on the built-in dataset
-    python3 compress.py --cfg yolov3.cfg --weights yolov3.weights --data my.data --percent 0.6
+    python3 compress.py --cfg yolov3.cfg --weights yolov3.weights --data my.data --keep-bflops 0.5
     python3 compress.py --skip qat --KDstr 4 --name kd4   # any stage can be skipped
 
 Stages, each calling the toolkit's own entry points (train.run, prune/<method>.run, export.run,
-test.run): baseline evaluation -> sparse training (-sr) -> pruning (--method, --percent,
---shortcuts) -> fine-tuning with distillation from the baseline (--KDstr, 0 = none) -> QAT
-(--quantized, 0 = none) -> export (int8 Q/DQ ONNX for onnxruntime and TensorRT, darknet) ->
-latency (torch and onnxruntime, batch 1). Everything goes to runs/compress/<name>/; state.json
-records finished stages, so rerunning the same command after a crash or Ctrl-C continues with the
-stage it was in (a training stage from its last epoch). report.md / report.json / plots at the end.
+test.run): baseline evaluation -> sparse training (-sr, aimed at the cut that leaves
+--keep-bflops of the BFLOPs) -> pruning (--method at that cut, or --percent; --shortcuts) ->
+fine-tuning with distillation from the baseline (--KDstr, 0 = none) -> QAT (--quantized,
+0 = none) -> export (int8 Q/DQ ONNX for onnxruntime and TensorRT, darknet) -> latency (torch and
+onnxruntime, batch 1). Everything goes to runs/compress/<name>/; state.json records finished
+stages, so rerunning the same command after a crash or Ctrl-C continues with the stage it was in
+(a training stage from its last epoch). report.md / report.json / plots at the end.
 """
 from __future__ import annotations
 
@@ -136,9 +137,11 @@ def baseline(run):
 def sparse(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
+    aimed = opt['keep_bflops'] and opt['method'] != 'layer' and opt['prune_mode'] != 2
     last, metrics = train_stage(run, 'sparse', cfg, weights, epochs=opt['epochs_sparse'],
                                 sr=True, s=opt['s'], prune=opt['prune_mode'],
-                                sr_flops=opt['sr_flops'])
+                                sr_flops=opt['sr_flops'],
+                                sr_target=opt['keep_bflops'] if aimed else None)
     row = model_row('sparse', cfg, last, opt, run, metrics)
     run.done('sparse', {'cfg': cfg, 'weights': str(last),
                         'gamma_hist': str(run.dir / 'sparse' / 'gamma_hist.png')}, row)
@@ -276,17 +279,18 @@ def parse_opt(argv=None):
                    help="train.py's --prune: which gammas the sparsity pushes")
     p.add_argument('--sr-flops', action='store_true', help="train.py's --sr-flops")
     p.add_argument('--method', default='slim', choices=METHODS)
-    p.add_argument('--percent', type=float, default=0.5)
-    p.add_argument('--keep-bflops', type=float, default=None,
-                   help='instead of --percent: the smallest percent leaving at most this share '
-                        "of the BFLOPs (not for --method layer)")
-    p.add_argument('--rank', default='global', choices=RANKS, help="the prune script's --rank")
+    p.add_argument('--percent', type=float, default=0.5, help='with --keep-bflops 0')
+    p.add_argument('--keep-bflops', type=float, default=0.3,
+                   help='the share of the BFLOPs to keep: the sparse stage aims at that cut '
+                        "(train.py's --sr-target) and pruning takes the smallest percent that "
+                        'leaves at most that share; 0: use --percent (not for --method layer)')
+    p.add_argument('--rank', default='layer', choices=RANKS, help="the prune script's --rank")
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')
     p.add_argument('--kd-weight', type=float, default=1.0)
     p.add_argument('--quantized', type=int, default=3, choices=[0, 1, 2, 3], help='0 = no QAT')
-    p.add_argument('--epochs-sparse', type=int, default=4)
-    p.add_argument('--epochs-finetune', type=int, default=3)
+    p.add_argument('--epochs-sparse', type=int, default=10)
+    p.add_argument('--epochs-finetune', type=int, default=2)
     p.add_argument('--epochs-qat', type=int, default=1)
     p.add_argument('--latency-runs', type=int, default=20)
     p.add_argument('--skip', nargs='*', default=[], choices=STAGES[1:])

@@ -12,12 +12,17 @@ mean cost (prune/cost.py), as in MorphNet: an early 80x80 channel costs eight ti
 one. Measured on yolov3-mini, it pays only with the prune scripts' ``--rank layer``: the push
 shrinks the dear layers whole rather than channel by channel (BN makes a layer's scale free), and
 a global |gamma| threshold would then empty them.
+
+With --sr-target KEEP (modes 0 and 1) the push falls only on the channels that a slim cut leaving
+KEEP of the BFLOPs would remove, and those channels are dropped out of a growing share of the
+training images until they are gone (prune/aim.py).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from prune.aim import CutAim
 from prune.cost import bflops_below, cost_weights
 from prune.deps import prunable_groups, residual_blocks
 from quantize.qat import is_quantized
@@ -41,16 +46,17 @@ def sparse_convs(model, mode) -> list[int]:
 class SparsityHook(TrainHook):
     name = 'sparsity'
 
-    def __init__(self, s, mode, schedule='constant', epochs=1, flops=False):
+    def __init__(self, s, mode, schedule='constant', epochs=1, flops=False, target=None):
         if flops and mode == 2:
             raise ValueError('--sr-flops weighs channels; it needs --prune 0 or 1, not 2')
         self.s, self.mode, self.schedule, self.epochs = s, mode, schedule, epochs
         self.flops, self.groups, self.img_size = flops, [], None
         self.gammas, self.weights = [], []  # weights: the push per gamma over S (1 unless flops)
+        self.convs, self.aim = [], None if target is None else CutAim(target, mode, epochs)
         self.history = []  # |gamma| histogram per epoch
 
     def on_model(self, model):
-        convs = sparse_convs(model, self.mode)
+        convs = self.convs = sparse_convs(model, self.mode)
         self.gammas = [model.module_list[i].bn.weight for i in convs]
         self.weights = [1.0] * len(convs)
         if self.mode != 2:  # the channel groups, for the BFLOPs a cut of the small ones saves
@@ -59,6 +65,8 @@ class SparsityHook(TrainHook):
             weights = cost_weights(model, self.groups, self.img_size)
             by_conv = {i: w for g, w in zip(self.groups, weights) for i in g.convs}
             self.weights = [by_conv[i] for i in convs]
+        if self.aim:
+            self.aim.attach(model, convs, self.img_size)
         return model
 
     def strength(self, epoch):
@@ -66,12 +74,24 @@ class SparsityHook(TrainHook):
         late = epoch >= 0.7 * self.epochs
         return self.s * 0.1 if self.schedule == 'decay' and late else self.s
 
+    def on_epoch_start(self, model, epoch):
+        if self.aim:
+            self.aim.start_epoch(model, epoch)
+
     def after_backward(self, model, epoch):
         s = self.strength(epoch)
+        weights = self.weights
+        if self.aim:
+            weights = [w * self.aim.cut[i].to(g.device) for w, i, g in
+                       zip(weights, self.convs, self.gammas)]
         with torch.no_grad():
-            for g, w in zip(self.gammas, self.weights):
+            for g, w in zip(self.gammas, weights):
                 if g.grad is not None:
                     g.grad.add_(s * w * torch.sign(g))
+
+    def after_step(self, model, epoch):
+        if self.aim:
+            self.aim.settle(model)
 
     def on_epoch_end(self, model, epoch):
         if not self.gammas:
@@ -84,7 +104,12 @@ class SparsityHook(TrainHook):
         if self.groups and not is_quantized(model):  # comparable across -sr runs, unlike counts
             small['bflops_small'] = round(bflops_below(model, self.groups, self.img_size,
                                                        SMALL_GAMMA), 4)
+        if self.aim:
+            small |= {'sr_target_cut': self.aim.cut_share(), 'sr_target_drop': self.aim.p}
         return small
+
+    def best_eligible(self, epoch):
+        return self.aim is None or self.aim.drop_probability(epoch) >= 1
 
     def state(self):
         return {'history': self.history}
@@ -99,6 +124,9 @@ def sparsity_hook(opt):
         return None
     if opt.get('prune', 0) not in (0, 1, 2):
         raise ValueError(f"--prune must be 0, 1 or 2, got {opt['prune']}")
+    target = opt.get('sr_target')
+    if target is not None and opt.get('quantized'):
+        raise ValueError('--sr-target plans cuts on the float model; drop --quantized')
     return SparsityHook(opt.get('s', 0.001), opt.get('prune', 0),
                         opt.get('sr_schedule', 'constant'), opt.get('epochs', 1),
-                        opt.get('sr_flops', False))
+                        opt.get('sr_flops', False), target)

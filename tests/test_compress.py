@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 def tiny_args(data, project, name):
     return ['--data', str(data), '--img-size', '128', '--batch-size', '8', '--workers', '0',
             '--device', 'cpu', '--epochs-sparse', '1', '--epochs-finetune', '1',
-            '--epochs-qat', '1', '--percent', '0.3', '--latency-runs', '2',
+            '--epochs-qat', '1', '--percent', '0.3', '--keep-bflops', '0', '--latency-runs', '2',
             '--project', str(project), '--name', name]
 
 

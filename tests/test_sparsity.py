@@ -89,3 +89,117 @@ def test_flops_hook_weighs_each_push_by_channel_cost():
             assert torch.allclose(bn.weight.grad, 0.01 * w * torch.sign(bn.weight)), i
     with pytest.raises(ValueError, match='--sr-flops'):
         SparsityHook(0.01, 2, flops=True)
+
+
+def _random_gammas(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(-1, 1)
+    return model
+
+
+def _pushed_grads(model, hook, epoch):
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    hook.after_backward(model, epoch)
+    return {i: model.module_list[i].bn.weight.grad.clone() for i in hook.convs}
+
+
+def _aimed(cut_fraction=0.3, epochs=1):
+    model = _random_gammas(Darknet(cfg_path('yolov3-mini')).eval())
+    hook = SparsityHook(0.01, 1, epochs=epochs, target=cut_fraction)
+    hook.on_model(model)
+    hook.on_epoch_start(model, 0)
+    return model, hook
+
+
+def test_target_hook_pushes_exactly_what_the_slim_cut_removes():
+    from prune import slim_prune
+    from prune.aim import LAYER_KEEP
+    from prune.cost import percent_for_bflops
+    from prune.surgery import prune_model
+    model, hook = _aimed(0.3)
+    grads = _pushed_grads(model, hook, epoch=0)
+
+    def select(m, p):
+        return slim_prune.select(m, p, layer_keep=LAYER_KEEP, rank='layer')
+    plan = select(model, percent_for_bflops(model, 0.3, 320, select))
+    assert hook.aim.percent > 0
+    for i, grad in grads.items():
+        gamma, keep = model.module_list[i].bn.weight, plan.masks[i]
+        assert torch.equal(hook.aim.cut[i], ~keep)
+        assert keep.float().mean() >= LAYER_KEEP  # every layer keeps a quarter
+        assert torch.equal(grad[keep], torch.zeros(int(keep.sum()))), i
+        assert torch.equal(grad[~keep], 0.01 * torch.sign(gamma[~keep])), i
+    full = model.info(320)['bflops']
+    assert prune_model(model, plan).info(320)['bflops'] / full <= 0.3
+
+
+def test_target_is_chosen_again_each_epoch():
+    model, hook = _aimed(0.5)
+    before = {i: c.clone() for i, c in hook.aim.cut.items()}
+    with torch.no_grad():  # the cut channels become the strongest ones
+        for i in hook.convs:
+            w = model.module_list[i].bn.weight
+            w.copy_(torch.where(before[i], w.sign() * 5, w))
+    hook.on_epoch_start(model, 1)
+    assert any((before[i] & ~hook.aim.cut[i]).any() for i in hook.convs)
+
+
+def test_target_drops_the_cut_channels_from_a_growing_share_of_images():
+    model, hook = _aimed(0.4, epochs=6)  # all images through the kept network from epoch 3 on
+    assert [hook.aim.drop_probability(e) for e in range(6)] == [0.25, 0.5, 0.75, 1, 1, 1]
+    plain = Darknet(cfg_path('yolov3-mini'))  # no hooks: the reference
+    plain.load_state_dict(model.state_dict())
+    kept = Darknet(cfg_path('yolov3-mini'))
+    kept.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for i, cut in hook.aim.cut.items():
+            kept.module_list[i].bn.weight[cut] = 0  # what pruning leaves: beta alone
+    x = torch.rand(2, 3, 64, 64)
+    hook.aim.p = 1.0  # evaluation: the whole network, always
+    torch.testing.assert_close(model.eval()(x)[0], plain.eval()(x)[0])
+    model.train(), plain.train(), kept.train()
+    for p, reference in ((0.0, plain), (1.0, kept)):
+        hook.aim.p = p
+        for a, b in zip(model(x), reference(x)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(plain(x)[0], kept(x)[0], atol=1e-3)
+    hook.aim.p = 0.5  # a coin per image
+    model(torch.rand(64, 3, 32, 32))
+    assert 16 < int(hook.aim.pruned.sum()) < 48
+
+
+def test_target_holds_cut_gammas_at_zero_once_always_dropped():
+    model, hook = _aimed(0.4, epochs=3)  # drop share 1/2, then 1 from epoch 1
+    before = [g.detach().clone() for g in hook.gammas]
+    hook.after_step(model, epoch=0)
+    assert all(torch.equal(g, b) for g, b in zip(hook.gammas, before))  # share 1/2: untouched
+    hook.on_epoch_start(model, 1)
+    hook.after_step(model, epoch=1)
+    for i, g, b in zip(hook.convs, hook.gammas, before):
+        cut = hook.aim.cut[i]
+        assert not g[cut].any() and torch.equal(g[~cut], b[~cut])
+
+
+def test_target_flag_errors():
+    from prune.sparsity import sparsity_hook
+    with pytest.raises(ValueError, match='--sr-target'):
+        SparsityHook(0.01, 2, target=0.3)
+    with pytest.raises(ValueError, match='--sr-target'):
+        SparsityHook(0.01, 1, target=1.5)
+    with pytest.raises(ValueError, match='--sr-target'):
+        sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'quantized': 3})
+
+
+def test_target_training_logs_the_percent_it_aims_at(tiny_data, tmp_path):
+    from models.weights import load_checkpoint
+    train.run(data=str(tiny_data), epochs=3, batch_size=8, img_size=[128], workers=0,
+              project=str(tmp_path), sr=True, s=0.01, prune=1, sr_target=0.4)
+    with open(tmp_path / 'exp' / 'results.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(0 < float(r['sr_target_cut']) < 1 for r in rows)
+    assert [float(r['sr_target_drop']) for r in rows] == [0.5, 1.0, 1.0]
+    best = load_checkpoint(tmp_path / 'exp' / 'weights' / 'best.pt')
+    assert best['epoch'] >= 1  # never a model that still has its cut channels

@@ -7,9 +7,14 @@ part. Subclass TrainHook and override what you need:
   for quantization-aware training).
 - after_backward(model, epoch): after backward and AMP unscaling, once per optimizer step, before
   the step (e.g. the L1 push on BN gammas of sparse training).
+- on_epoch_start(model, epoch): before an epoch's first batch (--sr-target chooses its cut).
+- after_step(model, epoch): right after each optimizer step (--sr-target holds the gammas of the
+  channels it has cut at 0).
 - extra_loss(model, imgs, preds, targets) -> {name: scalar tensor}: terms added to the loss and
   logged under their names (distillation, with the teacher run under no_grad).
 - on_epoch_end(model, epoch) -> {column: value}: extra results.csv columns.
+- best_eligible(epoch) -> bool: False while the model is not in its final form yet (--sr-target
+  before its cut channels are gone); best.pt passes over such epochs.
 - state() / load_state(dict): anything to keep in checkpoints for an exact --resume.
 
 - parameters(device) -> list: extra trainable tensors (distillation adapters), moved to the
@@ -31,7 +36,13 @@ class TrainHook:
     def parameters(self, device):
         return []
 
+    def on_epoch_start(self, model, epoch):
+        pass
+
     def after_backward(self, model, epoch):
+        pass
+
+    def after_step(self, model, epoch):
         pass
 
     def extra_loss(self, model, imgs, preds, targets):
@@ -39,6 +50,9 @@ class TrainHook:
 
     def on_epoch_end(self, model, epoch):
         return {}
+
+    def best_eligible(self, epoch):
+        return True
 
     def state(self):
         return {}
