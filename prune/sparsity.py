@@ -105,7 +105,8 @@ class SparsityHook(TrainHook):
             small['bflops_small'] = round(bflops_below(model, self.groups, self.img_size,
                                                        SMALL_GAMMA), 4)
         if self.aim:
-            small |= {'sr_target_cut': self.aim.cut_share(), 'sr_target_drop': self.aim.p}
+            small |= {'sr_target_cut': self.aim.cut_share(),
+                      'sr_target_drop': round(self.aim.p, 4)}
         return small
 
     def best_eligible(self, epoch):
