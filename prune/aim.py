@@ -39,7 +39,7 @@ class CutAim:
                              f'--prune 0 or 1; got {keep} with --prune {mode}')
         self.keep, self.mode, self.epochs = keep, mode, epochs
         self.convs, self.img_size = [], None
-        self.percent, self.cut, self.p = None, {}, 0.0  # cut: conv -> bool, True = cut
+        self.percent, self.cut, self.p = None, {}, 0.0  # cut: conv -> bool on its device
         self.pruned = None  # per image of the batch: through the kept network or not
 
     def select(self, model, percent):
@@ -66,7 +66,7 @@ class CutAim:
             cut = self.cut.get(i)
             if not bn.training or cut is None or self.pruned is None:
                 return None
-            drop = cut.to(out.device).view(1, -1, 1, 1) & self.pruned
+            drop = cut.view(1, -1, 1, 1) & self.pruned
             return torch.where(drop, bn.bias.view(1, -1, 1, 1).to(out.dtype), out)
         return hook
 
@@ -74,7 +74,7 @@ class CutAim:
         """Choose the plan from the current gammas and this epoch's drop probability."""
         self.percent = percent_for_bflops(model, self.keep, self.img_size, self.select)
         masks = self.select(model, self.percent).masks
-        self.cut = {i: ~masks[i] for i in self.convs}
+        self.cut = {i: ~masks[i].to(model.module_list[i].bn.weight.device) for i in self.convs}
         self.p = self.drop_probability(epoch)
 
     def cut_share(self):
@@ -88,5 +88,4 @@ class CutAim:
             return
         with torch.no_grad():
             for i, cut in self.cut.items():
-                w = model.module_list[i].bn.weight
-                w.masked_fill_(cut.to(w.device), 0.0)
+                model.module_list[i].bn.weight.masked_fill_(cut, 0.0)

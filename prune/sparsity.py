@@ -53,6 +53,7 @@ class SparsityHook(TrainHook):
         self.flops, self.groups, self.img_size = flops, [], None
         self.gammas, self.weights = [], []  # weights: the push per gamma over S (1 unless flops)
         self.convs, self.aim = [], None if target is None else CutAim(target, mode, epochs)
+        self.push = []  # with --sr-target: self.weights on the cut channels, 0 elsewhere
         self.history = []  # |gamma| histogram per epoch
 
     def on_model(self, model):
@@ -75,17 +76,14 @@ class SparsityHook(TrainHook):
         return self.s * 0.1 if self.schedule == 'decay' and late else self.s
 
     def on_epoch_start(self, model, epoch):
-        if self.aim:
+        if self.aim:  # this epoch's push: on the cut channels only
             self.aim.start_epoch(model, epoch)
+            self.push = [w * self.aim.cut[i] for w, i in zip(self.weights, self.convs)]
 
     def after_backward(self, model, epoch):
         s = self.strength(epoch)
-        weights = self.weights
-        if self.aim:
-            weights = [w * self.aim.cut[i].to(g.device) for w, i, g in
-                       zip(weights, self.convs, self.gammas)]
         with torch.no_grad():
-            for g, w in zip(self.gammas, weights):
+            for g, w in zip(self.gammas, self.push if self.aim else self.weights):
                 if g.grad is not None:
                     g.grad.add_(s * w * torch.sign(g))
 
