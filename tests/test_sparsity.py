@@ -12,13 +12,17 @@ from prune.sparsity import SparsityHook, residual_block_convs, sparse_convs
 from tests.conftest import cfg_path
 
 
-@pytest.mark.parametrize('mode', [0, 1, 2])
-def test_hook_adds_sign_to_exactly_the_prunable_gammas(mode):
-    model = Darknet(cfg_path('yolov3-mini'))
+def _random_gammas(model):
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.uniform_(-1, 1)
+    return model
+
+
+@pytest.mark.parametrize('mode', [0, 1, 2])
+def test_hook_adds_sign_to_exactly_the_prunable_gammas(mode):
+    model = _random_gammas(Darknet(cfg_path('yolov3-mini')))
     hook = SparsityHook(0.01, mode)
     hook.on_model(model)
     for p in model.parameters():
@@ -72,11 +76,7 @@ def test_sparse_training_drives_prunable_gammas_down(tiny_data, tmp_path):
 
 
 def test_flops_hook_weighs_each_push_by_channel_cost():
-    model = Darknet(cfg_path('yolov3-mini')).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(-1, 1)
+    model = _random_gammas(Darknet(cfg_path('yolov3-mini')).eval())
     hook = SparsityHook(0.01, 1, flops=True)
     hook.on_model(model)
     for p in model.parameters():
@@ -89,14 +89,6 @@ def test_flops_hook_weighs_each_push_by_channel_cost():
             assert torch.allclose(bn.weight.grad, 0.01 * w * torch.sign(bn.weight)), i
     with pytest.raises(ValueError, match='--sr-flops'):
         SparsityHook(0.01, 2, flops=True)
-
-
-def _random_gammas(model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(-1, 1)
-    return model
 
 
 def _pushed_grads(model, hook, epoch):
