@@ -141,7 +141,8 @@ def sparse(run):
     last, metrics = train_stage(run, 'sparse', cfg, weights, epochs=opt['epochs_sparse'],
                                 sr=True, s=opt['s'], prune=opt['prune_mode'],
                                 sr_flops=opt['sr_flops'],
-                                sr_target=opt['keep_bflops'] if aimed else None)
+                                sr_target=opt['keep_bflops'] if aimed else None,
+                                sr_fade=opt['sr_fade'])
     row = model_row('sparse', cfg, last, opt, run, metrics)
     run.done('sparse', {'cfg': cfg, 'weights': str(last),
                         'gamma_hist': str(run.dir / 'sparse' / 'gamma_hist.png')}, row)
@@ -284,6 +285,9 @@ def parse_opt(argv=None):
                    help='the share of the BFLOPs to keep: the sparse stage aims at that cut '
                         "(train.py's --sr-target) and pruning takes the smallest percent that "
                         'leaves at most that share; 0: use --percent (not for --method layer)')
+    p.add_argument('--sr-fade', type=float, default=2 / 3,
+                   help="train.py's --sr-fade: share of the sparse epochs over which the cut "
+                        'fades out')
     p.add_argument('--rank', default='layer', choices=RANKS, help="the prune script's --rank")
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')

@@ -196,6 +196,7 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
         hyp=None, seed=0, notest=False, nosave=False, cache_images=False,
         adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
         sr=False, s=0.001, prune=0, sr_schedule='constant', sr_flops=False, sr_target=None,
+        sr_fade=2 / 3,
         t_cfg='', t_weights='', KDstr=1, kd_weight=1.0, kd_T=3.0, kd_feature='l2', quantized=0,
         w_bits=8, a_bits=8, BN_Fold=False, FPGA=False, quant_observer='', quant_freeze_epoch=-1,
         **extra):
@@ -517,8 +518,10 @@ def parse_opt(argv=None):
                         "scripts' --rank layer)")
     p.add_argument('--sr-target', type=float, default=None, metavar='KEEP',
                    help='aim at the slim cut leaving KEEP of the BFLOPs (e.g. 0.3): its channels '
-                        'get the push and drop out of a growing share of the images, gone at 2/3 '
-                        'of the epochs (then prune with slim_prune.py --rank layer)')
+                        'get the push and drop out of a growing share of the images, gone at '
+                        '--sr-fade of the epochs (then prune with slim_prune.py --rank layer)')
+    p.add_argument('--sr-fade', type=float, default=2 / 3, metavar='SHARE',
+                   help='with --sr-target: share of the epochs over which the cut fades out')
     p.add_argument('--t_cfg', '--t-cfg', default='', help="teacher cfg (a .pt holds its own)")
     p.add_argument('--t_weights', '--t-weights', default='', help='teacher weights: distill')
     p.add_argument('--KDstr', type=int, default=1, choices=[1, 2, 3, 4, 5],

@@ -14,6 +14,7 @@ and p90 latency in ms and images/s from the median. Prints a table and writes la
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import statistics
@@ -50,8 +51,9 @@ def interleaved(runners, runs, warmup, blocks=5):
 
 
 def torch_backends(model, compile_too):
+    # Module.to() converts in place: without the copy the eager row ran channels_last weights
     yield 'torch eager fp32', model, False
-    yield 'torch channels_last', model.to(memory_format=torch.channels_last), True
+    yield 'torch channels_last', copy.deepcopy(model).to(memory_format=torch.channels_last), True
     if compile_too:
         yield 'torch.compile', torch.compile(model), True
 
@@ -77,12 +79,17 @@ def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32'):
     so that no idle session's threads compete with the one being timed."""
     import onnxruntime as ort  # noqa: PLC0415
 
-    providers = (['CUDAExecutionProvider'] if device.type == 'cuda' else []) + \
-        ['CPUExecutionProvider']
+    providers = ['CPUExecutionProvider']
+    if device.type == 'cuda':  # a CPU-only onnxruntime runs there on the CPU: say so in the row
+        if 'CUDAExecutionProvider' in ort.get_available_providers():
+            providers.insert(0, 'CUDAExecutionProvider')
+        else:
+            backend += ' (CPU)'
     folder = Path(tempfile.mkdtemp(dir=tmp))  # every graph lives until the timing ends
+    cpu_model = copy.deepcopy(model).float().cpu()  # .cpu() would move the torch rows' model
     for b in batches:
-        path = export.export_onnx(model.float().cpu(), folder / f"{backend.replace(' ', '_')}"
-                                  f'_b{b}', (size, size), batch=b, qdq='onnxruntime')[0]
+        path = export.export_onnx(cpu_model, folder / f'graph_b{b}', (size, size), batch=b,
+                                  qdq='onnxruntime')[0]
         x = np.random.rand(b, 3, size, size).astype(np.float32)
 
         def make(path=path, x=x):

@@ -4,8 +4,9 @@ that a slim cut leaving KEEP of the BFLOPs would remove.
 Each epoch the plan is chosen again from the current gammas (slim's plan, ``--rank layer``). In
 training, a share of each batch's images goes through the network that the cut keeps: every cut
 channel is replaced by what pruning leaves of it, its BN beta (gamma = 0). The share rises
-linearly to 1 at two thirds of the epochs; from then on their gammas are held at exactly 0, so
-the prune scripts' cut is exact and the rest of the run trains the network that will be kept.
+linearly to 1 at a share of the epochs (--sr-fade, two thirds by default); from then on their
+gammas are held at exactly 0, so the prune scripts' cut is exact and the rest of the run trains
+the network that will be kept.
 Evaluation sees the whole network until then (best.pt waits for the cut).
 
 Why dropout and not a shrinking gamma (Gomez et al. 2019, targeted dropout): BN makes a layer's
@@ -29,15 +30,17 @@ from prune.masks import channel_plan
 # plan cut the heads' wide convs to 4-17% of their channels and the kept network ended 1.2 points
 # lower in mAP@0.5 (5.2 in mAP@0.5:0.95) after the same 12 epochs.
 LAYER_KEEP = 0.25
-FADE = 2 / 3  # share of the epochs after which the cut channels are gone for good
+FADE = 2 / 3  # default share of the epochs after which the cut channels are gone for good
 
 
 class CutAim:
-    def __init__(self, keep, mode, epochs):
+    def __init__(self, keep, mode, epochs, fade=FADE):
         if mode == 2 or not 0 < keep < 1:
             raise ValueError(f'--sr-target is the share of BFLOPs to keep, in (0, 1), with '
                              f'--prune 0 or 1; got {keep} with --prune {mode}')
-        self.keep, self.mode, self.epochs = keep, mode, epochs
+        if not 0 < fade <= 1:
+            raise ValueError(f'--sr-fade is a share of the epochs, in (0, 1]; got {fade}')
+        self.keep, self.mode, self.epochs, self.fade = keep, mode, epochs, fade
         self.convs, self.img_size = [], None
         self.percent, self.cut, self.p = None, {}, 0.0  # cut: conv -> bool on its device
         self.pruned = None  # per image of the batch: through the kept network or not
@@ -47,7 +50,7 @@ class CutAim:
                             rank='layer')
 
     def drop_probability(self, epoch):
-        return min(1.0, (epoch + 1) / max(1, math.ceil(FADE * self.epochs)))
+        return min(1.0, (epoch + 1) / max(1, math.ceil(self.fade * self.epochs)))
 
     def attach(self, model, convs, img_size):
         """Hooks that draw the images of each batch and drop on the BNs of ``convs``; they act

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prune.aim import CutAim
+from prune.aim import FADE, CutAim
 from prune.cost import bflops_below, cost_weights
 from prune.deps import prunable_groups, residual_blocks
 from quantize.qat import is_quantized
@@ -46,13 +46,14 @@ def sparse_convs(model, mode) -> list[int]:
 class SparsityHook(TrainHook):
     name = 'sparsity'
 
-    def __init__(self, s, mode, schedule='constant', epochs=1, flops=False, target=None):
+    def __init__(self, s, mode, schedule='constant', epochs=1, flops=False, target=None,
+                 fade=FADE):
         if flops and mode == 2:
             raise ValueError('--sr-flops weighs channels; it needs --prune 0 or 1, not 2')
         self.s, self.mode, self.schedule, self.epochs = s, mode, schedule, epochs
         self.flops, self.groups, self.img_size = flops, [], None
         self.gammas, self.weights = [], []  # weights: the push per gamma over S (1 unless flops)
-        self.convs, self.aim = [], None if target is None else CutAim(target, mode, epochs)
+        self.convs, self.aim = [], None if target is None else CutAim(target, mode, epochs, fade)
         self.push = []  # with --sr-target: self.weights on the cut channels, 0 elsewhere
         self.history = []  # |gamma| histogram per epoch
 
@@ -128,4 +129,4 @@ def sparsity_hook(opt):
         raise ValueError('--sr-target plans cuts on the float model; drop --quantized')
     return SparsityHook(opt.get('s', 0.001), opt.get('prune', 0),
                         opt.get('sr_schedule', 'constant'), opt.get('epochs', 1),
-                        opt.get('sr_flops', False), target)
+                        opt.get('sr_flops', False), target, opt.get('sr_fade', FADE))

@@ -1,6 +1,8 @@
 """bench/latency.py: backends take turns in blocks, and every row is timed and written."""
 import json
 
+import torch
+
 from bench import latency
 
 
@@ -29,3 +31,14 @@ def test_bench_writes_a_row_per_checkpoint_backend_and_batch(tmp_path):
         (b, n) for b in ('torch eager fp32', 'torch channels_last', 'onnxruntime fp32')
         for n in (1, 2)}
     assert all(r['median_ms'] > 0 and r['img_s'] > 0 for r in rows)
+
+
+def test_channels_last_row_converts_a_copy_not_the_eager_model():
+    from models import Darknet
+    from tests.conftest import cfg_path
+    model = Darknet(cfg_path('yolov3-mini'))
+    rows = {name: m for name, m, _ in latency.torch_backends(model, compile_too=False)}
+    eager = rows['torch eager fp32'].module_list[0].conv.weight
+    last = rows['torch channels_last'].module_list[0].conv.weight
+    assert eager.is_contiguous() and not eager.is_contiguous(memory_format=torch.channels_last)
+    assert last.is_contiguous(memory_format=torch.channels_last)

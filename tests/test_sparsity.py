@@ -183,6 +183,16 @@ def test_target_flag_errors():
         SparsityHook(0.01, 1, target=1.5)
     with pytest.raises(ValueError, match='--sr-target'):
         sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'quantized': 3})
+    with pytest.raises(ValueError, match='--sr-fade'):
+        sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'sr_fade': 0})
+
+
+def test_fade_sets_the_epoch_the_cut_completes():
+    from prune.sparsity import sparsity_hook
+    hook = sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'epochs': 6, 'sr_fade': 1})
+    assert [hook.aim.drop_probability(e) for e in range(6)] == [(e + 1) / 6 for e in range(6)]
+    hook = sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'epochs': 6, 'sr_fade': 0.3})
+    assert [hook.aim.drop_probability(e) for e in range(3)] == [0.5, 1, 1]
 
 
 def test_target_training_logs_the_percent_it_aims_at(tiny_data, tmp_path):
