@@ -138,11 +138,10 @@ def sparse(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
     aimed = opt['keep_bflops'] and opt['method'] != 'layer' and opt['prune_mode'] != 2
+    aim = {'sr_target': opt['keep_bflops'], 'sr_fade': opt['sr_fade']} if aimed else {}
     last, metrics = train_stage(run, 'sparse', cfg, weights, epochs=opt['epochs_sparse'],
                                 sr=True, s=opt['s'], prune=opt['prune_mode'],
-                                sr_flops=opt['sr_flops'],
-                                sr_target=opt['keep_bflops'] if aimed else None,
-                                sr_fade=opt['sr_fade'])
+                                sr_flops=opt['sr_flops'], **aim)
     row = model_row('sparse', cfg, last, opt, run, metrics)
     run.done('sparse', {'cfg': cfg, 'weights': str(last),
                         'gamma_hist': str(run.dir / 'sparse' / 'gamma_hist.png')}, row)

@@ -30,6 +30,7 @@ import test as evaluator
 from models.darknet import Darknet
 from models.weights import (WeightsError, load_checkpoint, load_pretrained, save_checkpoint)
 from distill.hook import distill_hook
+from prune.aim import FADE
 from prune.sparsity import sparsity_hook
 from quantize.hook import quant_hook
 from utils.cli import friendly_errors
@@ -196,10 +197,9 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
         hyp=None, seed=0, notest=False, nosave=False, cache_images=False,
         adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
         sr=False, s=0.001, prune=0, sr_schedule='constant', sr_flops=False, sr_target=None,
-        sr_fade=2 / 3,
-        t_cfg='', t_weights='', KDstr=1, kd_weight=1.0, kd_T=3.0, kd_feature='l2', quantized=0,
-        w_bits=8, a_bits=8, BN_Fold=False, FPGA=False, quant_observer='', quant_freeze_epoch=-1,
-        **extra):
+        sr_fade=FADE, t_cfg='', t_weights='', KDstr=1, kd_weight=1.0, kd_T=3.0, kd_feature='l2',
+        quantized=0, w_bits=8, a_bits=8, BN_Fold=False, FPGA=False, quant_observer='',
+        quant_freeze_epoch=-1, **extra):
     """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
     hyp = hyp or default_hyp(weights, sr)
     opt = {k: v for k, v in locals().items() if k != 'extra'} | extra
@@ -520,7 +520,7 @@ def parse_opt(argv=None):
                    help='aim at the slim cut leaving KEEP of the BFLOPs (e.g. 0.3): its channels '
                         'get the push and drop out of a growing share of the images, gone at '
                         '--sr-fade of the epochs (then prune with slim_prune.py --rank layer)')
-    p.add_argument('--sr-fade', type=float, default=2 / 3, metavar='SHARE',
+    p.add_argument('--sr-fade', type=float, default=FADE, metavar='SHARE',
                    help='with --sr-target: share of the epochs over which the cut fades out')
     p.add_argument('--t_cfg', '--t-cfg', default='', help="teacher cfg (a .pt holds its own)")
     p.add_argument('--t_weights', '--t-weights', default='', help='teacher weights: distill')

@@ -8,6 +8,9 @@
 # and compress.py without its QAT/export/latency stages), all stopped at SWEEP_SECONDS; 4. the
 # training-step and inference-latency benches on CUDA. Small results (CSV, JSON, logs) go into
 # $OUT/results.tgz; a summary is printed last. TINY=1 rehearses it on a CPU in a few minutes.
+# Measured on an H100 (2026-11-27): with six trainings sharing it, an epoch took 16-24 s (the
+# loop, not the GPU, bounds it), so in 360 s the 30-epoch runs reached epoch 19; they were
+# finished with train.py --resume in a second call.
 set -u
 OUT=${OUT:-runs/cuda}
 SWEEP=${1:-360}

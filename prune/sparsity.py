@@ -127,6 +127,8 @@ def sparsity_hook(opt):
     target = opt.get('sr_target')
     if target is not None and opt.get('quantized'):
         raise ValueError('--sr-target plans cuts on the float model; drop --quantized')
+    if target is None and opt.get('sr_fade', FADE) != FADE:
+        raise ValueError('--sr-fade times the cut of --sr-target; give --sr-target too')
     return SparsityHook(opt.get('s', 0.001), opt.get('prune', 0),
                         opt.get('sr_schedule', 'constant'), opt.get('epochs', 1),
                         opt.get('sr_flops', False), target, opt.get('sr_fade', FADE))

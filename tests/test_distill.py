@@ -191,3 +191,21 @@ def test_kd_signal_reads_a_model_against_the_labels(tiny_data):
     assert first == again and set(first) == set(KEYS)
     assert all(0 <= v <= 1 for v in first.values())
     assert first['iou'] > 0 and first['obj_pos'] > 0  # positive cells were found and read
+
+
+def test_kd_alignment_bench_measures_the_gradients_it_names():
+    from bench import kd_alignment
+    from train import load_hyp
+    from utils.loss import scaled_gains
+    teacher = copy.deepcopy(_built('yolov3-mini')).eval()
+    hyp = scaled_gains(load_hyp({}), 3, teacher.nc, 96)
+    batches = [batch(seed=0), batch(seed=1)]
+    same = kd_alignment.alignment(copy.deepcopy(teacher), teacher, batches, [1], hyp, 3.0)
+    assert same[1]['norm_ratio'] < 1e-6  # a student that is the teacher gets no KD gradient
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    other = kd_alignment.alignment(student, teacher, [batches[0]] * 2, [1, 3], hyp, 3.0)
+    assert other[1]['norm_ratio'] > 0 and -1 <= other[3]['cos'] <= 1
+    assert other['labels']['cos'] == pytest.approx(1.0, abs=1e-5)  # the same batch twice

@@ -185,6 +185,8 @@ def test_target_flag_errors():
         sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'quantized': 3})
     with pytest.raises(ValueError, match='--sr-fade'):
         sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'sr_fade': 0})
+    with pytest.raises(ValueError, match='--sr-fade'):
+        sparsity_hook({'sr': True, 'prune': 1, 'sr_fade': 0.5})
 
 
 def test_fade_sets_the_epoch_the_cut_completes():
