@@ -42,3 +42,11 @@ def test_channels_last_row_converts_a_copy_not_the_eager_model():
     last = rows['torch channels_last'].module_list[0].conv.weight
     assert eager.is_contiguous() and not eager.is_contiguous(memory_format=torch.channels_last)
     assert last.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_onnx_rows_export_a_copy_and_leave_the_timed_model_alone(tmp_path):
+    from models import Darknet
+    from tests.conftest import cfg_path
+    model = Darknet(cfg_path('yolov3-mini')).half()  # .float().cpu() in place would change it
+    rows = list(latency.onnx_runners(model, 64, [1], torch.device('cpu'), tmp_path))
+    assert len(rows) == 1 and next(model.parameters()).dtype == torch.float16
