@@ -28,6 +28,7 @@ import test as evaluation
 import train
 from bench.latency import interleaved, onnx_runners, torch_runners
 from models.weights import load_checkpoint, load_model
+from prune.aim import FADE
 from prune.cost import percent_for_bflops
 from prune.masks import RANKS
 from quantize.qdq import dequantized_model
@@ -284,7 +285,7 @@ def parse_opt(argv=None):
                    help='the share of the BFLOPs to keep: the sparse stage aims at that cut '
                         "(train.py's --sr-target) and pruning takes the smallest percent that "
                         'leaves at most that share; 0: use --percent (not for --method layer)')
-    p.add_argument('--sr-fade', type=float, default=2 / 3,
+    p.add_argument('--sr-fade', type=float, default=FADE,
                    help="train.py's --sr-fade: share of the sparse epochs over which the cut "
                         'fades out')
     p.add_argument('--rank', default='layer', choices=RANKS, help="the prune script's --rank")
