@@ -82,6 +82,8 @@ class SparsityHook(TrainHook):
             self.push = [w * self.aim.cut[i] for w, i in zip(self.weights, self.convs)]
 
     def after_backward(self, model, epoch):
+        if self.aim:
+            self.aim.hold_grads(model)
         s = self.strength(epoch)
         with torch.no_grad():
             for g, w in zip(self.gammas, self.push if self.aim else self.weights):

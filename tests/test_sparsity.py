@@ -129,7 +129,7 @@ def test_target_hook_pushes_exactly_what_the_slim_cut_removes():
 
 
 def test_target_is_chosen_again_each_epoch():
-    model, hook = _aimed(0.5)
+    model, hook = _aimed(0.5, epochs=3)  # share 1/2 at epoch 0: the cut gammas are not yet 0
     before = {i: c.clone() for i, c in hook.aim.cut.items()}
     with torch.no_grad():  # the cut channels become the strongest ones
         for i in hook.convs:
@@ -173,6 +173,30 @@ def test_target_holds_cut_gammas_at_zero_once_always_dropped():
     for i, g, b in zip(hook.convs, hook.gammas, before):
         cut = hook.aim.cut[i]
         assert not g[cut].any() and torch.equal(g[~cut], b[~cut])
+
+
+def test_settled_cut_skips_the_dropout_and_steps_the_same():
+    model, hook = _aimed(0.4, epochs=2)  # drop share 1/2, then 1: settled at epoch 1's start
+    hook.on_epoch_start(model, 1)
+    assert hook.aim.settled
+    x = torch.rand(2, 3, 64, 64)
+
+    def step(settled):
+        hook.aim.settled = settled  # False: the dropout (every image, share 1) runs
+        model.train().zero_grad()
+        out = model(x)
+        sum(o.float().pow(2).mean() for o in out).backward()
+        raw = {i: model.module_list[i].bn.weight.grad.clone() for i in hook.convs}
+        hook.after_backward(model, 1)
+        return out, raw, [p.grad.clone() for p in model.parameters()]
+    out_a, raw_a, grads_a = step(False)
+    out_b, raw_b, grads_b = step(True)
+    for a, b in zip(out_a, out_b):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert not any(raw_a[i][c].any() for i, c in hook.aim.cut.items())
+    assert any(raw_b[i][c].any() for i, c in hook.aim.cut.items())  # the zero gammas' own
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
 def test_target_flag_errors():
