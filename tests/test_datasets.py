@@ -10,7 +10,8 @@ import torch
 
 from data.make_shapes import generate
 from tests.conftest import ROOT
-from utils.datasets import (DataError, YoloDataset, label_path, load_items, parse_data_cfg)
+from utils.datasets import (DataError, YoloDataset, cache_bytes, label_path, load_items,
+                            parse_data_cfg)
 
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
 
@@ -78,6 +79,16 @@ def test_label_cache_is_reused_and_invalidated(dirty_set, capfd):
     (root / 'labels' / 'good0.txt').write_text('0 0.5 0.5 0.5 0.5\n1 0.2 0.2 0.1 0.1\n')
     _, summary = load_items(root / 'images', nc=3)
     assert 'checked' in capfd.readouterr().err and summary['labels'] == 8
+
+
+def test_cached_images_are_what_cache_bytes_predicts(tmp_path):
+    root = tmp_path / 'set'
+    for k, size in enumerate([(96, 128), (128, 96), (50, 70), (200, 120)]):
+        write_item(root, f'im{k}', [(0, 5, 5, 40, 40)], size)
+    for img_size in (64, 160):
+        ds = YoloDataset(root / 'images', 6, img_size, cache_images=True)
+        assert cache_bytes(root / 'images', 6, img_size) == sum(im.nbytes for im, _ in ds.images)
+        assert all(max(im.shape[:2]) == img_size for im, _ in ds.images)
 
 
 def test_label_path_rule():

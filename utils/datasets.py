@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -248,6 +249,24 @@ def load_image(path, img_size):
     return img, (h0, w0)
 
 
+def cache_bytes(source, nc, img_size):
+    """RAM that --cache-images takes for a source: its images resized as load_image does."""
+    shapes = np.array([it[1] for it in load_items(source, nc)[0]], np.float64)
+    r = img_size / shapes.max(1)
+    return int((np.round(shapes[:, 0] * r) * np.round(shapes[:, 1] * r) * 3).sum())
+
+
+def available_memory():
+    """Bytes the kernel says a new allocation can take (MemAvailable), or None if unknown."""
+    try:
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 class YoloDataset(torch.utils.data.Dataset):
     """Items: (image uint8 tensor (3, H, W) RGB, labels (n, 6) = [0, class, cx, cy, w, h]
     normalized to the returned image, path, (original (h, w), (ratio, (pad_x, pad_y))))."""
@@ -263,8 +282,9 @@ class YoloDataset(torch.utils.data.Dataset):
         self.labels = [np.array(it[2], np.float32).reshape(-1, 5) for it in items]
         self.batch_shapes = self._rect_shapes(batch_size) if rect else None
         self.images = [None] * len(self.files)
-        if cache_images:
-            self.images = [load_image(f, img_size) for f in self.files]
+        if cache_images:  # threads: cv2 decodes without the GIL
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                self.images = list(pool.map(lambda f: load_image(f, img_size), self.files))
 
     def _rect_shapes(self, batch_size):
         """Sort by aspect ratio; each batch gets the smallest stride-multiple shape that fits."""
