@@ -34,6 +34,7 @@ from prune.masks import RANKS
 from quantize.qdq import dequantized_model
 from utils.cli import friendly_errors
 from utils.compress_report import write_report
+from utils.datasets import available_memory, cache_bytes, parse_data_cfg
 from utils.log import LOGGER
 from utils.runs import increment_path
 from utils.torch_utils import select_device
@@ -48,6 +49,7 @@ class Run:
     def __init__(self, save_dir, opt, state=None):
         self.dir, self.opt = Path(save_dir), opt
         self.state = state or {'opt': opt, 'done': {}, 'rows': []}
+        self.cache = not opt['no_cache'] and images_fit_in_ram(opt)
 
     @property
     def path(self):
@@ -71,6 +73,16 @@ class Run:
             if 'weights' in info:
                 return info['cfg'], info['weights']
         raise RuntimeError('no model yet')
+
+
+def images_fit_in_ram(opt):
+    """Keep the decoded training images in RAM when they take under a quarter of what is free:
+    a CPU epoch of the built-in dataset then runs ~15% faster (no JPEG decoding beside the
+    model's threads)."""
+    data = parse_data_cfg(opt['data'])
+    size = max(opt['img_size'], opt['img_size_sparse'])
+    need, free = cache_bytes(data['train'], int(data['classes']), size), available_memory()
+    return free is not None and need < free / 4
 
 
 def find_run(opt):
@@ -104,10 +116,12 @@ def model_row(stage, cfg, weights, opt, run, metrics=None):
     return row | (metrics or evaluate(weights, opt, run, stage))
 
 
-def train_stage(run, stage, cfg, weights, **kw):
-    """train.run in <run>/<stage>/, continuing from its last.pt after an interruption.
-    Returns (last.pt, its mAP from train.py's final evaluation, or None if it was not run)."""
+def train_stage(run, stage, cfg, weights, img_size=0, **kw):
+    """train.run in <run>/<stage>/ at img_size (default --img-size; evaluated at --img-size),
+    continuing from its last.pt after an interruption. Returns (last.pt, its mAP from train.py's
+    final evaluation, or None if it was not run)."""
     opt = run.opt
+    size = img_size or opt['img_size']
     last = run.dir / stage / 'weights' / 'last.pt'
     ckpt = load_checkpoint(last) if last.is_file() else {}
     if ckpt.get('optimizer') is not None:  # interrupted: go on from its last epoch
@@ -116,9 +130,9 @@ def train_stage(run, stage, cfg, weights, **kw):
         m = train.run(resume=str(last))
     else:
         m = train.run(cfg=str(cfg), weights=str(weights), data=opt['data'],
-                      img_size=[opt['img_size']], batch_size=opt['batch_size'],
+                      img_size=[size, size, opt['img_size']], batch_size=opt['batch_size'],
                       device=opt['device'], workers=opt['workers'], project=str(run.dir),
-                      name=stage, exist_ok=True, notest=True, **kw)
+                      name=stage, exist_ok=True, notest=True, cache_images=run.cache, **kw)
     return last, {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
 
 
@@ -140,7 +154,8 @@ def sparse(run):
     cfg, weights = run.latest_weights()
     aimed = opt['keep_bflops'] and opt['method'] != 'layer' and opt['prune_mode'] != 2
     aim = {'sr_target': opt['keep_bflops'], 'sr_fade': opt['sr_fade']} if aimed else {}
-    last, metrics = train_stage(run, 'sparse', cfg, weights, epochs=opt['epochs_sparse'],
+    last, metrics = train_stage(run, 'sparse', cfg, weights, img_size=opt['img_size_sparse'],
+                                epochs=opt['epochs_sparse'],
                                 sr=True, s=opt['s'], prune=opt['prune_mode'],
                                 sr_flops=opt['sr_flops'], **aim)
     row = model_row('sparse', cfg, last, opt, run, metrics)
@@ -183,8 +198,9 @@ def finetune(run):
     base = run.state['done']['baseline']
     kd = {'t_cfg': base['cfg'], 't_weights': base['weights'], 'KDstr': opt['KDstr'],
           'kd_weight': opt['kd_weight']} if opt['KDstr'] else {}
+    hyp = {'hyp': opt['hyp_finetune']} if opt['hyp_finetune'] else {}
     last, metrics = train_stage(run, 'finetune', cfg, weights,
-                                epochs=opt['epochs_finetune'], **kd)
+                                epochs=opt['epochs_finetune'], **kd, **hyp)
     row = model_row('finetune', cfg, last, opt, run, metrics)
     run.done('finetune', {'cfg': cfg, 'weights': str(last)}, row)
 
@@ -272,9 +288,15 @@ def parse_opt(argv=None):
     p.add_argument('--weights', default='weights/yolov3-mini.pt')
     p.add_argument('--data', default='data/shapes.data')
     p.add_argument('--img-size', type=int, default=320)
+    p.add_argument('--img-size-sparse', type=int, default=0,
+                   help='train size of the sparse stage (0: --img-size); it is evaluated and '
+                        'fine-tuned at --img-size')
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--device', default='')
     p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--no-cache', action='store_true',
+                   help='decode the training images every epoch (by default they stay in RAM '
+                        'when they take under a quarter of the free memory)')
     p.add_argument('--s', type=float, default=0.005, help='sparsity strength')
     p.add_argument('--prune-mode', type=int, default=1, choices=[0, 1, 2],
                    help="train.py's --prune: which gammas the sparsity pushes")
@@ -292,9 +314,11 @@ def parse_opt(argv=None):
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')
     p.add_argument('--kd-weight', type=float, default=1.0)
+    p.add_argument('--hyp-finetune', default='',
+                   help="the fine-tune's hyp file (default: train.py's, data/hyp.finetune.yaml)")
     p.add_argument('--quantized', type=int, default=3, choices=[0, 1, 2, 3], help='0 = no QAT')
-    p.add_argument('--epochs-sparse', type=int, default=10)
-    p.add_argument('--epochs-finetune', type=int, default=2)
+    p.add_argument('--epochs-sparse', type=int, default=16)
+    p.add_argument('--epochs-finetune', type=int, default=3)
     p.add_argument('--epochs-qat', type=int, default=1)
     p.add_argument('--latency-runs', type=int, default=20)
     p.add_argument('--skip', nargs='*', default=[], choices=STAGES[1:])

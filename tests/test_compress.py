@@ -9,6 +9,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 import torch
+import yaml
 
 import compress
 from models.weights import load_model
@@ -23,10 +24,18 @@ def tiny_args(data, project, name):
 
 
 def test_pipeline_writes_a_report_whose_artefacts_load(tiny_data, tmp_path):
+    hyp = tmp_path / 'hyp.yaml'  # the fine-tune's own hyp file reaches train.py
+    hyp.write_text((ROOT / 'data' / 'hyp.finetune.yaml').read_text().replace('lr0: 0.0001',
+                                                                             'lr0: 0.0007'))
     args = tiny_args(tiny_data, tmp_path, 'c') + ['--keep-bflops', '0.6', '--rank', 'layer',
-                                                  '--sr-flops']
+                                                  '--sr-flops', '--img-size-sparse', '96',
+                                                  '--hyp-finetune', str(hyp)]
     report = compress.run(**vars(compress.parse_opt(args)))
     out = tmp_path / 'c'
+    sparse_opt = yaml.safe_load((out / 'sparse' / 'opt.yaml').read_text())
+    assert sparse_opt['img_size'] == [96, 96, 128]  # trained at 96, evaluated at --img-size
+    assert sparse_opt['cache_images']  # 32 tiny images fit in RAM
+    assert yaml.safe_load((out / 'finetune' / 'hyp.yaml').read_text())['lr0'] == 0.0007
     assert json.loads((out / 'report.json').read_text())['stages'] == report['stages']
     stages = [r['stage'] for r in report['stages']]
     assert stages == ['baseline', 'sparse', 'prune', 'finetune', 'qat', 'export (onnxruntime)']
