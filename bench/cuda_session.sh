@@ -9,7 +9,9 @@
 # summary is printed last. TINY=1 rehearses it on a CPU in a few minutes.
 # Measured on an H100 (2026-11-27): with six trainings sharing it, an epoch took 16-24 s (the
 # loop, not the GPU, bounds it). The sweep of aimed schedules for issue 5 that ran here then is
-# in git history (bench/cuda_session.sh at 8b57585).
+# in git history (bench/cuda_session.sh at 8b57585). Four compress.py runs sharing it took 11-17 s
+# per epoch: 20 + 3 epochs with QAT and export in 400 s; the 16 + 3 / 12 + 6 sweep below did not
+# finish its fine-tunes in 275 s (README, Quick start, has what did finish).
 set -u
 OUT=${OUT:-runs/cuda}
 SWEEP=${1:-360}
