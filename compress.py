@@ -154,8 +154,9 @@ def sparse(run):
     cfg, weights = run.latest_weights()
     aimed = opt['keep_bflops'] and opt['method'] != 'layer' and opt['prune_mode'] != 2
     aim = {'sr_target': opt['keep_bflops'], 'sr_fade': opt['sr_fade']} if aimed else {}
+    hyp = {'hyp': opt['hyp_sparse']} if opt['hyp_sparse'] else {}
     last, metrics = train_stage(run, 'sparse', cfg, weights, img_size=opt['img_size_sparse'],
-                                epochs=opt['epochs_sparse'],
+                                epochs=opt['epochs_sparse'], **hyp,
                                 sr=True, s=opt['s'], prune=opt['prune_mode'],
                                 sr_flops=opt['sr_flops'], **aim)
     row = model_row('sparse', cfg, last, opt, run, metrics)
@@ -310,6 +311,8 @@ def parse_opt(argv=None):
     p.add_argument('--sr-fade', type=float, default=FADE,
                    help="train.py's --sr-fade: share of the sparse epochs over which the cut "
                         'fades out')
+    p.add_argument('--hyp-sparse', default='',
+                   help="the sparse stage's hyp file (default: train.py's, data/hyp.scratch.yaml)")
     p.add_argument('--rank', default='layer', choices=RANKS, help="the prune script's --rank")
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 import yaml
 
@@ -24,18 +25,22 @@ def tiny_args(data, project, name):
 
 
 def test_pipeline_writes_a_report_whose_artefacts_load(tiny_data, tmp_path):
-    hyp = tmp_path / 'hyp.yaml'  # the fine-tune's own hyp file reaches train.py
-    hyp.write_text((ROOT / 'data' / 'hyp.finetune.yaml').read_text().replace('lr0: 0.0001',
-                                                                             'lr0: 0.0007'))
+    hyps = {}  # each training stage's own hyp file reaches train.py
+    for stage, name, lr0 in (('sparse', 'scratch', 0.001), ('finetune', 'finetune', 0.0001)):
+        hyps[stage] = tmp_path / f'{stage}.yaml'
+        hyps[stage].write_text((ROOT / 'data' / f'hyp.{name}.yaml').read_text().replace(
+            f'lr0: {lr0}', f'lr0: {lr0 * 7}'))
     args = tiny_args(tiny_data, tmp_path, 'c') + ['--keep-bflops', '0.6', '--rank', 'layer',
                                                   '--sr-flops', '--img-size-sparse', '96',
-                                                  '--hyp-finetune', str(hyp)]
+                                                  '--hyp-sparse', str(hyps['sparse']),
+                                                  '--hyp-finetune', str(hyps['finetune'])]
     report = compress.run(**vars(compress.parse_opt(args)))
     out = tmp_path / 'c'
     sparse_opt = yaml.safe_load((out / 'sparse' / 'opt.yaml').read_text())
     assert sparse_opt['img_size'] == [96, 96, 128]  # trained at 96, evaluated at --img-size
     assert sparse_opt['cache_images']  # 32 tiny images fit in RAM
-    assert yaml.safe_load((out / 'finetune' / 'hyp.yaml').read_text())['lr0'] == 0.0007
+    for stage, lr0 in (('sparse', 0.007), ('finetune', 0.0007)):
+        assert yaml.safe_load((out / stage / 'hyp.yaml').read_text())['lr0'] == pytest.approx(lr0)
     assert json.loads((out / 'report.json').read_text())['stages'] == report['stages']
     stages = [r['stage'] for r in report['stages']]
     assert stages == ['baseline', 'sparse', 'prune', 'finetune', 'qat', 'export (onnxruntime)']
