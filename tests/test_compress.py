@@ -14,6 +14,7 @@ import yaml
 
 import compress
 from models.weights import load_model
+from utils.datasets import parse_data_cfg
 from tests.conftest import ROOT
 
 
@@ -93,3 +94,14 @@ def test_killed_run_resumes_at_the_stage_it_was_in(tiny_data, tmp_path):
     state = json.loads((tmp_path / 'k' / 'state.json').read_text())
     assert list(state['done']) == list(compress.STAGES)
     assert not (tmp_path / 'k2').exists()
+
+
+def test_training_images_are_cached_only_when_they_fit(tiny_data, tmp_path, monkeypatch):
+    opt = vars(compress.parse_opt(tiny_args(tiny_data, tmp_path, 'm')))
+    assert compress.Run(tmp_path / 'm', opt).cache
+    assert not compress.Run(tmp_path / 'm', opt | {'no_cache': True}).cache
+    need = compress.cache_bytes(parse_data_cfg(tiny_data)['train'], 6, 128)
+    monkeypatch.setattr(compress, 'available_memory', lambda: 4 * need)  # exactly a quarter
+    assert not compress.Run(tmp_path / 'm', opt).cache
+    monkeypatch.setattr(compress, 'available_memory', lambda: None)  # unknown: no cache
+    assert not compress.Run(tmp_path / 'm', opt).cache
