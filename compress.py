@@ -311,8 +311,8 @@ def parse_opt(argv=None):
     p.add_argument('--sr-fade', type=float, default=FADE,
                    help="train.py's --sr-fade: share of the sparse epochs over which the cut "
                         'fades out')
-    p.add_argument('--hyp-sparse', default='',
-                   help="the sparse stage's hyp file (default: train.py's, data/hyp.scratch.yaml)")
+    p.add_argument('--hyp-sparse', default=str(train.ROOT / 'data' / 'hyp.sparse.yaml'),
+                   help="the sparse stage's hyp file ('': train.py's, data/hyp.scratch.yaml)")
     p.add_argument('--rank', default='layer', choices=RANKS, help="the prune script's --rank")
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')

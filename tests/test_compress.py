@@ -93,6 +93,8 @@ def test_killed_run_resumes_at_the_stage_it_was_in(tiny_data, tmp_path):
     assert 'at epoch' in log  # train.py continued the fine-tune from its last.pt
     state = json.loads((tmp_path / 'k' / 'state.json').read_text())
     assert list(state['done']) == list(compress.STAGES)
+    sparse_hyp = yaml.safe_load((tmp_path / 'k' / 'sparse' / 'hyp.yaml').read_text())
+    assert sparse_hyp['lr0'] == 0.002  # data/hyp.sparse.yaml by default
     assert not (tmp_path / 'k2').exists()
 
 
