@@ -154,9 +154,8 @@ def sparse(run):
     cfg, weights = run.latest_weights()
     aimed = opt['keep_bflops'] and opt['method'] != 'layer' and opt['prune_mode'] != 2
     aim = {'sr_target': opt['keep_bflops'], 'sr_fade': opt['sr_fade']} if aimed else {}
-    hyp = {'hyp': opt['hyp_sparse']} if opt['hyp_sparse'] else {}
     last, metrics = train_stage(run, 'sparse', cfg, weights, img_size=opt['img_size_sparse'],
-                                epochs=opt['epochs_sparse'], **hyp,
+                                epochs=opt['epochs_sparse'], hyp=opt['hyp_sparse'],
                                 sr=True, s=opt['s'], prune=opt['prune_mode'],
                                 sr_flops=opt['sr_flops'], **aim)
     row = model_row('sparse', cfg, last, opt, run, metrics)
@@ -199,9 +198,8 @@ def finetune(run):
     base = run.state['done']['baseline']
     kd = {'t_cfg': base['cfg'], 't_weights': base['weights'], 'KDstr': opt['KDstr'],
           'kd_weight': opt['kd_weight']} if opt['KDstr'] else {}
-    hyp = {'hyp': opt['hyp_finetune']} if opt['hyp_finetune'] else {}
     last, metrics = train_stage(run, 'finetune', cfg, weights,
-                                epochs=opt['epochs_finetune'], **kd, **hyp)
+                                epochs=opt['epochs_finetune'], hyp=opt['hyp_finetune'], **kd)
     row = model_row('finetune', cfg, last, opt, run, metrics)
     run.done('finetune', {'cfg': cfg, 'weights': str(last)}, row)
 
