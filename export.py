@@ -44,18 +44,27 @@ class ExportError(RuntimeError):
 
 
 class DeployHead(nn.Module):
-    """The network with its outputs in the form deployment code reads: corner boxes and scores."""
+    """The network with its outputs in the form deployment code reads: corner boxes and scores,
+    the heads decoded at once (Darknet.decode_parts) so the graph's tail is a dozen nodes."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, images):
-        decoded = self.model(images)[0]
-        xy, half = decoded[..., :2], decoded[..., 2:4] / 2
-        # corners by concatenation: xywh2xyxy's in-place column writes export as four ScatterND
-        # nodes (6% of yolov3-mini's int8 graph time at batch 1 in onnxruntime's profiler)
-        return torch.cat((xy - half, xy + half), -1), decoded[..., 5:] * decoded[..., 4:5]
+        heads = self.model.heads(images)
+        if self.model.mixed_coords:
+            decoded = self.model.decode(heads, images.shape[-2:])
+            return corners(decoded[..., :2], decoded[..., 2:4] / 2), \
+                decoded[..., 5:] * decoded[..., 4:5]
+        xy, g, wh_gain, obj, cls = self.model.decode_parts(heads, images.shape[-2:])
+        return corners(xy, g * (wh_gain / 2)), cls * obj
+
+
+def corners(xy, half):
+    # by concatenation: xywh2xyxy's in-place column writes export as four ScatterND nodes
+    # (6% of yolov3-mini's int8 graph time at batch 1 in onnxruntime's profiler)
+    return torch.cat((xy - half, xy + half), -1)
 
 
 def export_darknet(model, stem):

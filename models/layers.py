@@ -235,25 +235,28 @@ class YoloLayer(nn.Module):
         b, _, h, w = x.shape
         return x.view(b, self.na, self.no, h, w).permute(0, 1, 3, 4, 2).contiguous()
 
+    def cell_constants(self, h, w, img_hw, like):
+        """Per prediction row (anchor, y, x order), each (na*h*w, 2): xy = f(t) * gain + offset
+        and wh = g(t) * anchor, so one affine map decodes every head once they are concatenated."""
+        stride = torch.tensor([img_hw[1] / w, img_hw[0] / h], device=like.device, dtype=like.dtype)
+        gy, gx = torch.meshgrid(torch.arange(h, device=like.device, dtype=like.dtype),
+                                torch.arange(w, device=like.device, dtype=like.dtype), indexing='ij')
+        s = self.scale_x_y
+        offset = (torch.stack((gx, gy), -1).view(1, h * w, 2) - (s - 1) / 2) * stride
+        offset = offset.expand(self.na, -1, -1).reshape(-1, 2)
+        anchor = self.anchors.to(like.dtype).view(self.na, 1, 2).expand(-1, h * w, -1)
+        return (stride * s).expand_as(offset), offset, anchor.reshape(-1, 2)
+
     def decode(self, p, img_hw):
         """p: raw (b, na, h, w, no) -> (b, na*h*w, no): xywh in input pixels, obj, class scores."""
-        b, na, h, w, _ = p.shape
-        stride = torch.tensor([img_hw[1] / w, img_hw[0] / h], device=p.device, dtype=p.dtype)
-        gy, gx = torch.meshgrid(torch.arange(h, device=p.device, dtype=p.dtype),
-                                torch.arange(w, device=p.device, dtype=p.dtype), indexing='ij')
-        grid = torch.stack((gx, gy), -1).view(1, 1, h, w, 2)
-        anchors = self.anchors.to(p.dtype).view(1, na, 1, 1, 2)
-        s = self.scale_x_y
+        b, _, h, w, _ = p.shape
+        gain, offset, anchor = self.cell_constants(h, w, img_hw, p)
+        t = p.reshape(b, -1, self.no)
         if self.new_coords:
-            xy = p[..., :2] * s - (s - 1) / 2
-            wh = 4 * p[..., 2:4] ** 2 * anchors
-            rest = p[..., 4:]
+            xy, wh, rest = t[..., :2], 4 * t[..., 2:4] ** 2, t[..., 4:]
         else:
-            xy = p[..., :2].sigmoid() * s - (s - 1) / 2
-            wh = p[..., 2:4].exp() * anchors
-            rest = p[..., 4:].sigmoid()
-        xy = (xy + grid) * stride
-        return torch.cat((xy, wh, rest), -1).view(b, -1, self.no)
+            xy, wh, rest = t[..., :2].sigmoid(), t[..., 2:4].exp(), t[..., 4:].sigmoid()
+        return torch.cat((xy * gain + offset, wh * anchor, rest), -1)
 
     def out_shape(self, shape, _=()):
         return shape

@@ -15,6 +15,7 @@ from models.weights import load_model, save_checkpoint
 from prune.masks import channel_plan, layer_plan
 from prune.surgery import prune_model
 from tests.conftest import CFGS, ROOT, _built
+from tests.test_model import per_head_decode, two_heads
 from tests.test_opencv_darknet import _ours_in_opencv_layout
 from tests.test_prune import zero_some_gammas
 from utils.nms import non_max_suppression
@@ -25,8 +26,28 @@ def session(path):
 
 
 def torch_outputs(model, x):
+    """Corner boxes and scores from each [yolo] layer's own decoding (checked by hand in
+    tests/test_model.py), not from the all-heads-at-once decoding DeployHead shares with
+    Darknet.forward."""
     with torch.no_grad():
-        return [t.numpy() for t in export.DeployHead(model.eval())(x)]
+        decoded = per_head_decode(model.eval(), x)
+    xy, half = decoded[..., :2], decoded[..., 2:4] / 2
+    return [torch.cat((xy - half, xy + half), -1).numpy(),
+            (decoded[..., 5:] * decoded[..., 4:5]).numpy()]
+
+
+@pytest.mark.parametrize('new_coords', [(0, 0), (1, 1), (0, 1)])
+def test_deploy_head_decodes_as_the_model_does(new_coords, tmp_path):
+    model = two_heads(new_coords)
+    x = torch.rand(2, 3, 32, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = [t.numpy() for t in export.DeployHead(model)(x)]
+    want = torch_outputs(model, x)
+    path = export.export_onnx(model, tmp_path / 'two', (32, 64), batch=2)[0]
+    onnx_got = session(path).run(None, {'images': x.numpy()})
+    for a, b, c in zip(got, onnx_got, want):
+        assert a.shape == c.shape == (2, 2 * (8 * 16 + 4 * 8), a.shape[-1])
+        assert np.abs(a - c).max() < 1e-4 and np.abs(b - c).max() < 1e-4
 
 
 @pytest.mark.parametrize('name', CFGS)

@@ -117,6 +117,36 @@ def test_decode_new_coords_by_hand():
                                            4 * 0.01 * 20, 0.9, 0.2, 0.3])
 
 
+def two_heads(new_coords):
+    """Two [yolo] layers at strides 4 and 8, two anchors each, with the given new_coords."""
+    yolo = '[yolo]\nmask={}\nanchors=5,7, 9,4, 12,15, 20,11\nclasses=3\nnum=4\nscale_x_y=1.1\n'
+    text = ('[net]\nwidth=32\nheight=32\n[convolutional]\nfilters=4\nsize=3\nstride=4\n'
+            'pad=1\nactivation=leaky\n[convolutional]\nfilters=16\nsize=1\nactivation=linear\n'
+            f'{yolo.format("0,1")}new_coords={new_coords[0]}\n[route]\nlayers=-3\n'
+            '[maxpool]\nsize=2\nstride=2\n[convolutional]\nfilters=16\nsize=1\n'
+            f'activation=linear\n{yolo.format("2,3")}new_coords={new_coords[1]}\n')
+    return Darknet(parse_cfg_text(text)).eval()
+
+
+def per_head_decode(model, x):
+    """The decoded output as each [yolo] layer decodes its own head."""
+    heads = model.heads(x)
+    return torch.cat([model.module_list[j].decode(p, x.shape[-2:])
+                      for j, p in zip(model.yolo_layers, heads)], 1)
+
+
+@pytest.mark.parametrize('new_coords', [(0, 0), (1, 1), (0, 1)])
+def test_forward_decodes_all_heads_at_once_as_each_head_does(new_coords):
+    model = two_heads(new_coords)
+    x = torch.rand(2, 3, 32, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        decoded, heads = model(x)
+        want = per_head_decode(model, x)
+    assert model.mixed_coords == (new_coords == (0, 1))
+    assert decoded.shape == want.shape == (2, 2 * (8 * 16 + 4 * 8), 8)
+    assert torch.allclose(decoded, want, rtol=1e-6, atol=1e-5)
+
+
 def test_maxpool_darknet_padding():
     """size=2 stride=1 keeps the size, padding only right/bottom with -inf (max of real pixels)."""
     text = '[net]\nwidth=4\nheight=4\nchannels=1\n[maxpool]\nsize=2\nstride=1\n' \
