@@ -153,7 +153,8 @@ def sparse(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
     aimed = opt['keep_bflops'] and opt['method'] != 'layer' and opt['prune_mode'] != 2
-    aim = {'sr_target': opt['keep_bflops'], 'sr_fade': opt['sr_fade']} if aimed else {}
+    aim = {'sr_target': opt['keep_bflops'], 'sr_fade': opt['sr_fade'],
+           'sr_round': opt['round']} if aimed else {}
     last, metrics = train_stage(run, 'sparse', cfg, weights, img_size=opt['img_size_sparse'],
                                 epochs=opt['epochs_sparse'], hyp=opt['hyp_sparse'],
                                 sr=True, s=opt['s'], prune=opt['prune_mode'],
@@ -170,6 +171,8 @@ def prune(run):
     kw = {'shortcuts': opt['shortcuts']} if opt['method'] in ('layer', 'layer_channel') else {}
     if opt['method'] != 'layer':
         kw |= {'percent': opt['percent'], 'rank': opt['rank']}
+        if opt['method'] == 'slim':
+            kw['round'] = opt['round']
         if opt['keep_bflops']:
             kw['percent'] = percent_for_keep(script, kw, cfg, weights, opt)
     report = script.run(**kw, cfg=cfg if str(weights).endswith('.weights') else '',
@@ -312,6 +315,10 @@ def parse_opt(argv=None):
     p.add_argument('--hyp-sparse', default=str(train.ROOT / 'data' / 'hyp.sparse.yaml'),
                    help="the sparse stage's hyp file ('': train.py's, data/hyp.scratch.yaml)")
     p.add_argument('--rank', default='layer', choices=RANKS, help="the prune script's --rank")
+    p.add_argument('--round', type=int, default=1,
+                   help='every pruned layer keeps a multiple of this many channels (the aimed '
+                        "cut's train.py --sr-round, slim's --round): onnxruntime's x86 kernels "
+                        'work in blocks of 16')
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')
     p.add_argument('--kd-weight', type=float, default=1.0)

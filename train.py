@@ -197,7 +197,7 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
         hyp=None, seed=0, notest=False, nosave=False, cache_images=False,
         adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
         sr=False, s=0.001, prune=0, sr_schedule='constant', sr_flops=False, sr_target=None,
-        sr_fade=FADE, t_cfg='', t_weights='', KDstr=1, kd_weight=1.0, kd_T=3.0, kd_feature='l2',
+        sr_fade=FADE, sr_round=1, t_cfg='', t_weights='', KDstr=1, kd_weight=1.0, kd_T=3.0, kd_feature='l2',
         quantized=0, w_bits=8, a_bits=8, BN_Fold=False, FPGA=False, quant_observer='',
         quant_freeze_epoch=-1, **extra):
     """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
@@ -522,6 +522,9 @@ def parse_opt(argv=None):
                         '--sr-fade of the epochs (then prune with slim_prune.py --rank layer)')
     p.add_argument('--sr-fade', type=float, default=FADE, metavar='SHARE',
                    help='with --sr-target: share of the epochs over which the cut fades out')
+    p.add_argument('--sr-round', type=int, default=1, metavar='N',
+                   help='with --sr-target: every layer keeps a multiple of N channels (8 or 16 '
+                        'suit CPU and GPU kernels; then prune with slim_prune.py --round N)')
     p.add_argument('--t_cfg', '--t-cfg', default='', help="teacher cfg (a .pt holds its own)")
     p.add_argument('--t_weights', '--t-weights', default='', help='teacher weights: distill')
     p.add_argument('--KDstr', type=int, default=1, choices=[1, 2, 3, 4, 5],

@@ -10,6 +10,10 @@ the network that will be kept. A zero gamma already makes BN output its beta, so
 dropout is skipped (it cost a sixth of a CPU epoch) and only the cut gammas' gradients are
 zeroed, as the dropout zeroed them: the step is the same.
 Evaluation sees the whole network until then (best.pt waits for the cut).
+With --sr-round N every layer keeps a multiple of N channels: CPU and GPU kernels work in
+channel blocks (onnxruntime's x86 convolutions in blocks of 8 or 16). yolov3-mini cut to 30% of
+its BFLOPs ran in 2.44 ms with odd widths and 1.74 ms with multiples of 16 (onnxruntime, batch
+1, 2 cores; the original: 4.59 ms).
 
 Why dropout and not a shrinking gamma (Gomez et al. 2019, targeted dropout): BN makes a layer's
 scale free, so a network whose gammas are capped grows the weights that read them instead. On
@@ -36,13 +40,16 @@ FADE = 2 / 3  # default share of the epochs after which the cut channels are gon
 
 
 class CutAim:
-    def __init__(self, keep, mode, epochs, fade=FADE):
+    def __init__(self, keep, mode, epochs, fade=FADE, round_to=1):
         if mode == 2 or not 0 < keep < 1:
             raise ValueError(f'--sr-target is the share of BFLOPs to keep, in (0, 1), with '
                              f'--prune 0 or 1; got {keep} with --prune {mode}')
         if not 0 < fade <= 1:
             raise ValueError(f'--sr-fade is a share of the epochs, in (0, 1]; got {fade}')
+        if int(round_to) != round_to or round_to < 1:
+            raise ValueError(f'--sr-round is a whole number of channels, 1 or more; got {round_to}')
         self.keep, self.mode, self.epochs, self.fade = keep, mode, epochs, fade
+        self.round_to = int(round_to)
         self.convs, self.img_size = [], None
         self.percent, self.cut, self.p = None, {}, 0.0  # cut: conv -> bool on its device
         self.pruned = None  # per image of the batch: through the kept network or not
@@ -50,7 +57,7 @@ class CutAim:
 
     def select(self, model, percent):
         return channel_plan(model, self.mode, percent, min_keep=LAYER_KEEP, clamp=True,
-                            rank='layer')
+                            rank='layer', round_to=self.round_to)
 
     def drop_probability(self, epoch):
         return min(1.0, (epoch + 1) / max(1, math.ceil(self.fade * self.epochs)))

@@ -14,9 +14,9 @@ from prune.runner import parse_script_args, prune_and_report
 from utils.cli import friendly_errors
 
 
-def select(model, percent=0.5, layer_keep=0.01, rank='global', round_to=1):
+def select(model, percent=0.5, layer_keep=0.01, rank='global', round=1):  # noqa: A002
     return channel_plan(model, mode=1, percent=percent, min_keep=layer_keep, clamp=True,
-                        rank=rank, round_to=round_to)
+                        rank=rank, round_to=round)
 
 
 def run(percent=0.5, layer_keep=0.01, rank='global', round=1, **kw):  # noqa: A002 (the flag)

@@ -47,13 +47,14 @@ class SparsityHook(TrainHook):
     name = 'sparsity'
 
     def __init__(self, s, mode, schedule='constant', epochs=1, flops=False, target=None,
-                 fade=FADE):
+                 fade=FADE, round_to=1):
         if flops and mode == 2:
             raise ValueError('--sr-flops weighs channels; it needs --prune 0 or 1, not 2')
         self.s, self.mode, self.schedule, self.epochs = s, mode, schedule, epochs
         self.flops, self.groups, self.img_size = flops, [], None
         self.gammas, self.weights = [], []  # weights: the push per gamma over S (1 unless flops)
-        self.convs, self.aim = [], None if target is None else CutAim(target, mode, epochs, fade)
+        self.convs, self.aim = [], None if target is None else CutAim(target, mode, epochs, fade,
+                                                                    round_to)
         self.push = []  # with --sr-target: self.weights on the cut channels, 0 elsewhere
         self.history = []  # |gamma| histogram per epoch
 
@@ -131,6 +132,9 @@ def sparsity_hook(opt):
         raise ValueError('--sr-target plans cuts on the float model; drop --quantized')
     if target is None and opt.get('sr_fade', FADE) != FADE:
         raise ValueError('--sr-fade times the cut of --sr-target; give --sr-target too')
+    if target is None and opt.get('sr_round', 1) != 1:
+        raise ValueError('--sr-round shapes the cut of --sr-target; give --sr-target too')
     return SparsityHook(opt.get('s', 0.001), opt.get('prune', 0),
                         opt.get('sr_schedule', 'constant'), opt.get('epochs', 1),
-                        opt.get('sr_flops', False), target, opt.get('sr_fade', FADE))
+                        opt.get('sr_flops', False), target, opt.get('sr_fade', FADE),
+                        opt.get('sr_round', 1))

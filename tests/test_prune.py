@@ -160,7 +160,7 @@ def test_regular_rounds_to_multiples_of_8_and_slim_keeps_a_floor():
     slim = importlib.import_module('prune.slim_prune').select(model, 0.95, layer_keep=0.25)
     for i, mask in slim.masks.items():
         assert mask.sum() >= 0.25 * len(mask), i
-    rounded = importlib.import_module('prune.slim_prune').select(model, 0.7, round_to=8)
+    rounded = importlib.import_module('prune.slim_prune').select(model, 0.7, round=8)
     for i, mask in rounded.masks.items():
         n, total = int(mask.sum()), len(mask)
         assert n % 8 == 0 or n == total, (i, n)

@@ -211,6 +211,30 @@ def test_target_flag_errors():
         sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'sr_fade': 0})
     with pytest.raises(ValueError, match='--sr-fade'):
         sparsity_hook({'sr': True, 'prune': 1, 'sr_fade': 0.5})
+    with pytest.raises(ValueError, match='--sr-round'):
+        sparsity_hook({'sr': True, 'prune': 1, 'sr_round': 8})
+    with pytest.raises(ValueError, match='--sr-round'):
+        sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'sr_round': 0})
+
+
+def test_rounded_target_keeps_whole_channel_blocks_and_slim_cuts_the_same():
+    from prune import slim_prune
+    from prune.aim import LAYER_KEEP
+    from prune.sparsity import sparsity_hook
+    from prune.surgery import prune_model
+    model = _random_gammas(Darknet(cfg_path('yolov3-mini')).eval())
+    hook = sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'sr_round': 16})
+    hook.on_model(model)
+    hook.on_epoch_start(model, 0)
+    kept = {i: int((~cut).sum()) for i, cut in hook.aim.cut.items()}
+    assert all(k % 16 == 0 or k == len(hook.aim.cut[i]) for i, k in kept.items())
+    assert any(k < len(hook.aim.cut[i]) for i, k in kept.items())
+    with torch.no_grad():  # what the aimed training ends with
+        for i, cut in hook.aim.cut.items():
+            model.module_list[i].bn.weight[cut] = 0
+    plan = slim_prune.select(model, hook.aim.cut_share(), LAYER_KEEP, 'layer', round=16)
+    assert all(torch.equal(plan.masks[i], ~cut) for i, cut in hook.aim.cut.items())
+    assert prune_model(model, plan).info(320)['bflops'] / model.info(320)['bflops'] <= 0.3
 
 
 def test_fade_sets_the_epoch_the_cut_completes():
