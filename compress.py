@@ -315,10 +315,10 @@ def parse_opt(argv=None):
     p.add_argument('--hyp-sparse', default=str(train.ROOT / 'data' / 'hyp.sparse.yaml'),
                    help="the sparse stage's hyp file ('': train.py's, data/hyp.scratch.yaml)")
     p.add_argument('--rank', default='layer', choices=RANKS, help="the prune script's --rank")
-    p.add_argument('--round', type=int, default=1,
+    p.add_argument('--round', type=int, default=8,
                    help='every pruned layer keeps a multiple of this many channels (the aimed '
                         "cut's train.py --sr-round, slim's --round): onnxruntime's x86 kernels "
-                        'work in blocks of 16')
+                        'work in blocks of 8 or 16')
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')
     p.add_argument('--kd-weight', type=float, default=1.0)

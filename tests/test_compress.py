@@ -94,7 +94,7 @@ def test_killed_run_resumes_at_the_stage_it_was_in(tiny_data, tmp_path):
     state = json.loads((tmp_path / 'k' / 'state.json').read_text())
     assert list(state['done']) == list(compress.STAGES)
     sparse_hyp = yaml.safe_load((tmp_path / 'k' / 'sparse' / 'hyp.yaml').read_text())
-    assert sparse_hyp['lr0'] == 0.002  # data/hyp.sparse.yaml by default
+    assert sparse_hyp['lr0'] == 0.003  # data/hyp.sparse.yaml by default
     assert not (tmp_path / 'k2').exists()
 
 
