@@ -9,7 +9,9 @@ QAT/PTQ checkpoint, or with --int8 of a float one calibrated on --calib-images).
 checkpoint's float rows run its dequantized weights. Each: --runs timed runs per batch size in
 five blocks, every checkpoint and backend taking turns (each block after --warmup runs); median
 and p90 latency in ms and images/s from the median. Prints a table and writes latency.json
-(--out).
+(--out). --threads N sets torch's and onnxruntime's intra-op threads (default: torch's, one per
+core): at batch 1 a pruned network's small convolutions gain less from a second thread than
+the original's, so its ratio to the original depends on the thread count (README, Export).
 """
 from __future__ import annotations
 
@@ -72,7 +74,7 @@ def _no_grad(m, x):
         return m(x)
 
 
-def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32'):
+def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', threads=0):
     """The ONNX export of a model (an int8 Q/DQ graph for onnxruntime when the model is
     quantized), one static graph per batch size: what deployments run, and onnxruntime plans
     static shapes better (yolov3-mini: 6.4 vs 7.9 ms at batch 1). A fresh session per block,
@@ -85,6 +87,8 @@ def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32'):
             providers.insert(0, 'CUDAExecutionProvider')
         else:
             backend += ' (CPU)'
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per core
     folder = Path(tempfile.mkdtemp(dir=tmp))  # every graph lives until the timing ends
     cpu_model = copy.deepcopy(model).float().cpu()  # .cpu() would move the torch rows' model
     for b in batches:
@@ -93,7 +97,7 @@ def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32'):
         x = np.random.rand(b, 3, size, size).astype(np.float32)
 
         def make(path=path, x=x):
-            sess = ort.InferenceSession(path, providers=providers)
+            sess = ort.InferenceSession(path, options, providers=providers)
             return lambda: sess.run(None, {'images': x})
         yield {'backend': backend, 'batch': b}, make
 
@@ -121,13 +125,25 @@ def runners_of(weights, opt, device, tmp):
     if export.is_quantized(model):
         model = dequantized_model(model)  # the same weights, run in float
     runners = list(torch_runners(model, opt.img_size, opt.batch, device, opt.compile))
-    runners += onnx_runners(model, opt.img_size, opt.batch, device, tmp)
+    runners += onnx_runners(model, opt.img_size, opt.batch, device, tmp, threads=opt.threads)
     if int8 is not None:
-        runners += onnx_runners(int8, opt.img_size, opt.batch, device, tmp, 'onnxruntime int8')
+        runners += onnx_runners(int8, opt.img_size, opt.batch, device, tmp, 'onnxruntime int8',
+                                opt.threads)
     info = model.info(opt.img_size)
     for meta, _ in runners:
         meta.update(weights=str(weights), params=info['params'], bflops=info['bflops'])
     return runners
+
+
+def labels(paths):
+    """Each path's file name, or as many trailing parts as tell it from the others' (runs'
+    checkpoints are all last.pt)."""
+    parts = {p: Path(p).parts for p in dict.fromkeys(paths)}
+    for n in range(1, max(map(len, parts.values()), default=0) + 1):
+        short = {p: '/'.join(q[-n:]) for p, q in parts.items()}
+        if len(set(short.values())) == len(short):
+            return short
+    return {p: p for p in parts}
 
 
 def main(argv=None):
@@ -144,22 +160,30 @@ def main(argv=None):
                         '--calib-images); quantized checkpoints always get their own')
     p.add_argument('--calib-images', default='data/shapes/train.txt')
     p.add_argument('--calib', type=int, default=32)
+    p.add_argument('--threads', type=int, default=0,
+                   help="intra-op threads of torch and onnxruntime (0: torch's current count)")
     p.add_argument('--out', default='runs/bench/latency.json')
     opt = p.parse_args(argv)
     device = select_device(opt.device)
+    if opt.threads < 0:
+        raise SystemExit(f'--threads must be 0 (default) or more, got {opt.threads}')
+    opt.threads = opt.threads or torch.get_num_threads()
+    torch.set_num_threads(opt.threads)
     with tempfile.TemporaryDirectory() as tmp:  # all checkpoints' runners take turns
         runners = [r for w in opt.weights for r in runners_of(w, opt, device, tmp)]
         results = rows_of(runners, opt.runs, opt.warmup)
     for r in results:
         r['img_s'] = r['batch'] * 1000 / r['median_ms']
     head = ['weights', 'BFLOPs', 'backend', 'batch', 'median ms', 'p90 ms', 'img/s']
-    body = [[Path(r['weights']).name, f"{r['bflops']:.3f}", r['backend'], r['batch'],
+    names = labels([r['weights'] for r in results])
+    body = [[names[r['weights']], f"{r['bflops']:.3f}", r['backend'], r['batch'],
              f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['img_s']:.1f}"] for r in results]
     t = AsciiTable([head] + body, f' latency, {device}, {torch.get_num_threads()} threads ')
     t.inner_heading_row_border = True
     print(t.table)
     Path(opt.out).parent.mkdir(parents=True, exist_ok=True)
     Path(opt.out).write_text(json.dumps({'device': str(device), 'img_size': opt.img_size,
+                                         'threads': opt.threads,
                                          'results': results}, indent=2))
     print(f'saved {opt.out}')
 

@@ -33,6 +33,36 @@ def test_bench_writes_a_row_per_checkpoint_backend_and_batch(tmp_path):
     assert all(r['median_ms'] > 0 and r['img_s'] > 0 for r in rows)
 
 
+def test_threads_flag_reaches_the_onnxruntime_sessions(tmp_path, monkeypatch):
+    import onnxruntime as ort
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(path, options=None, **kw):
+        seen.append(options.intra_op_num_threads)
+        return real(path, options, **kw)
+    monkeypatch.setattr(ort, 'InferenceSession', spy)
+    threads = torch.get_num_threads()
+    out = tmp_path / 'latency.json'
+    try:
+        latency.main(['--img-size', '64', '--batch', '1', '--runs', '1', '--warmup', '0',
+                      '--threads', '1', '--out', str(out)])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert seen and set(seen) == {1}
+    assert json.loads(out.read_text())['threads'] == 1
+
+
+def test_rows_name_checkpoints_by_as_much_of_their_path_as_tells_them_apart():
+    names = latency.labels(['runs/a/finetune/weights/last.pt', 'runs/b/finetune/weights/last.pt',
+                            'weights/yolov3-mini.pt'])
+    assert list(names.values()) == ['a/finetune/weights/last.pt', 'b/finetune/weights/last.pt',
+                                    'weights/yolov3-mini.pt']
+    assert latency.labels(['x/best.pt', 'y/last.pt']) == {'x/best.pt': 'best.pt',
+                                                          'y/last.pt': 'last.pt'}
+
+
 def test_channels_last_row_converts_a_copy_not_the_eager_model():
     from models import Darknet
     from tests.conftest import cfg_path
