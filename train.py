@@ -197,9 +197,9 @@ def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=1
         hyp=None, seed=0, notest=False, nosave=False, cache_images=False,
         adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
         sr=False, s=0.001, prune=0, sr_schedule='constant', sr_flops=False, sr_target=None,
-        sr_fade=FADE, sr_round=1, t_cfg='', t_weights='', KDstr=1, kd_weight=1.0, kd_T=3.0, kd_feature='l2',
-        quantized=0, w_bits=8, a_bits=8, BN_Fold=False, FPGA=False, quant_observer='',
-        quant_freeze_epoch=-1, **extra):
+        sr_fade=FADE, sr_round=1, t_cfg='', t_weights='', KDstr=1, kd_weight=1.0, kd_T=3.0,
+        kd_feature='l2', quantized=0, w_bits=8, a_bits=8, BN_Fold=False, FPGA=False,
+        quant_observer='', quant_freeze_epoch=-1, **extra):
     """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
     hyp = hyp or default_hyp(weights, sr)
     opt = {k: v for k, v in locals().items() if k != 'extra'} | extra

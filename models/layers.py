@@ -238,9 +238,9 @@ class YoloLayer(nn.Module):
     def cell_constants(self, h, w, img_hw, like):
         """Per prediction row (anchor, y, x order), each (na*h*w, 2): xy = f(t) * gain + offset
         and wh = g(t) * anchor, so one affine map decodes every head once they are concatenated."""
-        stride = torch.tensor([img_hw[1] / w, img_hw[0] / h], device=like.device, dtype=like.dtype)
-        gy, gx = torch.meshgrid(torch.arange(h, device=like.device, dtype=like.dtype),
-                                torch.arange(w, device=like.device, dtype=like.dtype), indexing='ij')
+        kw = {'device': like.device, 'dtype': like.dtype}
+        stride = torch.tensor([img_hw[1] / w, img_hw[0] / h], **kw)
+        gy, gx = torch.meshgrid(torch.arange(h, **kw), torch.arange(w, **kw), indexing='ij')
         s = self.scale_x_y
         offset = (torch.stack((gx, gy), -1).view(1, h * w, 2) - (s - 1) / 2) * stride
         offset = offset.expand(self.na, -1, -1).reshape(-1, 2)
