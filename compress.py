@@ -266,6 +266,8 @@ def run(**opt):
     opt = defaults() | opt
     if opt['method'] not in METHODS:
         raise ValueError(f"--method must be one of {', '.join(METHODS)}, got '{opt['method']}'")
+    if opt['round'] < 1:
+        raise ValueError(f"--round is a number of channels, 1 or more, got {opt['round']}")
     skip = set(opt['skip']) | ({'qat'} if not opt['quantized'] else set())
     r = find_run(opt)
     r.save()
