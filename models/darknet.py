@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from models.cfg import Block, CfgError, load_blocks, write_cfg
 from models.layers import (ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route, ScaleChannels,
-                           Shortcut, Upsample, YoloLayer)
+                           Shortcut, Upsample, YoloLayer, decode_parts, xywh)
 from models.summary import layer_shapes, summarize
 
 
@@ -188,25 +188,11 @@ class Darknet(nn.Module):
         if self.mixed_coords:
             return torch.cat([self.module_list[j].decode(p, img_hw)
                               for j, p in zip(self.yolo_layers, heads)], 1)
-        xy, g, wh_gain, obj, cls = self.decode_parts(heads, img_hw)
-        return torch.cat((xy, g * wh_gain, obj, cls), -1)
+        return xywh(self.decode_parts(heads, img_hw))
 
     def decode_parts(self, heads, img_hw):
-        """Every head decoded at once (one activation, per-row constants from
-        YoloLayer.cell_constants): a handful of kernels or graph nodes instead of a dozen per
-        head, which at batch 1 costs about as much in a small network as convolutions do.
-        Returns xy (b, n, 2) in pixels, wh = g * wh_gain, obj (b, n, 1) and cls (b, n, classes)."""
-        layers = [self.module_list[j] for j in self.yolo_layers]
-        gain, offset, anchor = (torch.cat(c) for c in zip(*(
-            m.cell_constants(p.shape[2], p.shape[3], img_hw, p) for m, p in zip(layers, heads))))
-        t = torch.cat([p.reshape(p.shape[0], -1, p.shape[-1]) for p in heads], 1)
-        twh = t[..., 2:4]
-        if layers[0].new_coords:  # the conv applied the logistic already; wh = 4 t^2 anchor
-            a, g, wh_gain = t, twh * twh, 4 * anchor
-        else:
-            a, g, wh_gain = t.sigmoid(), twh.exp(), anchor
-        xy, _, obj, cls = a.split((2, 2, 1, self.nc), -1)
-        return xy * gain + offset, g, wh_gain, obj, cls
+        """models.layers.decode_parts over every head (their new_coords agree)."""
+        return decode_parts([self.module_list[j] for j in self.yolo_layers], heads, img_hw)
 
     def heads(self, x):
         """The raw outputs of the [yolo] layers, (b, anchors, h, w, 5 + classes) each."""

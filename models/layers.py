@@ -249,17 +249,33 @@ class YoloLayer(nn.Module):
 
     def decode(self, p, img_hw):
         """p: raw (b, na, h, w, no) -> (b, na*h*w, no): xywh in input pixels, obj, class scores."""
-        b, _, h, w, _ = p.shape
-        gain, offset, anchor = self.cell_constants(h, w, img_hw, p)
-        t = p.reshape(b, -1, self.no)
-        if self.new_coords:
-            xy, wh, rest = t[..., :2], 4 * t[..., 2:4] ** 2, t[..., 4:]
-        else:
-            xy, wh, rest = t[..., :2].sigmoid(), t[..., 2:4].exp(), t[..., 4:].sigmoid()
-        return torch.cat((xy * gain + offset, wh * anchor, rest), -1)
+        return xywh(decode_parts([self], [p], img_hw))
 
     def out_shape(self, shape, _=()):
         return shape
 
     def bflops(self, *_):
         return 0.0
+
+
+def decode_parts(layers, heads, img_hw):
+    """The heads of [yolo] layers that share new_coords decoded at once: concatenated raw, one
+    activation, per-row constants (YoloLayer.cell_constants). A handful of kernels or graph nodes
+    instead of a dozen per head, which at batch 1 costs about as much in a small network as its
+    convolutions do. Returns xy (b, n, 2) in pixels, wh = g * wh_gain, obj (b, n, 1), cls."""
+    gain, offset, anchor = (torch.cat(c) for c in zip(*(
+        m.cell_constants(p.shape[2], p.shape[3], img_hw, p) for m, p in zip(layers, heads))))
+    t = torch.cat([p.reshape(p.shape[0], -1, p.shape[-1]) for p in heads], 1)
+    twh = t[..., 2:4]
+    if layers[0].new_coords:  # the conv applied the logistic already; wh = 4 t^2 anchor
+        a, g, wh_gain = t, twh * twh, 4 * anchor
+    else:
+        a, g, wh_gain = t.sigmoid(), twh.exp(), anchor
+    xy, _, obj, cls = a.split((2, 2, 1, layers[0].nc), -1)
+    return xy * gain + offset, g, wh_gain, obj, cls
+
+
+def xywh(parts):
+    """decode_parts' output as (b, n, 5 + classes): xywh, objectness, class probabilities."""
+    xy, g, wh_gain, obj, cls = parts
+    return torch.cat((xy, g * wh_gain, obj, cls), -1)
