@@ -52,19 +52,12 @@ class DeployHead(nn.Module):
         self.model = model
 
     def forward(self, images):
-        heads = self.model.heads(images)
-        if self.model.mixed_coords:
-            decoded = self.model.decode(heads, images.shape[-2:])
-            return corners(decoded[..., :2], decoded[..., 2:4] / 2), \
-                decoded[..., 5:] * decoded[..., 4:5]
-        xy, g, wh_gain, obj, cls = self.model.decode_parts(heads, images.shape[-2:])
-        return corners(xy, g * (wh_gain / 2)), cls * obj
-
-
-def corners(xy, half):
-    # by concatenation: xywh2xyxy's in-place column writes export as four ScatterND nodes
-    # (6% of yolov3-mini's int8 graph time at batch 1 in onnxruntime's profiler)
-    return torch.cat((xy - half, xy + half), -1)
+        xy, g, wh_gain, obj, cls = self.model.decode_parts(self.model.heads(images),
+                                                           images.shape[-2:])
+        half = g * (wh_gain / 2)
+        # corners by concatenation: xywh2xyxy's in-place column writes export as four ScatterND
+        # nodes (6% of yolov3-mini's int8 graph time at batch 1 in onnxruntime's profiler)
+        return torch.cat((xy - half, xy + half), -1), cls * obj
 
 
 def export_darknet(model, stem):

@@ -185,14 +185,16 @@ class Darknet(nn.Module):
 
     def decode(self, heads, img_hw):
         """(b, n, 5 + classes): xywh in input pixels, objectness, class probabilities."""
-        if self.mixed_coords:
-            return torch.cat([self.module_list[j].decode(p, img_hw)
-                              for j, p in zip(self.yolo_layers, heads)], 1)
         return xywh(self.decode_parts(heads, img_hw))
 
     def decode_parts(self, heads, img_hw):
-        """models.layers.decode_parts over every head (their new_coords agree)."""
-        return decode_parts([self.module_list[j] for j in self.yolo_layers], heads, img_hw)
+        """models.layers.decode_parts over every head at once; with mixed new_coords over each
+        head alone, the parts concatenated."""
+        layers = [self.module_list[j] for j in self.yolo_layers]
+        if not self.mixed_coords:
+            return decode_parts(layers, heads, img_hw)
+        each = [decode_parts([m], [p], img_hw) for m, p in zip(layers, heads)]
+        return tuple(torch.cat(part, -2) for part in zip(*each))  # the rows axis of every part
 
     def heads(self, x):
         """The raw outputs of the [yolo] layers, (b, anchors, h, w, 5 + classes) each."""
