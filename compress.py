@@ -15,32 +15,38 @@ stages, so rerunning the same command after a crash or Ctrl-C continues with the
 """
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 import export
-import test as evaluation
 import train
-from bench.latency import interleaved, onnx_runners, torch_runners
-from models.weights import load_checkpoint, load_model
-from prune.aim import FADE
+from models.darknet import is_quantized
+from models.weights import load_checkpoint
 from prune.cost import percent_for_bflops
 from prune.masks import RANKS
-from quantize.qdq import dequantized_model
+from prune.methods import METHODS
+from prune.runner import run_method
+from prune.sparsity import sparse_convs
+from quantize.loader import load_for_inference, load_model
+from quantize.qdq import dequantized_model, onnxruntime_target
 from utils.cli import friendly_errors
 from utils.compress_report import write_report
 from utils.datasets import available_memory, cache_bytes, parse_data_cfg
+from utils.errors import OptionError
+from utils.evaluate import evaluate_on
+from utils.files import atomic_write_text
 from utils.log import LOGGER
-from utils.runs import increment_path
+from utils.options import Parser, add_shared
+from utils.runs import increment_path, project_dir
+from utils.timing import interleaved, torch_runners
 from utils.torch_utils import select_device
 
 STAGES = ('baseline', 'sparse', 'prune', 'finetune', 'qat', 'export', 'latency')
-METHODS = ('normal', 'regular', 'shortcut', 'slim', 'layer', 'layer_channel')
 
 
 class Run:
@@ -56,9 +62,7 @@ class Run:
         return self.dir / 'state.json'
 
     def save(self):
-        tmp = self.path.with_suffix('.tmp')
-        tmp.write_text(json.dumps(self.state, indent=2))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(self.state, indent=2))
 
     def done(self, stage, info, row=None):
         self.state['done'][stage] = info
@@ -77,8 +81,8 @@ class Run:
 
 def images_fit_in_ram(opt):
     """Keep the decoded training images in RAM when they take under a quarter of what is free:
-    a CPU epoch of the built-in dataset then runs ~15% faster (no JPEG decoding beside the
-    model's threads)."""
+    a CPU epoch then does no JPEG decoding beside the model's threads
+    (docs/results/compress.md)."""
     data = parse_data_cfg(opt['data'])
     size = max(opt['img_size'], opt['img_size_sparse'])
     need, free = cache_bytes(data['train'], int(data['classes']), size), available_memory()
@@ -87,7 +91,7 @@ def images_fit_in_ram(opt):
 
 def find_run(opt):
     """The unfinished run of this exact command, or a new folder."""
-    project, name = Path(opt['project']), opt['name']
+    project, name = project_dir(opt['project']), opt['name']
     for d in sorted(project.glob(f'{name}*'), key=os.path.getmtime, reverse=True):
         f = d / 'state.json'
         if f.is_file():
@@ -99,17 +103,16 @@ def find_run(opt):
 
 
 def evaluate(weights, opt, run, tag):
-    m = evaluation.run(data=opt['data'], weights=str(weights), img_size=opt['img_size'],
-                       batch_size=opt['batch_size'], workers=opt['workers'],
-                       device=opt['device'], plots=False, verbose=False, project=str(run.dir),
-                       name=f'eval_{tag}', exist_ok=True)
+    model = load_for_inference(str(weights), None, select_device(opt['device']))
+    m = evaluate_on(model, opt['data'], opt['img_size'], opt['batch_size'], opt['workers'],
+                    plots=False, verbose=False, save_dir=run.dir / f'eval_{tag}')
     return {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
 
 
 def model_row(stage, cfg, weights, opt, run, metrics=None):
     model = load_model(weights, cfg if str(weights).endswith('.weights') else None)
     info = model.info(opt['img_size'])
-    int8 = export.is_quantized(model)
+    int8 = is_quantized(model)
     row = {'stage': stage, 'cfg': str(cfg), 'weights': str(weights), 'params': info['params'],
            'bflops': round(info['bflops'], 4), 'int8': int8,
            'size_mb': round(info['params'] * (1 if int8 else 4) / 1e6, 3)}
@@ -167,15 +170,12 @@ def sparse(run):
 def prune(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
-    script = importlib.import_module(f"prune.{opt['method']}_prune")
-    kw = {'shortcuts': opt['shortcuts']} if opt['method'] in ('layer', 'layer_channel') else {}
-    if opt['method'] != 'layer':
-        kw |= {'percent': opt['percent'], 'rank': opt['rank']}
-        if opt['method'] == 'slim':
-            kw['round'] = opt['round']
-        if opt['keep_bflops']:
-            kw['percent'] = percent_for_keep(script, kw, cfg, weights, opt)
-    report = script.run(**kw, cfg=cfg if str(weights).endswith('.weights') else '',
+    method = METHODS[opt['method']]
+    kw = method.resolve(**{k: opt[k] for k in method.options if k in opt})
+    if opt['keep_bflops'] and 'percent' in kw:
+        kw['percent'] = percent_for_keep(method, kw, cfg, weights, opt)
+    report = run_method(opt['method'], **kw,
+                        cfg=cfg if str(weights).endswith('.weights') else '',
                         data=opt['data'], weights=weights, img_size=opt['img_size'],
                         batch_size=opt['batch_size'], device=opt['device'],
                         workers=opt['workers'], latency_runs=0, project=str(run.dir),
@@ -186,11 +186,11 @@ def prune(run):
                        'channels': report['channels']}, row)
 
 
-def percent_for_keep(script, kw, cfg, weights, opt):
-    """--keep-bflops: the script's smallest percent that leaves at most that share."""
+def percent_for_keep(method, kw, cfg, weights, opt):
+    """--keep-bflops: the method's smallest percent that leaves at most that share."""
     model = load_model(weights, cfg if str(weights).endswith('.weights') else None)
     pct = percent_for_bflops(model.float().eval(), opt['keep_bflops'], opt['img_size'],
-                             lambda m, p: script.select(m, **(kw | {'percent': p})))
+                             lambda m, p: method.plan(m, **(kw | {'percent': p})))
     LOGGER.info(f"--keep-bflops {opt['keep_bflops']}: {opt['method']} --percent {pct}")
     return pct
 
@@ -222,10 +222,9 @@ def export_stage(run):
     common = {'weights': str(weights), 'img_size': (opt['img_size'],), 'project': str(run.dir),
               'exist_ok': True}
     files = {'darknet': export.run(fmt='darknet', name='export', **common)}
-    int8 = export.is_quantized(load_model(weights, cfg if str(weights).endswith('.weights')
-                                          else None))
+    int8 = is_quantized(load_model(weights, cfg if str(weights).endswith('.weights') else None))
     files['onnx_onnxruntime'] = export.run(fmt='onnx', name='export/onnxruntime',
-                                           qdq='onnxruntime', dynamic=True, **common)
+                                           qdq=onnxruntime_target(), dynamic=True, **common)
     if int8 and opt['quantized'] == 3:
         files['onnx_tensorrt'] = export.run(fmt='onnx', name='export/tensorrt', **common)
     onnx_path = files['onnx_onnxruntime'][0]
@@ -238,7 +237,7 @@ def export_stage(run):
 def latency(run):
     """Batch-1 latency of each distinct network: torch eager fp32 (the dequantized weights for
     int8 rows) and onnxruntime (fp32, or the int8 Q/DQ graph for int8 rows), all taking turns
-    (bench/latency.py's interleaved timer: the machine's speed drifts between stages)."""
+    (utils/timing.py's interleaved timer: the machine's speed drifts between stages)."""
     opt, device, size = run.opt, select_device('cpu'), run.opt['img_size']
     runners = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -251,7 +250,7 @@ def latency(run):
             _, eager = next(torch_runners(float_model, size, [1], device, False))
             runners.append(((row, 'latency_torch_ms'), eager))
             runners += [((row, 'latency_ort_ms'), make)
-                        for _, make in onnx_runners(model, size, [1], device, tmp)]
+                        for _, make in export.onnx_runners(model, size, [1], device, tmp)]
         for ((row, key), _), (median, _) in zip(runners, interleaved(
                 runners, opt['latency_runs'], 3)):
             row[key] = round(median, 2)
@@ -263,11 +262,11 @@ RUNNERS = {'baseline': baseline, 'sparse': sparse, 'prune': prune, 'finetune': f
 
 
 def run(**opt):
+    unknown = set(opt) - set(defaults())
+    if unknown:
+        raise OptionError(f"unknown option(s): {', '.join(sorted(unknown))}")
     opt = defaults() | opt
-    if opt['method'] not in METHODS:
-        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got '{opt['method']}'")
-    if opt['round'] < 1:
-        raise ValueError(f"--round is a number of channels, 1 or more, got {opt['round']}")
+    check(opt)
     skip = set(opt['skip']) | ({'qat'} if not opt['quantized'] else set())
     r = find_run(opt)
     r.save()
@@ -279,25 +278,52 @@ def run(**opt):
         RUNNERS[stage](r)
     r.state['minutes'] = round(r.state.get('minutes', 0) + (time.time() - t0) / 60, 1)
     r.save()
-    return write_report(r.dir, r.state)
+    return write_report(r.dir, r.state, stage_gammas(r.state))
+
+
+def stage_gammas(state):
+    """|gamma| of the prunable BN channels before and after sparse training, for the report."""
+    out, mode = {}, state['opt']['prune_mode']
+    for stage in ('baseline', 'sparse'):
+        info = state['done'].get(stage)
+        if info:
+            w = info['weights']
+            model = load_model(w, info['cfg'] if str(w).endswith('.weights') else None)
+            out[stage] = np.concatenate([model.module_list[i].bn.weight.detach().abs().numpy()
+                                         for i in sparse_convs(model, mode)])
+    return out
+
+
+def check(opt):
+    """Options that cannot give a useful run are refused before any stage starts."""
+    if opt['method'] not in METHODS:
+        raise OptionError(f"--method must be one of {', '.join(METHODS)}, got '{opt['method']}'")
+    if opt['round'] < 1:
+        raise OptionError(f"--round is a number of channels, 1 or more, got {opt['round']}")
+    if not (opt['keep_bflops'] == 0 or 0 < opt['keep_bflops'] < 1):
+        raise OptionError(f"--keep-bflops is a share in (0, 1), or 0 to use --percent; got "
+                          f"{opt['keep_bflops']}")
+    if not 0 <= opt['percent'] < 1:
+        raise OptionError(f"--percent must be in [0, 1), got {opt['percent']}")
+    for key in ('epochs_sparse', 'epochs_finetune', 'epochs_qat', 'batch_size'):
+        if opt[key] < 1:
+            raise OptionError(f"--{key.replace('_', '-')} must be 1 or more, got {opt[key]}")
+    if opt['s'] < 0 or opt['latency_runs'] < 1 or opt['shortcuts'] < 0:
+        raise OptionError('--s and --shortcuts must be 0 or more, --latency-runs 1 or more')
 
 
 def defaults():
     return vars(parse_opt([]))
 
 
-def parse_opt(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--cfg', default='', help='cfg of darknet --weights (a .pt holds its own)')
-    p.add_argument('--weights', default='weights/yolov3-mini.pt')
-    p.add_argument('--data', default='data/shapes.data')
-    p.add_argument('--img-size', type=int, default=320)
+def parser():
+    p = Parser(prog='compress.py', description=__doc__.splitlines()[0])
+    add_shared(p, cfg='', weights='weights/yolov3-mini.pt', data='data/shapes.data',
+               batch_size=16, device='', workers=2, project='runs/compress', name='exp')
+    p.add_argument('--img-size', type=int, default=320, help='evaluation and training size')
     p.add_argument('--img-size-sparse', type=int, default=0,
                    help='train size of the sparse stage (0: --img-size); it is evaluated and '
                         'fine-tuned at --img-size')
-    p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--device', default='')
-    p.add_argument('--workers', type=int, default=2)
     p.add_argument('--no-cache', action='store_true',
                    help='decode the training images every epoch (by default they stay in RAM '
                         'when they take under a quarter of the free memory)')
@@ -305,13 +331,13 @@ def parse_opt(argv=None):
     p.add_argument('--prune-mode', type=int, default=1, choices=[0, 1, 2],
                    help="train.py's --prune: which gammas the sparsity pushes")
     p.add_argument('--sr-flops', action='store_true', help="train.py's --sr-flops")
-    p.add_argument('--method', default='slim', choices=METHODS)
+    p.add_argument('--method', default='slim', choices=list(METHODS))
     p.add_argument('--percent', type=float, default=0.5, help='with --keep-bflops 0')
     p.add_argument('--keep-bflops', type=float, default=0.3,
                    help='the share of the BFLOPs to keep: the sparse stage aims at that cut '
                         "(train.py's --sr-target) and pruning takes the smallest percent that "
                         'leaves at most that share; 0: use --percent (not for --method layer)')
-    p.add_argument('--sr-fade', type=float, default=FADE,
+    p.add_argument('--sr-fade', type=float, default=train.TrainOptions.sr_fade,
                    help="train.py's --sr-fade: share of the sparse epochs over which the cut "
                         'fades out')
     p.add_argument('--hyp-sparse', default=str(train.ROOT / 'data' / 'hyp.sparse.yaml'),
@@ -319,8 +345,8 @@ def parse_opt(argv=None):
     p.add_argument('--rank', default='layer', choices=RANKS, help="the prune script's --rank")
     p.add_argument('--round', type=int, default=8,
                    help='every pruned layer keeps a multiple of this many channels (the aimed '
-                        "cut's train.py --sr-round, slim's --round): onnxruntime's x86 kernels "
-                        'work in blocks of 8 or 16')
+                        "cut's train.py --sr-round and the prune method's --round): "
+                        "onnxruntime's x86 kernels work in blocks of 8 or 16")
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
     p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')
     p.add_argument('--kd-weight', type=float, default=1.0)
@@ -332,9 +358,11 @@ def parse_opt(argv=None):
     p.add_argument('--epochs-qat', type=int, default=1)
     p.add_argument('--latency-runs', type=int, default=20)
     p.add_argument('--skip', nargs='*', default=[], choices=STAGES[1:])
-    p.add_argument('--project', default='runs/compress')
-    p.add_argument('--name', default='exp')
-    return p.parse_args(argv)
+    return p
+
+
+def parse_opt(argv=None):
+    return parser().parse_args(argv)
 
 
 @friendly_errors

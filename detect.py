@@ -1,8 +1,8 @@
 """Run a detector on images, folders, globs, videos or a webcam and draw what it finds.
 
     python3 detect.py --weights weights/yolov3-mini.pt --source data/shapes/images/val
-    python3 detect.py --cfg cfg/yolov3-tiny.cfg --weights yolov3-tiny.weights --names coco.names \
-        --source clip.mp4
+    python3 detect.py --data data/coco2017.data --cfg cfg/yolov3-tiny.cfg \
+        --weights yolov3-tiny.weights --source clip.mp4
 
 Drawings go to runs/detect/exp*/ (a new folder each run; nothing earlier is touched); --save-txt
 adds labels/<name>.txt per image or video frame: ``class cx cy w h confidence``, normalized to the
@@ -10,29 +10,34 @@ original image.
 """
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from pathlib import Path
 
 import cv2
 import torch
 
-from models.weights import load_checkpoint, load_model
+from models.weights import load_checkpoint
+from quantize.loader import load_for_inference
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.cli import friendly_errors
-from utils.datasets import load_names
+from utils.datasets import load_names, parse_data_cfg
 from utils.log import LOGGER
+from utils.errors import OptionError
 from utils.nms import non_max_suppression
+from utils.options import Parser, add_shared, one_size
 from utils.plots import draw_boxes
 from utils.runs import increment_path
 from utils.sources import iter_frames
 from utils.torch_utils import select_device, time_sync
 
 
-def resolve_names(names_file, weights, nc):
-    """Class names: --names, else those stored in a .pt checkpoint, else the indices."""
+def resolve_names(names_file, weights, nc, data=None):
+    """Class names: --names, else the --data file's, else those stored in a .pt checkpoint, else
+    the indices."""
     if names_file:
         names = load_names(names_file)
+    elif data:
+        names = parse_data_cfg(data, generate=False)['names']
     elif str(weights).endswith('.pt'):
         names = load_checkpoint(weights).get('names') or []
     else:
@@ -96,18 +101,21 @@ def show(window, img, state):
 
 
 @torch.no_grad()
-def run(source='data/shapes/images/val', weights=None, cfg=None, names=None, img_size=320,
-        conf_thres=0.25, iou_thres=0.45, classes=None, agnostic_nms=False, max_det=300,
-        save_txt=False, view_img=False, device='', project='runs/detect', name='exp',
-        exist_ok=False):
+def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, names=None,
+        img_size=None, conf_thres=0.25, iou_thres=0.45, classes=None, agnostic_nms=False,
+        max_det=300, save_txt=False, view_img=False, device='', project='runs/detect',
+        name='exp', exist_ok=False):
     device = select_device(device)
-    model = load_model(weights, cfg).to(device).eval()
-    names = resolve_names(names, weights, model.nc)
+    model = load_for_inference(weights, cfg, device)
+    size = one_size(img_size, (model.img_size or (None, None))[1])
+    if size is None:
+        raise OptionError(f'{weights}: a dynamic graph takes any size: give --img-size')
+    names = resolve_names(names, weights, model.nc, data)
     save_dir = increment_path(project, name, exist_ok)
     outputs, gui = Outputs(save_dir, save_txt), {}
     counts = Counter()
     try:
-        for frame in iter_frames(str(source), img_size):
+        for frame in iter_frames(str(source), size):
             t0 = time_sync()
             x = torch.from_numpy(frame.input).to(device).float().div(255).unsqueeze(0)
             det = non_max_suppression(model(x)[0].float(), conf_thres, iou_thres, classes,
@@ -130,15 +138,16 @@ def run(source='data/shapes/images/val', weights=None, cfg=None, names=None, img
     return save_dir, counts
 
 
-def parse_opt(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser():
+    p = Parser(prog='detect.py', description=__doc__)
     p.add_argument('--source', default='data/shapes/images/val',
                    help='image, folder, glob, video file or webcam index')
-    p.add_argument('--weights', required=True, help='.pt checkpoint or darknet .weights')
-    p.add_argument('--cfg', default=None, help='model cfg (needed for darknet .weights)')
-    p.add_argument('--names', default=None, help='.names file (default: from the checkpoint)')
-    p.add_argument('--img-size', type=int, default=320)
+    add_shared(p, weights=None, cfg=None, data=None, img_size=None, device='',
+               project='runs/detect', name='exp', exist_ok=False,
+               notes={'weights': 'none with --cfg: random initial weights',
+                      'data': 'its names= file names the classes'})
+    p.add_argument('--names', default=None,
+                   help='.names file (default: the --data names, else those in the checkpoint)')
     p.add_argument('--conf-thres', type=float, default=0.25)
     p.add_argument('--iou-thres', type=float, default=0.45)
     p.add_argument('--classes', type=int, nargs='+', default=None, help='keep only these')
@@ -146,11 +155,11 @@ def parse_opt(argv=None):
     p.add_argument('--max-det', type=int, default=300)
     p.add_argument('--save-txt', action='store_true', help='write labels with confidences')
     p.add_argument('--view-img', action='store_true', help='show results in a window')
-    p.add_argument('--device', default='')
-    p.add_argument('--project', default='runs/detect')
-    p.add_argument('--name', default='exp')
-    p.add_argument('--exist-ok', action='store_true')
-    return p.parse_args(argv)
+    return p
+
+
+def parse_opt(argv=None):
+    return parser().parse_args(argv)
 
 
 @friendly_errors

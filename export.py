@@ -19,27 +19,34 @@ run).
 """
 from __future__ import annotations
 
-import argparse
+import copy
 import json
+import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from models.cfg import save_cfg
-from models.weights import load_model, save_darknet_weights
-from quantize.qat import is_quantized
-from quantize.qdq import QDQError, dequantized_model, int8_initializers, qdq_model
+from models.darknet import is_quantized
+from models.weights import save_darknet_weights
+from quantize.loader import load_model
+from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weights_here,
+                          int8_initializers, onnxruntime_target, qdq_model)
 from utils.cli import friendly_errors
+from utils.errors import ToolkitError
+from utils.files import atomic_path, atomic_write_text
 from utils.log import LOGGER
+from utils.options import Parser, add_shared
 from utils.runs import increment_path
 from utils.torch_utils import DeviceError, select_device
 
 FORMATS = ('darknet', 'onnx', 'engine')
 
 
-class ExportError(RuntimeError):
+class ExportError(ToolkitError, RuntimeError):
     """An export that cannot be done here; the message says why and what to do."""
 
 
@@ -56,7 +63,7 @@ class DeployHead(nn.Module):
                                                            images.shape[-2:])
         half = g * (wh_gain / 2)
         # corners by concatenation: xywh2xyxy's in-place column writes export as four ScatterND
-        # nodes (6% of yolov3-mini's int8 graph time at batch 1 in onnxruntime's profiler)
+        # nodes, which onnxruntime runs slowly
         return torch.cat((xy - half, xy + half), -1), cls * obj
 
 
@@ -85,25 +92,30 @@ def export_onnx(model, stem, img_hw, batch=1, dynamic=False, opset=17, nms=False
             model = qdq_model(model, qdq)
         except QDQError as e:
             raise ExportError(str(e)) from None
+        if qdq == 'onnxruntime' and not exact_int8_weights_here():
+            LOGGER.warning('WARNING: on this CPU (x86 without VNNI) onnxruntime saturates uint8 x '
+                           'int8 products: this graph runs inexactly here (deploy it on a CPU '
+                           'with VNNI or ARM), --qdq onnxruntime-u8 is exact on any CPU')
     x = torch.zeros(batch, model.in_channels, *img_hw, device=next(model.parameters()).device)
     axes = {'images': {0: 'batch', 2: 'height', 3: 'width'}, 'boxes': {0: 'batch', 1: 'anchors'},
             'scores': {0: 'batch', 1: 'anchors'}} if dynamic else None
-    with warnings.catch_warnings():  # the tracer's notes on shape arithmetic; checked in tests
-        warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
-        warnings.simplefilter('ignore', category=DeprecationWarning)
-        torch.onnx.export(DeployHead(model).eval(), x, path, opset_version=opset, dynamo=False,
-                          input_names=['images'], output_names=['boxes', 'scores'],
-                          dynamic_axes=axes)
-    graph = onnx.load(path)
-    if int8:
-        graph = int8_initializers(graph)
-    if nms:
-        graph = add_nms(graph, iou_thres, conf_thres, max_det)
-    if simplify:
-        graph = _simplify(graph)
-    graph.producer_name = 'yolo-compression-toolkit'
-    onnx.checker.check_model(graph)
-    onnx.save(graph, path)
+    with atomic_path(path) as tmp:  # the graph is edited after tracing: only the end result
+        with warnings.catch_warnings():  # the tracer's notes on shape arithmetic; tested
+            warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
+            warnings.simplefilter('ignore', category=DeprecationWarning)
+            torch.onnx.export(DeployHead(model).eval(), x, str(tmp), opset_version=opset,
+                              dynamo=False, input_names=['images'],
+                              output_names=['boxes', 'scores'], dynamic_axes=axes)
+        graph = onnx.load(str(tmp))
+        if int8:
+            graph = int8_initializers(graph)
+        if nms:
+            graph = add_nms(graph, iou_thres, conf_thres, max_det)
+        if simplify:
+            graph = _simplify(graph)
+        graph.producer_name = 'yolo-compression-toolkit'
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(tmp))
     return [path]
 
 
@@ -169,8 +181,37 @@ def export_engine(model, stem, img_hw, batch=1, half=False, device=None, int8=Fa
     if engine is None:
         raise ExportError(f'{onnx_path}: TensorRT failed to build an engine (see its log above)')
     path = f'{stem}.engine'
-    Path(path).write_bytes(bytes(engine))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(bytes(engine))
     return [onnx_path, path]
+
+
+def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', threads=0):
+    """The ONNX export of a model (an int8 Q/DQ graph for onnxruntime when the model is
+    quantized), one static graph per batch size: what deployments run, and onnxruntime plans
+    static shapes better (docs/results/latency.md). A fresh session per block,
+    so that no idle session's threads compete with the one being timed."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    providers = ['CPUExecutionProvider']
+    if device.type == 'cuda':  # a CPU-only onnxruntime runs there on the CPU: say so in the row
+        if 'CUDAExecutionProvider' in ort.get_available_providers():
+            providers.insert(0, 'CUDAExecutionProvider')
+        else:
+            backend += ' (CPU)'
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per core
+    folder = Path(tempfile.mkdtemp(dir=tmp))  # every graph lives until the timing ends
+    cpu_model = copy.deepcopy(model).float().cpu()  # .cpu() would move the torch rows' model
+    for b in batches:
+        path = export_onnx(cpu_model, folder / f'graph_b{b}', (size, size), batch=b,
+                           qdq=onnxruntime_target())[0]
+        x = np.random.rand(b, 3, size, size).astype(np.float32)
+
+        def make(path=path, x=x):
+            sess = ort.InferenceSession(path, options, providers=providers)
+            return lambda: sess.run(None, {'images': x})
+        yield {'backend': backend, 'batch': b}, make
 
 
 def int8_model(model, calib_images, calib, method, img_size, device):
@@ -186,18 +227,20 @@ def int8_model(model, calib_images, calib, method, img_size, device):
     return calibrated(model, batches, method)
 
 
-def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=(320,), batch=1,
+def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, batch=1,
         dynamic=False, half=False, int8=False, qdq='tensorrt', calib_images='', calib=256,
-        calib_method='entropy', dla=None, opset=17, nms=False, simplify=False, device='cpu',
+        calib_method='entropy', dla=None, opset=17, nms=False, simplify=False, device='',
         project='runs/export', name='exp', exist_ok=False):
     """Export; returns the list of files written."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    if batch < 1:
+        raise ExportError(f'--batch must be 1 or more, got {batch}')
     device = select_device(device)
     if half and device.type != 'cuda':
         raise DeviceError('--half exports fp16, which needs a CUDA --device')
     model = load_model(weights, cfg or None).to(device).eval()
-    img_hw = (img_size[0], img_size[-1])
+    img_hw = export_size(img_size, model)
     if int8 and fmt != 'darknet' and not is_quantized(model):
         model = int8_model(model, calib_images, calib, calib_method, img_hw[0], device)
     int8 = is_quantized(model) and fmt != 'darknet'
@@ -213,7 +256,7 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=(320,), b
         files = export_onnx(model, stem, img_hw, batch, **onnx_kw)
     else:
         files = export_engine(model, stem, img_hw, batch, half, device, int8, dla, **onnx_kw)
-    (save_dir / 'export.json').write_text(json.dumps(
+    atomic_write_text(save_dir / 'export.json', json.dumps(
         {'weights': str(weights), 'format': fmt, 'img_size': list(img_hw), 'batch': batch,
          'dynamic': dynamic, 'half': half, 'int8': int8, 'qdq': qdq if int8 else None,
          'nms': nms, 'files': files}, indent=2))
@@ -221,20 +264,32 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=(320,), b
     return files
 
 
-def parse_opt(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--weights', default='weights/yolov3-mini.pt', help='.pt or darknet .weights')
-    p.add_argument('--cfg', default='', help='cfg of darknet --weights (a .pt holds its own)')
+def export_size(img_size, model, stride=32):
+    """(h, w) from --img-size H [W] (default: the cfg's [net] size), multiples of the stride."""
+    if not img_size:
+        return tuple(model.img_size)
+    sizes = [img_size] if isinstance(img_size, int) else list(img_size)
+    if len(sizes) > 2 or any(v < stride or v % stride for v in sizes):
+        raise ExportError(f'--img-size takes H [W], multiples of {stride} (the largest stride), '
+                          f'got {" ".join(map(str, sizes))}')
+    return sizes[0], sizes[-1]
+
+
+def parser():
+    p = Parser(prog='export.py', description=__doc__)
+    add_shared(p, weights='weights/yolov3-mini.pt', cfg='', img_size=None, device='',
+               project='runs/export', name='exp', exist_ok=False,
+               notes={'img_size': 'or HEIGHT WIDTH'})
     p.add_argument('--format', dest='fmt', default='onnx', choices=FORMATS)
-    p.add_argument('--img-size', nargs='+', type=int, default=[320], help='h [w]')
-    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--batch', type=int, default=1, help='batch size of a static graph')
     p.add_argument('--dynamic', action='store_true', help='ONNX: dynamic batch and image size')
     p.add_argument('--half', action='store_true', help='fp16 (CUDA)')
     p.add_argument('--int8', action='store_true',
                    help='int8 Q/DQ: calibrate a float checkpoint on --calib-images (QAT and PTQ '
                         'checkpoints are int8 already)')
-    p.add_argument('--qdq', default='tensorrt', choices=['tensorrt', 'onnxruntime'],
-                   help='int8: the engine the Q/DQ graph is for (quantize/qdq.py)')
+    p.add_argument('--qdq', default='tensorrt', choices=TARGETS,
+                   help='int8: the engine the Q/DQ graph is for (quantize/qdq.py); '
+                        'onnxruntime-u8: uint8 weights, exact on x86 CPUs without VNNI')
     p.add_argument('--calib-images', default='', help='--int8: image list file, folder or glob')
     p.add_argument('--calib', type=int, default=256, help='--int8: calibration images')
     p.add_argument('--calib-method', default='entropy',
@@ -243,20 +298,16 @@ def parse_opt(argv=None):
     p.add_argument('--opset', type=int, default=17)
     p.add_argument('--nms', action='store_true', help='ONNX: add a NonMaxSuppression node')
     p.add_argument('--simplify', action='store_true', help='ONNX: simplify with onnxslim')
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--project', default='runs/export')
-    p.add_argument('--name', default='exp')
-    p.add_argument('--exist-ok', action='store_true')
-    return p.parse_args(argv)
+    return p
+
+
+def parse_opt(argv=None):
+    return parser().parse_args(argv)
 
 
 @friendly_errors
 def main(argv=None):
-    try:
-        run(**vars(parse_opt(argv)))
-    except ExportError as e:
-        LOGGER.error(f'error: {e}')
-        raise SystemExit(1) from None
+    run(**vars(parse_opt(argv)))
 
 
 if __name__ == '__main__':

@@ -2,16 +2,19 @@
 
     python3 train.py                                     # yolov3-mini on the built-in dataset
     python3 train.py --cfg cfg/yolov3-tiny.cfg --data data/voc.data --weights yolov3-tiny.weights
+    python3 train.py --data my.data -pt --cfg cfg/yolov3.cfg --weights yolov3.weights  # COCO start
     python3 train.py --resume                            # continue the latest interrupted run
     torchrun --nproc_per_node 2 train.py --batch-size 32 # DDP: NCCL on GPUs, gloo on CPUs
 
-Each epoch evaluates the EMA weights with test.run and writes results.csv, results.png,
+Each epoch evaluates the EMA weights (utils/evaluate.py) and writes results.csv, results.png,
 last.pt and best.pt (fitness = 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95) into runs/train/exp*/, atomically.
+Every option is a field of TrainOptions below: its default, its flag and its help live there.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import os
 import random
@@ -26,27 +29,128 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-import test as evaluator
-from models.darknet import Darknet
-from models.weights import (WeightsError, load_checkpoint, load_pretrained, save_checkpoint)
 from distill.hook import distill_hook
+from models.cfg import load_blocks
+from models.darknet import Darknet
+from models.weights import WeightsError, load_checkpoint, load_pretrained, save_checkpoint
 from prune.aim import FADE
 from prune.sparsity import sparsity_hook
 from quantize.hook import quant_hook
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
+from utils.errors import OptionError, ToolkitError
+from utils.evaluate import evaluate_model
+from utils.files import atomic_write_text
 from utils.hooks import build_hooks
+from utils.hyp import load_hyp
 from utils.log import LOGGER
 from utils.loss import YoloLoss, scaled_gains
+from utils.options import Options, Parser, field
 from utils.plots import plot_results
-from utils.runs import increment_path, save_options
+from utils.runs import increment_path, project_dir, save_options
 from utils.torch_utils import ModelEMA, param_groups, select_device, unwrap
 
 ROOT = Path(__file__).resolve().parent
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ToolkitError, RuntimeError):
     """The run cannot go on (a non-finite loss); last.pt still holds the last good epoch."""
+
+
+@dataclasses.dataclass
+class TrainOptions(Options):
+    """Everything a training run is told; train.run(**kw) and the command line build it."""
+    cfg: str = field('cfg/yolov3-mini.cfg', shared=True)
+    data: str = field('data/shapes.data', shared=True)
+    weights: str = field('', 'where training starts; also a darknet backbone file (e.g. '
+                         'darknet53.conv.74); .pt heads that do not fit start fresh', shared=True)
+    pt: bool = field(False, 'darknet --weights of the same cfg trained for other classes '
+                     "(COCO's 80): all layers but the convs before the yolo layers load",
+                     flags=['-pt', '--pt'], action='store_true')
+    epochs: int = field(10, 'training epochs', type=int)
+    batch_size: int = field(16, 'total over all processes', shared=True)
+    img_size: list = field([], 'or MIN MAX [TEST] with --multi-scale', shared=True)
+    device: str = field('', shared=True)
+    workers: int = field(2, shared=True)
+    resume: object = field(None, 'continue a run: its last.pt, or the newest unfinished one '
+                           'under --project', nargs='?', const=True)
+    name: str = field('exp', shared=True)
+    project: str = field('runs/train', shared=True)
+    exist_ok: bool = field(False, shared=True)
+    hyp: object = field(None, 'hyperparameter YAML (default: data/hyp.finetune.yaml with '
+                        '--weights and no -sr, else data/hyp.scratch.yaml)')
+    seed: int = field(0, 'random seed', type=int)
+    notest: bool = field(False, 'evaluate only after the last epoch', action='store_true')
+    nosave: bool = field(False, 'write no checkpoints', action='store_true')
+    cache_images: bool = field(False, 'keep decoded images in RAM', action='store_true')
+    adam: bool = field(False, "Adam even if the hyp file says 'optimizer: sgd'",
+                       action='store_true')
+    multi_scale: bool = field(False, 'random size per batch', action='store_true')
+    rect: bool = field(False, 'rectangular batches, no mosaic', action='store_true')
+    amp: bool = field(True, 'mixed precision (default on): fp16 + GradScaler on CUDA, bf16 on '
+                      'CPUs with bf16 instructions; --no-amp for fp32',
+                      action=argparse.BooleanOptionalAction)
+    sync_bn: bool = field(False, 'SyncBatchNorm under DDP', action='store_true')
+    sr: bool = field(False, 'sparse training: L1 on the BN gammas that --prune mode may remove',
+                     flags=['-sr', '--sr'], action='store_true')
+    s: float = field(0.001, 'sparsity strength', type=float)
+    prune: int = field(0, '0: convs not tied to others, 1: also shortcut/SE-tied, 2: residual '
+                       'blocks', type=int, choices=[0, 1, 2])
+    sr_schedule: str = field('constant', 'decay: a tenth of --s over the last 30%% of the epochs',
+                             choices=['constant', 'decay'])
+    sr_flops: bool = field(False, "weigh each gamma's push by its channel's BFLOPs (use with the "
+                           "prune scripts' --rank layer)", action='store_true')
+    sr_target: float = field(None, 'aim at the slim cut leaving KEEP of the BFLOPs (e.g. 0.3): '
+                             'its channels get the push and drop out of a growing share of the '
+                             'images, gone at --sr-fade of the epochs (then prune with '
+                             'slim_prune.py --rank layer)', type=float, metavar='KEEP')
+    sr_fade: float = field(FADE, 'with --sr-target: share of the epochs over which the cut fades '
+                           'out', type=float, metavar='SHARE')
+    sr_round: int = field(1, 'with --sr-target: every layer keeps a multiple of N channels (8 or '
+                          '16 suit CPU and GPU kernels; then prune with --round N)', type=int,
+                          metavar='N')
+    t_cfg: str = field('', 'teacher cfg (a .pt holds its own)', flags=['--t_cfg', '--t-cfg'])
+    t_weights: str = field('', 'teacher weights: distill', flags=['--t_weights', '--t-weights'])
+    KDstr: int = field(1, '1 outputs, 2 teacher-bounded, 3 imitation, 4 +features, 5 '
+                       '+fine-grained mask', flags=['--KDstr', '--kdstr'], type=int,
+                       choices=[1, 2, 3, 4, 5])
+    kd_weight: float = field(1.0, 'gain of the distillation terms', type=float)
+    kd_T: float = field(3.0, 'softmax temperature for classes', flags=['--kd-T', '--kd-t'],
+                        type=float)
+    kd_feature: str = field('l2', 'feature distance for --KDstr 4 and 5', choices=['l2', 'l1'])
+    quantized: int = field(0, 'QAT: 1 Google 8-bit, 2 DoReFa, 3 TensorRT-style (0: off)',
+                           type=int, choices=[0, 1, 2, 3])
+    w_bits: int = field(8, 'QAT weight bits', type=int)
+    a_bits: int = field(8, 'QAT activation bits', type=int)
+    BN_Fold: bool = field(False, 'QAT: fold BN into the conv while training',
+                          flags=['--BN_Fold', '--bn-fold'], action='store_true')
+    FPGA: bool = field(False, 'QAT: every scale a power of two', flags=['--FPGA', '--fpga'],
+                       action='store_true')
+    quant_observer: str = field('', 'activation ranges (default: ema)',
+                                choices=['', 'minmax', 'ema', 'percentile'])
+    quant_freeze_epoch: int = field(-1, 'freeze observers and folded BN from this epoch '
+                                    '(default: at 70%% of the epochs)', type=int)
+    extra: dict = field({}, cli=False)  # options of hooks added to utils.hooks.HOOK_BUILDERS
+    hyp_values: dict = field(None, cli=False)  # the resolved hyp, kept for --resume
+
+    def check(self):
+        """Ranges and combinations, before any work is done."""
+        if self.epochs < 1:
+            raise OptionError(f'--epochs must be 1 or more, got {self.epochs}')
+        if self.batch_size < 1:
+            raise OptionError(f'--batch-size must be 1 or more, got {self.batch_size}')
+        if self.workers < 0:
+            raise OptionError(f'--workers must be 0 or more, got {self.workers}')
+        if self.s < 0:
+            raise OptionError(f'--s is a strength, 0 or more, got {self.s}')
+        if self.img_size and (len(self.img_size) > 3 or min(self.img_size) < 32 or
+                              any(v % 32 for v in self.img_size)):
+            raise OptionError(f'--img-size takes one size or MIN MAX [TEST], each a multiple of '
+                              f'32 (the largest stride), got {" ".join(map(str, self.img_size))}')
+        if self.pt and (not self.weights or str(self.weights).endswith('.pt')):
+            raise OptionError('-pt loads darknet --weights trained for other classes: give a '
+                              '.weights file (a .pt start adapts its heads by itself)')
+        return self
 
 
 def fitness(metrics):
@@ -129,31 +233,36 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def load_hyp(hyp):
-    """A hyp YAML path, or a dict of overrides on top of the default file."""
-    if isinstance(hyp, dict):
-        return load_hyp(ROOT / 'data' / 'hyp.scratch.yaml') | hyp
-    return yaml.safe_load(Path(hyp).read_text())
-
-
 def default_hyp(weights, sr):
     """Fine-tuning settings when starting from weights, from-scratch settings otherwise. Sparse
     training keeps the larger rates: Adam moves a gamma by about lr per step, and the gammas
     must be able to travel from ~1 to 0. Aimed sparse training (--sr-target) needs them too: at
-    the fine-tuning rates yolov3-mini could not adapt to losing its cut channels (mAP@0.5 0.36
-    when the cut was complete, against 0.82)."""
+    the fine-tuning rates the network cannot adapt to losing its cut channels
+    (docs/results/pruning.md)."""
     finetune = weights and not sr
     return str(ROOT / 'data' / ('hyp.finetune.yaml' if finetune else 'hyp.scratch.yaml'))
 
 
 def resolve_resume(resume, project):
-    """--resume with no path: the newest last.pt under the project."""
-    if resume is True or resume == '':
-        found = sorted(Path(project).glob('*/weights/last.pt'), key=os.path.getmtime)
-        if not found:
-            raise WeightsError(f'--resume: no last.pt under {project}')
-        return found[-1]
-    return Path(resume)
+    """--resume with no path: the newest last.pt under the project of a run that has not
+    finished (its last epoch is not its final one); a path is taken as given."""
+    if resume is not True and resume != '':
+        return Path(resume)
+    unfinished = []
+    for last in project_dir(project).glob('*/weights/last.pt'):
+        try:
+            ckpt = load_checkpoint(last)
+        except WeightsError:
+            continue
+        opt = ckpt.get('opt') or {}
+        if ckpt.get('optimizer') is not None and ckpt.get('epoch', 0) + 1 < opt.get('epochs', 0):
+            unfinished.append(last)
+    if not unfinished:
+        raise WeightsError(f'--resume: no unfinished run (a last.pt before its final epoch) '
+                           f'under {project}')
+    found = max(unfinished, key=os.path.getmtime)
+    LOGGER.info(f'--resume: the newest unfinished run under {project} is {found}')
+    return found
 
 
 def checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best, opt, names, hooks,
@@ -192,26 +301,28 @@ def append_results(path, row):
         writer.writerow(row)
 
 
-def run(cfg='cfg/yolov3-mini.cfg', data='data/shapes.data', weights='', epochs=10, batch_size=16,
-        img_size=(320,), device='', workers=2, resume=None, name='exp', project='runs/train',
-        hyp=None, seed=0, notest=False, nosave=False, cache_images=False,
-        adam=False, multi_scale=False, rect=False, amp=True, sync_bn=False, exist_ok=False,
-        sr=False, s=0.001, prune=0, sr_schedule='constant', sr_flops=False, sr_target=None,
-        sr_fade=FADE, sr_round=1, t_cfg='', t_weights='', KDstr=1, kd_weight=1.0, kd_T=3.0,
-        kd_feature='l2', quantized=0, w_bits=8, a_bits=8, BN_Fold=False, FPGA=False,
-        quant_observer='', quant_freeze_epoch=-1, **extra):
-    """Train; returns the final metrics dict (rank 0) or None (other ranks)."""
-    hyp = hyp or default_hyp(weights, sr)
-    opt = {k: v for k, v in locals().items() if k != 'extra'} | extra
-    opt = {k: str(v) if isinstance(v, Path) else v for k, v in opt.items()}  # plain types only:
-    opt['img_size'] = list(img_size)  # checkpoints that hold opt load with weights_only
-    if resume:
-        ckpt_path = resolve_resume(resume, project)
+def run(**kw):
+    """Train with TrainOptions' fields as keywords; returns the final metrics dict (rank 0) or
+    None (other ranks). A misspelt option is an OptionError naming the closest valid one."""
+    opt = TrainOptions.from_kwargs(**kw)
+    opt = opt.replace(hyp=str(opt.hyp) if isinstance(opt.hyp, Path) else opt.hyp,
+                      img_size=list(opt.img_size))
+    if opt.resume:
+        ckpt_path = resolve_resume(opt.resume, opt.project)
         resumed = load_checkpoint(ckpt_path)
-        opt = {**resumed['opt'], 'resume': str(ckpt_path), 'device': device or
-               resumed['opt'].get('device', ''), 'workers': workers}
+        if resumed.get('optimizer') is None or 'opt' not in resumed:
+            raise WeightsError(f'{ckpt_path}: holds no training state (a stripped best.pt or an '
+                               'exported checkpoint); resume from its last.pt')
+        saved = TrainOptions.from_dict(resumed['opt'])
+        opt = saved.replace(resume=str(ckpt_path), device=opt.device or saved.device,
+                            workers=opt.workers)
         return _train(opt, resumed, ckpt_path.parent.parent)
-    return _train(opt, None, None)
+    if not opt.hyp:
+        opt = opt.replace(hyp=default_hyp(opt.weights, opt.sr))
+    if not opt.img_size:
+        net = load_blocks(opt.cfg)[0]
+        opt = opt.replace(img_size=[net.get('width')])
+    return _train(opt.check(), None, None)
 
 
 def _train(opt, resumed, save_dir):
@@ -230,58 +341,59 @@ class Trainer:
     def __init__(self, opt, resumed, save_dir, rank, world, local):
         self.opt, self.rank, self.world, self.main = opt, rank, world, rank == 0
         self.device = torch.device('cuda', local) if local >= 0 and torch.cuda.is_available() \
-            else select_device(opt['device'])
-        seed_everything(opt['seed'] + rank)
-        data_cfg = parse_data_cfg(opt['data'])
+            else select_device(opt.device)
+        seed_everything(opt.seed + rank)
+        data_cfg = parse_data_cfg(opt.data)
         self.nc, self.names = data_cfg['classes'], data_cfg['names']
-        self.train_size, self.size_range, test_size = sizes(list(opt['img_size']))
-        self.save_dir = self._run_folder(save_dir)
+        self.train_size, self.size_range, test_size = sizes(list(opt.img_size))
         builders = (sparsity_hook, quant_hook, distill_hook)  # the order of on_model:
         # sparsity reads the float graph (the swap keeps its BN tensors), distillation taps the
         # modules the model finally has
         self.hooks = [h for h in (b(opt) for b in builders) if h] + build_hooks(opt)
+        self.model, hyp = self._build_model(resumed)  # bad options and files fail before ...
+        self.save_dir = self._run_folder(save_dir)  # ... a run folder is made
         for h in self.hooks:
             h.save_dir = self.save_dir if self.main else None
-        self.model, hyp = self._build_model(resumed)
-        self.hyp = opt['hyp_values'] = hyp
-        self.accumulate = max(round(hyp['nbs'] / opt['batch_size']), 1)
-        self.optimizer = build_optimizer(self.model, hyp, opt['adam'], opt['batch_size'],
+        self.hyp = opt.hyp_values = hyp
+        self.accumulate = max(round(hyp['nbs'] / opt.batch_size), 1)
+        self.optimizer = build_optimizer(self.model, hyp, opt.adam, opt.batch_size,
                                          self.accumulate)
         for h in self.hooks:
             h.hyp = hyp
         add_hook_parameters(self.optimizer, self.hooks, self.device)
-        self.lf = lr_lambda(hyp, opt['epochs'])
+        self.lf = lr_lambda(hyp, opt.epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lf)
         self.ema = ModelEMA(self.model) if self.main else None
-        self.amp_dtype, use_scaler = amp_settings(self.device, opt['amp'])
+        self.amp_dtype, use_scaler = amp_settings(self.device, opt.amp)
         self.scaler = torch.amp.GradScaler('cuda') if use_scaler else None
         self.start_epoch, self.best = self._restore(resumed) if resumed else (0, -1.0)
         if world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[local] if self.device.type == 'cuda' else None)
         self.train_loader, self.train_set = create_dataloader(
-            data_cfg['train'], self.nc, self.train_size, opt['batch_size'] // world,
-            augment=True, hyp=hyp, rect=opt['rect'], workers=opt['workers'], shuffle=True,
-            cache_images=opt['cache_images'], prefix='train: ' if self.main else '',
-            distributed=world > 1, seed=opt['seed'])
+            data_cfg['train'], self.nc, self.train_size, opt.batch_size // world,
+            augment=True, hyp=hyp, rect=opt.rect, workers=opt.workers, shuffle=True,
+            cache_images=opt.cache_images, prefix='train: ' if self.main else '',
+            distributed=world > 1, seed=opt.seed)
         self.val_loader = None
         if self.main:
             self.val_loader, _ = create_dataloader(
-                data_cfg['valid'], self.nc, test_size, opt['batch_size'] // world * 2,
-                workers=opt['workers'], prefix='valid: ')
-            save_options({k: v for k, v in opt.items() if k != 'hyp_values'},
+                data_cfg['valid'], self.nc, test_size, opt.batch_size // world * 2,
+                workers=opt.workers, prefix='valid: ')
+            save_options({k: v for k, v in opt.to_dict().items() if k != 'hyp_values'},
                          self.save_dir / 'opt.yaml')
-            (self.save_dir / 'hyp.yaml').write_text(yaml.safe_dump(hyp, sort_keys=False))
+            atomic_write_text(self.save_dir / 'hyp.yaml', yaml.safe_dump(hyp, sort_keys=False))
         self.criterion = YoloLoss(unwrap(self.model), hyp)
         nb = len(self.train_loader)
-        self.n_warmup = max(round(hyp['warmup_epochs'] * nb), 100) if hyp['warmup_epochs'] else 0
+        self.n_warmup = (max(round(hyp['warmup_epochs'] * nb), hyp['warmup_min_iters'])
+                         if hyp['warmup_epochs'] else 0)
         self.last_step = -1
         self.metrics = {'precision': 0.0, 'recall': 0.0, 'map50': 0.0, 'map50_95': 0.0}
         self.last_plot = time.time()
 
     def _run_folder(self, save_dir):
         if self.main and save_dir is None:
-            save_dir = increment_path(self.opt['project'], self.opt['name'], self.opt['exist_ok'])
+            save_dir = increment_path(self.opt.project, self.opt.name, self.opt.exist_ok)
         if self.world > 1:  # every rank learns rank 0's folder
             holder = [str(save_dir)]
             dist.broadcast_object_list(holder, 0)
@@ -290,12 +402,12 @@ class Trainer:
 
     def _build_model(self, resumed):
         opt = self.opt
-        model = Darknet(resumed['cfg'] if resumed else opt['cfg'])
+        model = Darknet(resumed['cfg'] if resumed else opt.cfg)
         if model.nc != self.nc:
-            raise WeightsError(f"{opt['cfg']}: the model predicts {model.nc} classes, "
-                               f"{opt['data']} has {self.nc}")
-        if opt['weights'] and not resumed:
-            msg = load_pretrained(model, opt['weights'])
+            raise WeightsError(f"{opt.cfg}: the model predicts {model.nc} classes, "
+                               f"{opt.data} has {self.nc}")
+        if opt.weights and not resumed:
+            msg = load_pretrained(model, opt.weights, other_classes=opt.pt)
             if self.main:
                 LOGGER.info(f'pretrained: {msg}')
         for h in self.hooks:
@@ -303,10 +415,10 @@ class Trainer:
         if resumed:
             hyp = resumed['opt']['hyp_values']  # already scaled for this model
         else:
-            hyp = scaled_gains(load_hyp(opt['hyp']), len(model.yolo_layers), self.nc,
+            hyp = scaled_gains(load_hyp(opt.hyp), len(model.yolo_layers), self.nc,
                                self.train_size)
         model = model.to(self.device).to(memory_format=torch.channels_last)
-        if opt['sync_bn'] and self.world > 1:
+        if opt.sync_bn and self.world > 1:
             if self.device.type == 'cuda':
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             elif self.main:  # torch implements SyncBatchNorm for GPUs only
@@ -326,19 +438,19 @@ class Trainer:
         for h in self.hooks:
             h.load_state(resumed.get('hooks', {}).get(h.name, {}))
         if self.main:
-            LOGGER.info(f"resuming {self.opt['resume']} at epoch {resumed['epoch'] + 1}")
+            LOGGER.info(f"resuming {self.opt.resume} at epoch {resumed['epoch'] + 1}")
         return resumed['epoch'] + 1, resumed['best_fitness']
 
     def fit(self):
         opt, t_start = self.opt, time.time()
         if self.main:
             precision = str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else 'fp32'
-            LOGGER.info(f"training {opt['cfg']} on {opt['data']} for {opt['epochs']} epochs: "
-                        f'{len(self.train_set)} images, batch {opt["batch_size"]} x '
+            LOGGER.info(f"training {opt.cfg} on {opt.data} for {opt.epochs} epochs: "
+                        f'{len(self.train_set)} images, batch {opt.batch_size} x '
                         f'{self.accumulate} accumulated, {self.train_size} px, {self.device}, '
                         f'{precision}')
         self.optimizer.zero_grad()
-        for epoch in range(self.start_epoch, opt['epochs']):
+        for epoch in range(self.start_epoch, opt.epochs):
             t_epoch = time.time()
             losses = self.train_epoch(epoch)
             lr = self.optimizer.param_groups[1]['lr']
@@ -351,9 +463,9 @@ class Trainer:
         if not self.main:
             return None
         wdir = self.save_dir / 'weights'
-        if not opt['nosave'] and (wdir / 'best.pt').exists():
+        if not opt.nosave and (wdir / 'best.pt').exists():
             strip_checkpoint(wdir / 'best.pt')
-        LOGGER.info(f"{opt['epochs'] - self.start_epoch} epochs in "
+        LOGGER.info(f"{opt.epochs - self.start_epoch} epochs in "
                     f'{(time.time() - t_start) / 60:.1f} min; results in {self.save_dir}')
         return self.metrics | {'save_dir': str(self.save_dir)}
 
@@ -374,7 +486,7 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
             if self.main:
                 shown = ' '.join(f'{k} {v / (i + 1):.4f}' for k, v in sums.items())
-                bar.set_description(f"{epoch + 1}/{self.opt['epochs']} {shown} lr "
+                bar.set_description(f"{epoch + 1}/{self.opt.epochs} {shown} lr "
                                     f"{self.optimizer.param_groups[1]['lr']:.2e} "
                                     f'{imgs.shape[-1]}px', refresh=False)
         means = {k: round(v / nb, 5) for k, v in sums.items()}
@@ -390,8 +502,8 @@ class Trainer:
         if ni < self.n_warmup:
             warmup(self.optimizer, hyp, ni, self.n_warmup, epoch, self.lf)
             accumulate = max(1, round(np.interp(ni, [0, self.n_warmup],
-                                                [1, hyp['nbs'] / opt['batch_size']])))
-        if opt['multi_scale']:
+                                                [1, hyp['nbs'] / opt.batch_size])))
+        if opt.multi_scale:
             imgs = _rescale(imgs, *self.size_range)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
@@ -409,7 +521,8 @@ class Trainer:
         loss = loss * self.world  # DDP averages gradients across ranks
         (self.scaler.scale(loss) if self.scaler else loss).backward()
         if ni - self.last_step >= accumulate:
-            optimizer_step(self.model, self.optimizer, self.scaler, self.hooks, epoch)
+            optimizer_step(self.model, self.optimizer, self.scaler, self.hooks, epoch,
+                           hyp['clip_grad'])
             if self.ema:
                 self.ema.update(self.model)
             self.last_step = ni
@@ -419,12 +532,12 @@ class Trainer:
     def end_epoch(self, epoch, row, t_epoch):
         """Evaluate the EMA, log the row, write results and checkpoints (rank 0)."""
         opt = self.opt
-        final = epoch + 1 == opt['epochs']
-        evaluated = not opt['notest'] or final
+        final = epoch + 1 == opt.epochs
+        evaluated = not opt.notest or final
         if evaluated:
-            self.metrics = evaluator.run(model=self.ema.ema, dataloader=self.val_loader,
-                                         names=self.names, verbose=final, plots=final,
-                                         save_dir=self.save_dir if final else None)
+            self.metrics = evaluate_model(self.ema.ema, self.val_loader, self.names,
+                                          verbose=final, plots=final,
+                                          save_dir=self.save_dir if final else None)
         m = self.metrics
         row = {'epoch': epoch} | row | {k: round(m[k], 5) for k in
                                         ('precision', 'recall', 'map50', 'map50_95')}
@@ -441,21 +554,21 @@ class Trainer:
         score = (f"mAP@0.5 {m['map50']:.4f} mAP@0.5:0.95 {m['map50_95']:.4f}" if evaluated
                  else 'not evaluated (--notest)')
         LOGGER.info(f"epoch {epoch + 1}: {score} ({row['seconds']} s)")
-        if not opt['nosave']:
+        if not opt.nosave:
             ckpt = checkpoint(self.model, self.ema, self.optimizer, self.scheduler, self.scaler,
-                              epoch, self.best, opt, self.names, self.hooks, m)
+                              epoch, self.best, opt.to_dict(), self.names, self.hooks, m)
             save_checkpoint(ckpt, self.save_dir / 'weights' / 'last.pt')
             if improved:
                 save_checkpoint(ckpt, best_pt)
 
 
-def optimizer_step(model, optimizer, scaler, hooks, epoch):
+def optimizer_step(model, optimizer, scaler, hooks, epoch, clip_grad):
     """One optimizer step; hooks see true (unscaled) gradients, once per step."""
     if scaler:
         scaler.unscale_(optimizer)
     for h in hooks:
         h.after_backward(unwrap(model), epoch)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip_grad)
     if scaler:
         scaler.step(optimizer)
         scaler.update()
@@ -475,88 +588,13 @@ def _rescale(imgs, low, high, stride=32):
 
 
 def parse_opt(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--cfg', default='cfg/yolov3-mini.cfg', help='model cfg')
-    p.add_argument('--data', default='data/shapes.data', help='.data file')
-    p.add_argument('--weights', default='', help='initial weights: .pt, .weights or a darknet '
-                   'backbone file (e.g. darknet53.conv.74); heads that do not fit start fresh')
-    p.add_argument('--epochs', type=int, default=10)
-    p.add_argument('--batch-size', type=int, default=16, help='total over all processes')
-    p.add_argument('--img-size', type=int, nargs='+', default=[320],
-                   help='train size, or MIN MAX [TEST] with --multi-scale')
-    p.add_argument('--device', default='', help="'cpu', '0'; default: CUDA if any")
-    p.add_argument('--workers', type=int, default=2, help='dataloader processes')
-    p.add_argument('--resume', nargs='?', const=True, default=None,
-                   help='continue a run: its last.pt, or the newest one under --project')
-    p.add_argument('--name', default='exp')
-    p.add_argument('--project', default='runs/train')
-    p.add_argument('--exist-ok', action='store_true')
-    p.add_argument('--hyp', default=None, help='default: data/hyp.finetune.yaml with --weights '
-                   '(and no -sr), else data/hyp.scratch.yaml')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--notest', action='store_true', help='evaluate only after the last epoch')
-    p.add_argument('--nosave', action='store_true', help='write no checkpoints')
-    p.add_argument('--cache-images', action='store_true', help='keep decoded images in RAM')
-    p.add_argument('--adam', action='store_true',
-                   help="Adam even if the hyp file says 'optimizer: sgd'")
-    p.add_argument('--multi-scale', action='store_true', help='random size per batch')
-    p.add_argument('--rect', action='store_true', help='rectangular batches, no mosaic')
-    p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=True,
-                   help='mixed precision (default on): fp16 + GradScaler on CUDA, bf16 on CPUs '
-                        'with bf16 instructions; --no-amp for fp32')
-    p.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm under DDP')
-    p.add_argument('-sr', '--sr', action='store_true',
-                   help='sparse training: L1 on the BN gammas that --prune mode may remove')
-    p.add_argument('--s', type=float, default=0.001, help='sparsity strength')
-    p.add_argument('--prune', type=int, default=0, choices=[0, 1, 2],
-                   help='0: convs not tied to others, 1: also shortcut/SE-tied, 2: residual blocks')
-    p.add_argument('--sr-schedule', default='constant', choices=['constant', 'decay'],
-                   help='decay: a tenth of --s over the last 30%% of the epochs')
-    p.add_argument('--sr-flops', action='store_true',
-                   help="weigh each gamma's push by its channel's BFLOPs (use with the prune "
-                        "scripts' --rank layer)")
-    p.add_argument('--sr-target', type=float, default=None, metavar='KEEP',
-                   help='aim at the slim cut leaving KEEP of the BFLOPs (e.g. 0.3): its channels '
-                        'get the push and drop out of a growing share of the images, gone at '
-                        '--sr-fade of the epochs (then prune with slim_prune.py --rank layer)')
-    p.add_argument('--sr-fade', type=float, default=FADE, metavar='SHARE',
-                   help='with --sr-target: share of the epochs over which the cut fades out')
-    p.add_argument('--sr-round', type=int, default=1, metavar='N',
-                   help='with --sr-target: every layer keeps a multiple of N channels (8 or 16 '
-                        'suit CPU and GPU kernels; then prune with slim_prune.py --round N)')
-    p.add_argument('--t_cfg', '--t-cfg', default='', help="teacher cfg (a .pt holds its own)")
-    p.add_argument('--t_weights', '--t-weights', default='', help='teacher weights: distill')
-    p.add_argument('--KDstr', type=int, default=1, choices=[1, 2, 3, 4, 5],
-                   help='1 outputs, 2 teacher-bounded, 3 imitation, 4 +features, '
-                        '5 +fine-grained mask')
-    p.add_argument('--kd-weight', type=float, default=1.0, help='gain of the distillation terms')
-    p.add_argument('--kd-T', type=float, default=3.0, help='softmax temperature for classes')
-    p.add_argument('--kd-feature', default='l2', choices=['l2', 'l1'],
-                   help='feature distance for --KDstr 4 and 5')
-    p.add_argument('--quantized', type=int, default=0, choices=[0, 1, 2, 3],
-                   help='QAT: 1 Google 8-bit, 2 DoReFa, 3 TensorRT-style (0: off)')
-    p.add_argument('--w-bits', type=int, default=8, help='QAT weight bits')
-    p.add_argument('--a-bits', type=int, default=8, help='QAT activation bits')
-    p.add_argument('--BN_Fold', '--bn-fold', action='store_true',
-                   help='QAT: fold BN into the conv while training')
-    p.add_argument('--FPGA', '--fpga', action='store_true',
-                   help='QAT: every scale a power of two')
-    p.add_argument('--quant-observer', default='', choices=['', 'minmax', 'ema', 'percentile'],
-                   help='activation ranges (default: ema)')
-    p.add_argument('--quant-freeze-epoch', type=int, default=-1,
-                   help='freeze observers and folded BN from this epoch (default: at 70%%)')
-    return p.parse_args(argv)
+    p = Parser(prog='train.py', description=__doc__)
+    return TrainOptions.add_fields(p).parse_args(argv)
 
 
 @friendly_errors
 def main(argv=None):
-    opt = parse_opt(argv)
-    try:
-        run(**vars(opt))
-    except TrainingError as e:
-        LOGGER.error(f'error: {e}')
-        raise SystemExit(1) from None
+    run(**vars(parse_opt(argv)))
 
 
 if __name__ == '__main__':

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-if __package__ in (None, ''):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from test import coco_image_id  # noqa: E402
+from utils.evaluate import coco_image_id
 
-from utils.datasets import load_items, parse_data_cfg  # noqa: E402
+from utils.datasets import load_items, parse_data_cfg
 
 
 def ground_truth(data):

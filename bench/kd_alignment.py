@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-if __package__ in (None, ''):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import torch  # noqa: E402
-from terminaltables import AsciiTable  # noqa: E402
+import torch
+from terminaltables import AsciiTable
 
-from distill.hook import DistillHook  # noqa: E402
-from models.weights import load_model  # noqa: E402
-from train import load_hyp  # noqa: E402
-from utils.datasets import create_dataloader, parse_data_cfg  # noqa: E402
-from utils.loss import YoloLoss, scaled_gains  # noqa: E402
+from distill.hook import DistillHook
+from models.weights import load_model
+from utils.hyp import load_hyp
+from utils.datasets import create_dataloader, parse_data_cfg
+from utils.loss import YoloLoss, scaled_gains
 
 
 def flat_grad(loss, params):

@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-if __package__ in (None, ''):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import torch  # noqa: E402
-from terminaltables import AsciiTable  # noqa: E402
+import torch
+from terminaltables import AsciiTable
 
-from distill.common import logits  # noqa: E402
-from models.weights import load_model  # noqa: E402
-from utils.boxes import bbox_iou  # noqa: E402
-from utils.datasets import create_dataloader, parse_data_cfg  # noqa: E402
-from utils.loss import YoloLoss  # noqa: E402
+from distill.common import logits
+from models.weights import load_model
+from utils.boxes import bbox_iou
+from utils.datasets import create_dataloader, parse_data_cfg
+from utils.loss import YoloLoss
 
 KEYS = ('cls_acc', 'p_true_T1', 'p_true_T', 'obj_pos', 'obj_neg', 'iou')
 

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-if __package__ in (None, ''):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import numpy as np  # noqa: E402
-from terminaltables import AsciiTable  # noqa: E402
+import numpy as np
+from terminaltables import AsciiTable
 
-import test as evaluation  # noqa: E402
-import train  # noqa: E402
-from utils.runs import increment_path  # noqa: E402
+from quantize.loader import load_for_inference
+from utils.evaluate import evaluate_on
+from utils.torch_utils import select_device
+import train
+from utils.runs import increment_path
 
 NAMES = {0: 'no KD', 1: 'KDstr 1 outputs', 2: 'KDstr 2 teacher-bounded',
          3: 'KDstr 3 imitation', 4: 'KDstr 4 +features', 5: 'KDstr 5 +fine-grained mask'}
@@ -75,8 +73,8 @@ def main(argv=None):
     p.add_argument('--project', default='runs/bench/kd')
     opt = p.parse_args(argv)
     out = increment_path(opt.project, 'exp')
-    m = evaluation.run(data=opt.data, weights=opt.teacher, img_size=opt.img_size, plots=False,
-                       verbose=False, project=str(out), name='teacher')
+    m = evaluate_on(load_for_inference(opt.teacher, None, select_device('')), opt.data,
+                    opt.img_size, verbose=False, plots=False)
     teacher = {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
     rows = [fine_tune(opt, out, k) for k in [0] + [k for k in opt.strategies if k]]
     print(table(teacher, rows))

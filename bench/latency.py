@@ -15,102 +15,25 @@ the original's, so its ratio to the original depends on the thread count (README
 """
 from __future__ import annotations
 
-import argparse
-import copy
 import json
-import math
-import statistics
-import sys
 import tempfile
-from functools import partial
 from pathlib import Path
 
-if __package__ in (None, ''):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
+import torch
+from terminaltables import AsciiTable
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from terminaltables import AsciiTable  # noqa: E402
-
-import export  # noqa: E402
-from models.weights import load_model  # noqa: E402
-from quantize.qdq import dequantized_model  # noqa: E402
-from utils.torch_utils import select_device, time_runs  # noqa: E402
-
-
-def interleaved(runners, runs, warmup, blocks=5):
-    """(median, p90) ms per runner ``(label, make)``, ``make()`` giving the function to time.
-    Runners take turns, a block of runs each: this machine's speed drifts by up to a third over
-    minutes, and timing one backend after another put that drift into their ratios (int8 vs
-    fp32 measured 1.48x that way, 1.7-1.8x interleaved)."""
-    blocks = max(1, min(blocks, runs))
-    per = math.ceil(runs / blocks)
-    times = [[] for _ in runners]
-    for _ in range(blocks):
-        for t, (_, make) in zip(times, runners):
-            t += time_runs(make(), per, warmup)
-    return [(statistics.median(t), float(np.percentile(t, 90))) for t in times]
-
-
-def torch_backends(model, compile_too):
-    # Module.to() converts in place: without the copy the eager row ran channels_last weights
-    yield 'torch eager fp32', model, False
-    yield 'torch channels_last', copy.deepcopy(model).to(memory_format=torch.channels_last), True
-    if compile_too:
-        yield 'torch.compile', torch.compile(model), True
-
-
-def torch_runners(model, size, batches, device, compile_too):
-    for name, m, cl in torch_backends(model, compile_too):
-        for b in batches:
-            x = torch.rand(b, 3, size, size, device=device)
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield {'backend': name, 'batch': b}, lambda m=m, x=x: partial(_no_grad, m, x)
-
-
-def _no_grad(m, x):
-    with torch.no_grad():
-        return m(x)
-
-
-def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', threads=0):
-    """The ONNX export of a model (an int8 Q/DQ graph for onnxruntime when the model is
-    quantized), one static graph per batch size: what deployments run, and onnxruntime plans
-    static shapes better (yolov3-mini: 6.4 vs 7.9 ms at batch 1). A fresh session per block,
-    so that no idle session's threads compete with the one being timed."""
-    import onnxruntime as ort  # noqa: PLC0415
-
-    providers = ['CPUExecutionProvider']
-    if device.type == 'cuda':  # a CPU-only onnxruntime runs there on the CPU: say so in the row
-        if 'CUDAExecutionProvider' in ort.get_available_providers():
-            providers.insert(0, 'CUDAExecutionProvider')
-        else:
-            backend += ' (CPU)'
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per core
-    folder = Path(tempfile.mkdtemp(dir=tmp))  # every graph lives until the timing ends
-    cpu_model = copy.deepcopy(model).float().cpu()  # .cpu() would move the torch rows' model
-    for b in batches:
-        path = export.export_onnx(cpu_model, folder / f'graph_b{b}', (size, size), batch=b,
-                                  qdq='onnxruntime')[0]
-        x = np.random.rand(b, 3, size, size).astype(np.float32)
-
-        def make(path=path, x=x):
-            sess = ort.InferenceSession(path, options, providers=providers)
-            return lambda: sess.run(None, {'images': x})
-        yield {'backend': backend, 'batch': b}, make
-
-
-def rows_of(runners, runs, warmup):
-    runners = list(runners)
-    return [meta | {'median_ms': med, 'p90_ms': p90}
-            for (meta, _), (med, p90) in zip(runners, interleaved(runners, runs, warmup))]
+import export
+from models.darknet import is_quantized
+from quantize.loader import load_model
+from quantize.qdq import dequantized_model
+from utils.options import Parser
+from utils.timing import rows_of, torch_runners
+from utils.torch_utils import select_device
 
 
 def int8_version(model, opt, device):
     """The model's int8 form: its own (QAT/PTQ checkpoint) or calibrated on --calib-images."""
-    if export.is_quantized(model):
+    if is_quantized(model):
         return model
     if not opt.int8:
         return None
@@ -122,13 +45,13 @@ def runners_of(weights, opt, device, tmp):
     """Every (row, make) of one checkpoint: torch backends, onnxruntime fp32 and int8."""
     model = load_model(weights).float().to(device).eval()
     int8 = int8_version(model, opt, device)
-    if export.is_quantized(model):
+    if is_quantized(model):
         model = dequantized_model(model)  # the same weights, run in float
     runners = list(torch_runners(model, opt.img_size, opt.batch, device, opt.compile))
-    runners += onnx_runners(model, opt.img_size, opt.batch, device, tmp, threads=opt.threads)
+    runners += export.onnx_runners(model, opt.img_size, opt.batch, device, tmp, threads=opt.threads)
     if int8 is not None:
-        runners += onnx_runners(int8, opt.img_size, opt.batch, device, tmp, 'onnxruntime int8',
-                                opt.threads)
+        runners += export.onnx_runners(int8, opt.img_size, opt.batch, device, tmp,
+                                       'onnxruntime int8', opt.threads)
     info = model.info(opt.img_size)
     for meta, _ in runners:
         meta.update(weights=str(weights), params=info['params'], bflops=info['bflops'])
@@ -147,7 +70,7 @@ def labels(paths):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(prog='bench/latency.py', description=__doc__.splitlines()[0])
     p.add_argument('--weights', nargs='+', default=['weights/yolov3-mini.pt'])
     p.add_argument('--img-size', type=int, default=320)
     p.add_argument('--batch', type=int, nargs='+', default=[1, 8])

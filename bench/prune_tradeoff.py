@@ -14,27 +14,27 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
-if __package__ in (None, ''):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-from terminaltables import AsciiTable  # noqa: E402
+import matplotlib.pyplot as plt
+from terminaltables import AsciiTable
 
-import test as evaluation  # noqa: E402
-import train  # noqa: E402
-from models.weights import load_model  # noqa: E402
-from prune import (layer_channel_prune, layer_prune, normal_prune, regular_prune,  # noqa: E402
+from quantize.loader import load_for_inference
+from utils.evaluate import evaluate_on
+from utils.torch_utils import select_device
+import train
+from models.weights import load_model
+from prune import (layer_channel_prune, layer_prune, normal_prune, regular_prune,
                    shortcut_prune, slim_prune)
-from prune.cost import percent_for_bflops  # noqa: E402
-from prune.masks import RANKS  # noqa: E402
-from prune.surgery import PruneError  # noqa: E402
-from utils.runs import increment_path  # noqa: E402
+from prune.cost import percent_for_bflops
+from prune.masks import RANKS
+from prune.surgery import PruneError
+from utils.plots import save_figure
+from utils.runs import increment_path
 
 SETTINGS = [  # (label, script, arguments)
     ('normal 0.5', normal_prune, {'percent': 0.5}),
@@ -55,8 +55,8 @@ def sparse_train(opt):
 
 
 def evaluate(weights, data, img_size, out, name):
-    m = evaluation.run(data=data, weights=str(weights), img_size=img_size, plots=False,
-                       verbose=False, project=str(out), name=name, exist_ok=True)
+    m = evaluate_on(load_for_inference(weights, None, select_device('')), data, img_size,
+                    verbose=False, plots=False, save_dir=out / name)
     return {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
 
 
@@ -106,8 +106,7 @@ def plot(baseline, rows, path):
     ax.set_xlabel('BFLOPs')
     ax.set_ylabel('mAP@0.5 (x: right after pruning, dot: after fine-tune)')
     ax.legend()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, 120)
 
 
 def main(argv=None):

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-if __package__ in (None, ''):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from terminaltables import AsciiTable  # noqa: E402
+from terminaltables import AsciiTable
 
-import export  # noqa: E402
-import test as evaluation  # noqa: E402
-import train  # noqa: E402
-from quantize import ptq  # noqa: E402
-from utils.runs import increment_path  # noqa: E402
+import export
+from quantize.loader import load_for_inference
+from utils.evaluate import evaluate_on
+from utils.torch_utils import select_device
+import train
+from quantize import ptq
+from quantize.qdq import onnxruntime_target
+from utils.runs import increment_path
 
 VARIANTS = {  # name: (description, train.py flags)
     'fp32': ('FP32 fine-tune', {}),
@@ -44,13 +44,13 @@ ONNX_ROWS = ('q1', 'q3', 'q3-fold', 'q3-ema', 'q3-pct')  # 8-bit with a Q/DQ for
 
 
 def score(weights, opt, out, name):
-    m = evaluation.run(data=opt.data, weights=str(weights), img_size=opt.img_size, plots=False,
-                       verbose=False, project=str(out), name=name, exist_ok=True)
+    m = evaluate_on(load_for_inference(weights, None, select_device('')), opt.data,
+                    opt.img_size, verbose=False, plots=False, save_dir=out / name)
     return {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
 
 
 def onnx_score(weights, opt, out, name):
-    path = export.run(weights=str(weights), img_size=(opt.img_size,), qdq='onnxruntime',
+    path = export.run(weights=str(weights), img_size=(opt.img_size,), qdq=onnxruntime_target(),
                       project=str(out), name=f'{name}-onnx', exist_ok=True)[0]
     return score(path, opt, out, f'{name}-ort')
 

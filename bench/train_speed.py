@@ -14,21 +14,19 @@ import argparse
 import json
 import multiprocessing
 import resource
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-if __package__ in (None, ''):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from terminaltables import AsciiTable  # noqa: E402
+from terminaltables import AsciiTable
 
-from models import Darknet  # noqa: E402
-from train import amp_settings, load_hyp, optimizer_step  # noqa: E402
-from utils.loss import YoloLoss, scaled_gains  # noqa: E402
-from utils.torch_utils import select_device  # noqa: E402
+from models import Darknet
+from train import amp_settings, optimizer_step
+from utils.hyp import load_hyp
+from utils.loss import YoloLoss, scaled_gains
+from utils.torch_utils import select_device
 
 
 def random_targets(batch, nc, n_per_image=6, seed=0):
@@ -60,7 +58,8 @@ def measure(cfg, img_size, batch, device, amp, steps=10, warmup=3):
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss, _ = criterion(model(imgs), targets, imgs.shape[2:])
         (scaler.scale(loss) if scaler else loss).backward()
-        optimizer_step(model, opt, scaler, hooks=[], epoch=0)  # the step train.py takes
+        # the step train.py takes
+        optimizer_step(model, opt, scaler, hooks=[], epoch=0, clip_grad=hyp['clip_grad'])
         if device.type == 'cuda':
             torch.cuda.synchronize()
         if i >= warmup:

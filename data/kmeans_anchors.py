@@ -12,13 +12,10 @@ are both within --ratio (4, the anchor-matching rule of the training loss).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ''):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.cfg import parse_cfg, save_cfg
 from models.darknet import Darknet
 from utils.boxes import wh_iou

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.weights import WeightsError
+
 
 
 class FeatureTaps:
@@ -35,7 +37,7 @@ def head_channels(model, role) -> list[int]:
     for j in model.yolo_layers:
         m = model.module_list[j - 1]
         if not isinstance(getattr(m, 'conv', None), nn.Conv2d):  # ConvBNAct or its QAT twin
-            raise ValueError(f'{role}: layer {j - 1} feeds yolo layer {j} but is not a conv; '
+            raise WeightsError(f'{role}: layer {j - 1} feeds yolo layer {j} but is not a conv; '
                              'feature distillation needs one')
         out.append(m.conv.in_channels)
     return out

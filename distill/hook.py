@@ -26,6 +26,7 @@ from distill.feature import (FeatureTaps, feature_loss, head_channels, imitation
 from distill.imitation import imitation_losses
 from distill.output import output_losses
 from models.weights import WeightsError, load_model
+from utils.errors import OptionError
 from utils.hooks import TrainHook
 from utils.loss import YoloLoss
 
@@ -38,9 +39,9 @@ class DistillHook(TrainHook):
 
     def __init__(self, strategy, teacher, weight=1.0, temperature=3.0, feature='l2'):
         if strategy not in STRATEGIES:
-            raise ValueError(f'--KDstr must be one of {STRATEGIES}, got {strategy}')
+            raise OptionError(f'--KDstr must be one of {STRATEGIES}, got {strategy}')
         if feature not in ('l1', 'l2'):
-            raise ValueError(f"--kd-feature must be l1 or l2, got '{feature}'")
+            raise OptionError(f"--kd-feature must be l1 or l2, got '{feature}'")
         self.strategy, self.weight, self.temperature, self.feature = (strategy, weight,
                                                                       temperature, feature)
         self.teacher = teacher.eval().requires_grad_(False)
@@ -66,7 +67,7 @@ class DistillHook(TrainHook):
         heads = [model.module_list[j] for j in model.yolo_layers]
         for s, t in zip(preds, t_preds):
             if s.shape != t.shape:
-                raise ValueError(f'student head {tuple(s.shape)} and teacher head '
+                raise WeightsError(f'student head {tuple(s.shape)} and teacher head '
                                  f'{tuple(t.shape)} differ; distillation needs equal heads')
         if self.strategy == 1:
             losses = output_losses(preds, t_preds, heads, self.temperature)
@@ -128,11 +129,13 @@ def check_compatible(student, teacher):
 
 
 def distill_hook(opt):
-    """The hook for train.py's --t_weights flags, or None without a teacher."""
-    if not opt.get('t_weights'):
-        if opt.get('t_cfg'):
-            raise WeightsError('--t_cfg needs --t_weights (the teacher to distill from)')
+    """The hook for train.py's --t_weights flags (TrainOptions), or None without a teacher."""
+    if not opt.t_weights:
+        if opt.t_cfg:
+            raise OptionError('--t_cfg needs --t_weights (the teacher to distill from)')
         return None
-    teacher = load_model(opt['t_weights'], opt.get('t_cfg') or None)
-    return DistillHook(opt.get('KDstr', 1), teacher, opt.get('kd_weight', 1.0),
-                       opt.get('kd_T', 3.0), opt.get('kd_feature', 'l2'))
+    if opt.kd_weight <= 0 or opt.kd_T <= 0:
+        raise OptionError(f'--kd-weight and --kd-T must be > 0, got {opt.kd_weight} and '
+                          f'{opt.kd_T}')
+    teacher = load_model(opt.t_weights, opt.t_cfg or None)
+    return DistillHook(opt.KDstr, teacher, opt.kd_weight, opt.kd_T, opt.kd_feature)

@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from utils.errors import ToolkitError
+from utils.files import atomic_write_text
+
 ACTIVATION_NAMES = (
     'linear', 'leaky', 'relu', 'relu6', 'mish', 'swish', 'logistic', 'hswish', 'h_swish',
     'hard_sigmoid', 'tanh', 'elu', 'selu', 'gelu')
 
 
-class CfgError(ValueError):
+class CfgError(ToolkitError, ValueError):
     """A cfg problem; the message starts with file:line."""
 
 
@@ -193,7 +196,7 @@ def write_cfg(blocks: list[Block]) -> str:
 
 
 def save_cfg(blocks: list[Block], path) -> None:
-    Path(path).write_text(write_cfg(blocks))
+    atomic_write_text(path, write_cfg(blocks))
 
 
 def load_blocks(cfg) -> list[Block]:

@@ -51,8 +51,8 @@ def build_convolutional(b: Block, ctx: BuildContext):
     if c1 % g or c2 % g:
         raise b.error(f'groups={g} must divide input channels {c1} and filters {c2}', 'groups')
     padding = d * (k // 2) if b.get('pad') else b.get('padding')
-    module = ConvBNAct(c1, c2, k, b.get('stride'), padding, g, d,
-                       bn=bool(b.get('batch_normalize')), act=b.get('activation'))
+    module = ConvBNAct.build(c1, c2, k, b.get('stride'), padding, g, d,
+                             bn=bool(b.get('batch_normalize')), act=b.get('activation'))
     return module, c2
 
 
@@ -147,6 +147,12 @@ def build_modules(blocks: list[Block]):
         modules.append(module)
         ctx.channels.append(channels)
     return modules, ctx.channels
+
+
+def is_quantized(model) -> bool:
+    """Whether the model was quantized (quantize_model, or a QAT/PTQ checkpoint): it then carries
+    the config it was quantized with."""
+    return bool(getattr(model, 'quant_config', None))
 
 
 class Darknet(nn.Module):

@@ -11,7 +11,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from quantize.fold_bn import fold_conv_bn
+
+
+def fold_conv_bn(conv, bn):
+    """Return (weight, bias) of a conv that equals conv -> bn (bn in eval mode).
+
+    bn(y) = gamma * (y - mean) / sqrt(var + eps) + beta, so each output channel's kernel scales by
+    gamma / sqrt(var + eps) and the bias becomes beta + (b - mean) * that scale. Differentiable
+    in the conv and BN parameters: QAT with --BN_Fold trains through it.
+    """
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    return conv.weight * scale.view(-1, 1, 1, 1), bn.bias + (bias - bn.running_mean) * scale
+
+
+def is_depthwise(conv: nn.Conv2d) -> bool:
+    """One filter per input channel: its output channels are its input channels."""
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
 
 
 class HardSigmoid(nn.Module):
@@ -39,13 +55,18 @@ def make_activation(name: str) -> nn.Module:
 
 
 class ConvBNAct(nn.Module):
+    """A darknet [convolutional]: conv, BN (or Identity when the conv has a bias), activation."""
     froms: list = []
 
-    def __init__(self, c1, c2, k=1, s=1, p=0, g=1, d=1, bn=True, act='leaky'):
+    def __init__(self, conv: nn.Conv2d, bn: nn.Module, act: nn.Module):
         super().__init__()
-        self.conv = nn.Conv2d(c1, c2, k, s, p, dilation=d, groups=g, bias=not bn)
-        self.bn = nn.BatchNorm2d(c2, momentum=0.03, eps=1e-5) if bn else nn.Identity()
-        self.act = make_activation(act)
+        self.conv, self.bn, self.act = conv, bn, act
+
+    @classmethod
+    def build(cls, c1, c2, k=1, s=1, p=0, g=1, d=1, bn=True, act='leaky'):
+        conv = nn.Conv2d(c1, c2, k, s, p, dilation=d, groups=g, bias=not bn)
+        norm = nn.BatchNorm2d(c2, momentum=0.03, eps=1e-5) if bn else nn.Identity()
+        return cls(conv, norm, make_activation(act))
 
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from models.weights import WeightsError
 from utils.boxes import xyxy2xywh
+from utils.errors import OptionError
 
 
 class OnnxModel:
@@ -19,19 +21,26 @@ class OnnxModel:
         try:
             import onnxruntime as ort  # noqa: PLC0415
         except ImportError:
-            raise RuntimeError(f'{path}: running ONNX models needs onnxruntime: '
+            raise WeightsError(f'{path}: running ONNX models needs onnxruntime: '
                                'pip install onnxruntime') from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.path = str(path)
-        self.session = ort.InferenceSession(self.path, options,
-                                            providers=['CPUExecutionProvider'])
+        try:
+            self.session = ort.InferenceSession(self.path, options,
+                                                providers=['CPUExecutionProvider'])
+        except Exception as e:  # onnxruntime raises its own types for unreadable graphs
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise WeightsError(f'{path}: onnxruntime cannot load it ({first})') from None
         inp = self.session.get_inputs()[0]
         self.input_name, self.input_shape = inp.name, inp.shape
+        fixed = self.input_shape[2:]
+        # the size the graph was exported at, or None for a dynamic graph (any size)
+        self.img_size = tuple(fixed) if all(isinstance(s, int) for s in fixed) else None
         names = [o.name for o in self.session.get_outputs()]
         if names[:2] != ['boxes', 'scores']:
-            raise ValueError(f'{path}: expected outputs boxes, scores (an export.py graph), got '
-                             f'{names}')
+            raise WeightsError(f'{path}: expected outputs boxes, scores (an export.py graph), '
+                               f'got {names}')
         self.nc = self.session.get_outputs()[1].shape[-1]
         if not isinstance(self.nc, int):  # a dynamic graph may not say: run it once
             dims = [d if isinstance(d, int) else 64 for d in self.input_shape[1:]]
@@ -48,8 +57,8 @@ class OnnxModel:
     def check_size(self, h, w):
         fixed = self.input_shape[2:]
         if all(isinstance(s, int) for s in fixed) and tuple(fixed) != (h, w):
-            raise ValueError(f'{self.path}: the graph takes {fixed[0]}x{fixed[1]} images, got '
-                             f'{h}x{w}; use --img-size {fixed[0]} or export with --dynamic')
+            raise OptionError(f'{self.path}: the graph takes {fixed[0]}x{fixed[1]} images, got '
+                              f'{h}x{w}; use --img-size {fixed[0]} or export with --dynamic')
 
     def __call__(self, images):
         self.check_size(*images.shape[2:])

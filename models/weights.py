@@ -11,9 +11,7 @@ Checkpoints are dicts of tensors and plain types (cfg text, state dict, epoch, .
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +19,11 @@ import torch
 
 from models.darknet import Darknet
 from models.layers import ConvBNAct, Shortcut
+from utils.errors import ToolkitError
+from utils.files import atomic_write_bytes
 
 
-class WeightsError(ValueError):
+class WeightsError(ToolkitError, ValueError):
     """A weights or checkpoint problem; the message names the file."""
 
 
@@ -99,29 +99,6 @@ def save_darknet_weights(model, path, cutoff=None, seen=0) -> None:
     atomic_write_bytes(path, b''.join(chunks))
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(ckpt: dict, path) -> None:
     buf = io.BytesIO()
     torch.save(ckpt, buf)
@@ -169,12 +146,14 @@ def inference_state(ckpt) -> dict:
     return ckpt.get('ema') or ckpt['model']
 
 
-def load_pretrained(model, path) -> str:
+def load_pretrained(model, path, other_classes=False) -> str:
     """Start training from weights that may not fit exactly; returns what was loaded.
 
     ``.pt``: tensors whose name and shape match are copied, the rest (say, heads for another class
     count) keep their fresh initialisation. Darknet files: the whole cfg, or a backbone prefix
-    (darknet53.conv.74 style) recognised by its float count.
+    (darknet53.conv.74 style) recognised by its float count; with ``other_classes`` (train.py
+    -pt) the same architecture trained for another class count (COCO's 80): every layer but the
+    convs feeding the [yolo] layers, which start fresh.
     """
     if str(path).endswith('.pt'):
         state = inference_state(load_checkpoint(path))
@@ -185,28 +164,87 @@ def load_pretrained(model, path) -> str:
         note = f'; re-initialised (shape differs or missing): {", ".join(fresh)}' if fresh else ''
         return f'{path}: {len(fits)}/{len(own)} tensors loaded{note}'
     _, data = read_darknet_file(path)
+    if other_classes:
+        return _load_other_classes(model, path, data)
     n_layers = len(model.module_list)
     for cutoff in [None] + list(range(n_layers - 1, 0, -1)):
         if count_darknet_floats(model, cutoff) == len(data):
             load_darknet_weights(model, path, cutoff)
             return f'{path}: ' + ('all layers' if cutoff is None else f'layers 0..{cutoff - 1}')
+    hint = (f'; it fits this cfg trained for {_source_classes(model, len(data))} classes: add -pt'
+            if _source_classes(model, len(data)) else '')
     raise WeightsError(f'{path}: holds {len(data)} floats, which is neither the whole cfg '
-                       f'({count_darknet_floats(model)}) nor the first layers of it')
+                       f'({count_darknet_floats(model)}) nor the first layers of it{hint}')
+
+
+def head_convs(model) -> list[int]:
+    """The convs whose outputs the [yolo] layers read: their size follows the class count."""
+    return [j - 1 for j in model.yolo_layers]
+
+
+def _head_floats_per_output(model, i):
+    """Floats darknet stores per output channel of conv i (its kernel, then bias or BN)."""
+    conv = model.module_list[i].conv
+    per_kernel = conv.weight[0].numel()
+    return per_kernel + (4 if isinstance(model.module_list[i].bn, torch.nn.BatchNorm2d) else 1)
+
+
+def _source_classes(model, n_floats):
+    """The class count whose heads make this cfg hold n_floats, or None."""
+    heads = head_convs(model)
+    if any(not isinstance(model.module_list[i], ConvBNAct) for i in heads):
+        return None
+    body = count_darknet_floats(model) - sum(t.numel() for i in heads
+                                             for t in darknet_tensors(model.module_list[i]))
+    per_class = sum(model.module_list[i + 1].na * _head_floats_per_output(model, i)
+                    for i in heads)
+    extra = n_floats - body
+    if extra <= 0 or extra % per_class:
+        return None
+    nc = extra // per_class - 5
+    return nc if nc >= 1 else None
+
+
+def _load_other_classes(model, path, data) -> str:
+    nc = _source_classes(model, len(data))
+    if nc is None:
+        raise WeightsError(f'{path}: holds {len(data)} floats, which fits this cfg for no class '
+                           f'count (-pt: the same architecture trained on other classes)')
+    heads, ptr = set(head_convs(model)), 0
+    with torch.no_grad():
+        for i, m in enumerate(model.module_list):
+            if i in heads:  # the source's head: anchors x (5 + nc) outputs, skipped
+                ptr += model.module_list[i + 1].na * (5 + nc) * _head_floats_per_output(model, i)
+                continue
+            for t in darknet_tensors(m):
+                t.copy_(torch.from_numpy(data[ptr:ptr + t.numel()].copy()).view_as(t))
+                ptr += t.numel()
+    skipped = ', '.join(map(str, sorted(heads)))
+    return (f'{path}: all layers but {skipped} (the file is for {nc} classes, this cfg for '
+            f'{model.nc}: the convs before the yolo layers start fresh)')
 
 
 def load_model(weights, cfg=None):
-    """A Darknet from a ``.pt`` (its own cfg text unless ``cfg`` is given) or cfg + darknet file."""
+    """A float Darknet from a ``.pt`` (its own cfg text unless ``cfg`` is given) or cfg + darknet
+    file. A quantized checkpoint is refused: quantize/loader.py rebuilds those."""
     if str(weights).endswith('.pt'):
         ckpt = load_checkpoint(weights)
-        model = Darknet(cfg or ckpt['cfg'])
-        if ckpt.get('quant'):  # a QAT / PTQ checkpoint: the same modules, then its tensors
-            from quantize.config import QuantConfig  # noqa: PLC0415 (quantize imports models)
-            from quantize.qat import quantize_model  # noqa: PLC0415
-            quantize_model(model, QuantConfig(**ckpt['quant']))
-        load_state_dict_checked(model, inference_state(ckpt), weights)
-        return model
-    if cfg is None:
+        if ckpt.get('quant'):
+            raise WeightsError(f'{weights}: a quantized (QAT/PTQ) checkpoint; this step needs '
+                               'the float model it came from')
+        return model_from_checkpoint(ckpt, weights, cfg)
+    if not cfg:
         raise WeightsError(f'{weights}: a darknet .weights file needs --cfg')
     model = Darknet(cfg)
     load_darknet_weights(model, weights)
+    return model
+
+
+def model_from_checkpoint(ckpt, source, cfg=None, prepare=None):
+    """The model a loaded checkpoint holds: built from its cfg (or ``cfg``), ``prepare(model)``
+    applied (quantize/loader.py replays quantization there), then its inference tensors."""
+    model = Darknet(cfg or ckpt['cfg'])
+    if prepare is not None:
+        model = prepare(model)
+    load_state_dict_checked(model, inference_state(ckpt), source)
     return model

@@ -11,17 +11,15 @@ dropout is skipped (it cost a sixth of a CPU epoch) and only the cut gammas' gra
 zeroed, as the dropout zeroed them: the step is the same.
 Evaluation sees the whole network until then (best.pt waits for the cut).
 With --sr-round N every layer keeps a multiple of N channels: CPU and GPU kernels work in
-channel blocks (onnxruntime's x86 convolutions in blocks of 8 or 16). yolov3-mini cut to 30% of
-its BFLOPs ran in 2.44 ms with odd widths and 1.74 ms with multiples of 16 (onnxruntime, batch
-1, 2 cores; the original: 4.59 ms).
+channel blocks (onnxruntime's x86 convolutions in blocks of 8 or 16), and odd widths fall out of
+them (docs/results/latency.md).
 
 Why dropout and not a shrinking gamma (Gomez et al. 2019, targeted dropout): BN makes a layer's
-scale free, so a network whose gammas are capped grows the weights that read them instead. On
-yolov3-mini, with gammas capped at a falling share of the layer's largest, mAP held at 0.85 until
-the cap reached 0 and then fell to 0.62; a channel that is absent for a growing share of the
-images cannot be compensated that way. The L1 push of -sr alone did not move the early
-high-resolution layers at all (their gradients outweigh it under Adam), and the 70% cut then
-fell to mAP 0.007.
+scale free, so a network whose gammas are capped grows the weights that read them instead, and
+the loss then comes all at once when the cap reaches 0; a channel that is absent for a growing
+share of the images cannot be compensated that way. The L1 push of -sr alone does not move the
+early high-resolution layers (their gradients outweigh it under Adam). The measurements behind
+both: docs/results/pruning.md, "The 70% cut".
 """
 from __future__ import annotations
 
@@ -31,10 +29,10 @@ import torch
 
 from prune.cost import percent_for_bflops
 from prune.masks import channel_plan
+from utils.errors import OptionError
 
-# Every layer keeps at least a quarter of its channels. With slim's default floor (0.01) the
-# plan cut the heads' wide convs to 4-17% of their channels and the kept network ended 1.2 points
-# lower in mAP@0.5 (5.2 in mAP@0.5:0.95) after the same 12 epochs.
+# Every layer keeps at least a quarter of its channels: with slim's default floor (0.01) the
+# plan starved the heads' wide convs and cost accuracy (docs/results/pruning.md).
 LAYER_KEEP = 0.25
 FADE = 2 / 3  # default share of the epochs after which the cut channels are gone for good
 
@@ -42,12 +40,13 @@ FADE = 2 / 3  # default share of the epochs after which the cut channels are gon
 class CutAim:
     def __init__(self, keep, mode, epochs, fade=FADE, round_to=1):
         if mode == 2 or not 0 < keep < 1:
-            raise ValueError(f'--sr-target is the share of BFLOPs to keep, in (0, 1), with '
+            raise OptionError(f'--sr-target is the share of BFLOPs to keep, in (0, 1), with '
                              f'--prune 0 or 1; got {keep} with --prune {mode}')
         if not 0 < fade <= 1:
-            raise ValueError(f'--sr-fade is a share of the epochs, in (0, 1]; got {fade}')
+            raise OptionError(f'--sr-fade is a share of the epochs, in (0, 1]; got {fade}')
         if int(round_to) != round_to or round_to < 1:
-            raise ValueError(f'--sr-round is a whole number of channels, 1 or more; got {round_to}')
+            raise OptionError(f'--sr-round is a whole number of channels, 1 or more; got '
+                              f'{round_to}')
         self.keep, self.mode, self.epochs, self.fade = keep, mode, epochs, fade
         self.round_to = int(round_to)
         self.convs, self.img_size = [], None

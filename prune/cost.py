@@ -43,15 +43,24 @@ def bflops_below(model, groups, img_size, small) -> float:
 
 def percent_for_bflops(model, keep, img_size, select) -> float:
     """Smallest percent (0.01 steps) whose plan ``select(model, percent)`` leaves at most ``keep``
-    of the BFLOPs. BFLOPs fall monotonically with the percent, so bisect; a percent the script
-    refuses counts as too low."""
+    of the BFLOPs. BFLOPs fall monotonically with the percent, so bisect; a percent the method
+    refuses counts as too low. A target that no percent reaches is a PruneError saying the
+    smallest share that can be reached."""
     full = model.info(img_size)['bflops']
+
+    def share(percent):
+        try:
+            return prune_model(model, select(model, percent / 100)).info(img_size)['bflops'] / full
+        except PruneError:
+            return 1.0
+
     lo, hi = 0, 99
     while lo < hi:
         mid = (lo + hi) // 2
-        try:
-            ratio = prune_model(model, select(model, mid / 100)).info(img_size)['bflops'] / full
-        except PruneError:
-            ratio = 1.0
-        lo, hi = (lo, mid) if ratio <= keep else (mid + 1, hi)
+        lo, hi = (lo, mid) if share(mid) <= keep else (mid + 1, hi)
+    reached = share(lo)
+    if reached > keep:
+        raise PruneError(f'keeping {keep:.1%} of the BFLOPs is out of reach: the deepest cut '
+                         f'this method makes here keeps {reached:.1%} (fixed layers, heads and '
+                         f'the per-layer floor stay)')
     return lo / 100

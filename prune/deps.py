@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from models.layers import (ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route, ScaleChannels,
-                           Shortcut, Upsample, YoloLayer)
+                           Shortcut, Upsample, YoloLayer, is_depthwise)
+from prune.surgery import PruneError
 
 PASS_THROUGH = (Upsample, MaxPool, GlobalAvgPool, Dropout)
 
@@ -64,9 +65,6 @@ class _Spaces:
         self.fixed.setdefault(self.find(i), why)
 
 
-def _is_depthwise(conv: nn.Conv2d):
-    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
-
 
 def channel_groups(model) -> list[ChannelGroup]:
     """Groups of convolutions whose output channels must be pruned together."""
@@ -75,9 +73,9 @@ def channel_groups(model) -> list[ChannelGroup]:
         prev = space_of[i - 1] if i else None
         if isinstance(m, ConvBNAct):
             s = spaces.new(i)
-            if _is_depthwise(m.conv) and prev is not None:
+            if is_depthwise(m.conv) and prev is not None:
                 s = spaces.union(prev, i)
-            elif _is_depthwise(m.conv):
+            elif is_depthwise(m.conv):
                 spaces.fix(i, 'depthwise convolution after a route')
             elif m.conv.groups > 1:
                 spaces.fix(i, 'grouped convolution')
@@ -85,7 +83,7 @@ def channel_groups(model) -> list[ChannelGroup]:
                     spaces.fix(prev, 'input of a grouped convolution')
         elif isinstance(m, (Shortcut, ScaleChannels)):
             if prev is None or any(space_of[j] is None for j in m.froms):
-                raise ValueError(f'layer {i}: {type(m).__name__} of a route output is not '
+                raise PruneError(f'layer {i}: {type(m).__name__} of a route output is not '
                                  'supported by channel pruning yet')
             s = prev
             for j in m.froms:
@@ -125,7 +123,7 @@ def _collect(model, spaces):
 def prunable_groups(model, mode: int) -> list[ChannelGroup]:
     """Mode 0: single-conv spaces; mode 1: also shortcut/SE/depthwise-merged spaces."""
     if mode not in (0, 1):
-        raise ValueError(f'channel pruning mode must be 0 or 1, got {mode}')
+        raise PruneError(f'channel pruning mode must be 0 or 1, got {mode}')
     return [g for g in channel_groups(model) if not g.fixed and (mode == 1 or not g.merged)]
 
 

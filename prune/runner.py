@@ -8,36 +8,44 @@ from pathlib import Path
 
 import torch
 
-import test as evaluation
 from models.cfg import save_cfg
 from models.weights import load_checkpoint, load_model, save_checkpoint, save_darknet_weights
-from prune.masks import RANKS
+from prune.methods import METHODS, OPTIONS
 from prune.report import channel_rows, channel_table, stage_figures, summary_table
-from prune.surgery import layer_masks, masked_model, prune_model
+from prune.surgery import PruneError, layer_masks, masked_model, prune_model, renumber
+from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
+from utils.evaluate import evaluate_model
+from utils.files import atomic_write_text
 from utils.log import LOGGER
+from utils.options import Parser, add_shared, one_size
 from utils.runs import increment_path
 from utils.torch_utils import select_device
 
-TOLERANCE = 1e-3  # pruned vs masked outputs; they agree to float rounding (about 1e-5)
+TOLERANCE = 1e-3  # pruned vs masked outputs, in pixels; they agree to float rounding (~1e-5)
 
 
-def base_parser(doc: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    p.add_argument('--cfg', default='', help='cfg of darknet --weights (a .pt holds its own)')
-    p.add_argument('--data', default='data/shapes.data', help='.data file to evaluate on')
-    p.add_argument('--weights', default='weights/yolov3-mini.pt', help='sparse-trained weights')
-    p.add_argument('--img-size', type=int, default=None, help="default: the cfg's width")
-    p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--device', default='', help="'' (CUDA if available), cpu, 0, ...")
-    p.add_argument('--workers', type=int, default=2)
+def parser(method, doc):
+    p = Parser(prog=f'{method}_prune.py', description=doc.strip().splitlines()[0])
+    add_shared(p, cfg='', data='data/shapes.data', weights='weights/yolov3-mini.pt',
+               img_size=None, batch_size=16, device='', workers=2, project='runs/prune',
+               name='exp', exist_ok=False)
     p.add_argument('--eval', action=argparse.BooleanOptionalAction, default=True,
                    help='evaluate mAP of the original, masked and pruned models')
     p.add_argument('--latency-runs', type=int, default=20, help='0: skip the latency figures')
-    p.add_argument('--project', default='runs/prune')
-    p.add_argument('--name', default='exp')
-    p.add_argument('--exist-ok', action='store_true')
+    m = METHODS[method]
+    for option in m.options:
+        flags, kw = OPTIONS[option]
+        p.add_argument(*flags, dest=option, **kw | {'default': m.default(option)})
     return p
+
+
+def script_main(method, doc):
+    """The main() of a prune script: its flags from the registry, one-line errors."""
+    @friendly_errors
+    def main(argv=None):
+        return run_method(method, **vars(parser(method, doc).parse_args(argv)))
+    return main
 
 
 def _source_cfg_name(weights, cfg):
@@ -50,32 +58,6 @@ def _source_cfg_name(weights, cfg):
     return Path(weights).stem
 
 
-SCRIPT_FLAGS = {  # the selection flags, shared by the scripts that take them
-    'percent': (['--percent'], {'type': float, 'default': 0.5,
-                                'help': 'share of the ranked gammas to prune'}),
-    'min_keep': (['--min-keep'], {'type': float, 'default': 0.0, 'help': 'every layer keeps at '
-                                  'least this share of its channels (and one), or it is an error'}),
-    'layer_keep': (['--layer_keep', '--layer-keep'], {'type': float, 'default': 0.01, 'help':
-                   'a layer under this share of its channels keeps its best ones instead'}),
-    'round': (['--round'], {'type': int, 'default': 8,
-                            'help': 'kept channels: a multiple of this'}),
-    'rank': (['--rank'], {'default': 'global', 'choices': RANKS,
-                          'help': 'global: raw |gamma|; layer: |gamma| over the largest of its '
-                                  'layer (layers whose scale the sparse training shrank)'}),
-    'shortcuts': (['--shortcuts'], {'type': int, 'default': 2,
-                                    'help': 'residual blocks to drop'}),
-}
-
-
-def parse_script_args(doc, flags, argv=None, defaults=None):
-    p = base_parser(doc)
-    for flag in flags:
-        names, kw = SCRIPT_FLAGS[flag]
-        p.add_argument(*names, **kw | ({'default': defaults[flag]} if flag in (defaults or {})
-                                       else {}))
-    return p.parse_args(argv)
-
-
 @torch.no_grad()
 def max_abs_diff(a, b, img_size, device) -> float:
     x = torch.rand(2, a.in_channels, img_size, img_size, device=device,
@@ -83,36 +65,85 @@ def max_abs_diff(a, b, img_size, device) -> float:
     return (a(x)[0] - b(x)[0]).abs().max().item()
 
 
+@torch.no_grad()
+def first_divergence(model, plan, masked, pruned, img_size, device, tol=1e-4):
+    """The first layer whose pruned output differs from the masked one's kept channels by more
+    than ``tol`` relative to its size, as (layer, difference), or None."""
+    outs = {}
+
+    def keep(tag, i):
+        return lambda module, inputs, out: outs.__setitem__((tag, i), out)
+
+    new_index = renumber(model, plan)
+    handles = [m.register_forward_hook(keep('masked', i))
+               for i, m in enumerate(masked.module_list)]
+    handles += [m.register_forward_hook(keep('pruned', i))
+                for i, m in enumerate(pruned.module_list)]
+    x = torch.rand(1, model.in_channels, img_size, img_size, device=device,
+                   generator=torch.Generator(device).manual_seed(0))
+    masked(x), pruned(x)
+    for h in handles:
+        h.remove()
+    for i, mask in enumerate(layer_masks(model, plan)):
+        if new_index[i] is None:
+            continue
+        a, b = outs[('masked', i)], outs[('pruned', new_index[i])]
+        a = a[:, mask.to(a.device)] if a.dim() == 4 else a
+        diff = (a - b).abs().max().item() if a.shape == b.shape else float('inf')
+        if diff > tol * max(1.0, a.abs().max().item()):
+            return i, diff
+    return None
+
+
+def run_method(method, cfg='', data='data/shapes.data', weights='weights/yolov3-mini.pt',
+               img_size=None, batch_size=16, device='', workers=2, eval=True, latency_runs=20,
+               project='runs/prune', name='exp', exist_ok=False, **options):
+    """Prune with a registered method; ``options`` are its selection options (None: default).
+    Returns the prune.json content."""
+    m = METHODS[method]
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise PruneError(f"{method}: unknown option(s) {', '.join(sorted(unknown))}")
+    opts = m.resolve(**options)
+    return prune_and_report(method, m.tag(opts), lambda model: m.select(model, **opts), cfg,
+                            data, weights, img_size, batch_size, device, workers, eval,
+                            latency_runs, project, name, exist_ok)
+
+
 def prune_and_report(method, tag, select, cfg='', data='data/shapes.data',
                      weights='weights/yolov3-mini.pt', img_size=None, batch_size=16, device='',
                      workers=2, eval=True, latency_runs=20, project='runs/prune', name='exp',
                      exist_ok=False):
-    """Prune with ``select(model) -> PrunePlan``; returns the prune.json content."""
+    """Prune with ``select(model) -> PrunePlan``; returns the prune.json content. The outputs
+    appear together: the cfg, weights and checkpoint first, prune.json last, so a folder with a
+    prune.json holds a complete set."""
     device = select_device(device)
     model = load_model(weights, cfg or None).float().to(device).eval()
     data_cfg = parse_data_cfg(data)
-    size = img_size or model.img_size[1]
+    size = one_size(img_size, model.img_size[1])
     plan = select(model)
     masked, pruned = masked_model(model, plan), prune_model(model, plan)
     diff = max_abs_diff(masked, pruned, size, device)
     if diff > TOLERANCE:
-        LOGGER.warning(f'WARNING: pruned and masked outputs differ by {diff:.2e}; please report '
-                       'this with the cfg')
+        where = first_divergence(model, plan, masked, pruned, size, device)
+        layer = f'first at layer {where[0]} ({where[1]:.2e})' if where else 'at the outputs'
+        raise PruneError(f'pruned and masked outputs differ by {diff:.2e}, {layer}: nothing '
+                         f'was written; please report this with the cfg')
     save_dir = increment_path(project, name, exist_ok)
     stem = save_dir / f'{_source_cfg_name(weights, cfg)}_{method}_{tag}'
     _save(pruned, stem, data_cfg['names'], {'method': method, 'source': str(weights)})
     loader = _val_loader(data_cfg, size, batch_size, workers) if eval else None
     stages = {}
-    for stage, m in (('original', model), ('masked', masked), ('pruned', pruned)):
-        metrics = evaluation.run(model=m, dataloader=loader, names=data_cfg['names'],
-                                 verbose=False, plots=False) if loader else None
-        stages[stage] = stage_figures(m, size, device, metrics, latency_runs)
+    for stage, net in (('original', model), ('masked', masked), ('pruned', pruned)):
+        metrics = evaluate_model(net, loader, data_cfg['names'], verbose=False,
+                                 plots=False) if loader else None
+        stages[stage] = stage_figures(net, size, device, metrics, latency_runs)
     rows = channel_rows(model, layer_masks(model, plan), plan.dropped_layers())
     report = {'method': method, 'cfg': f'{stem}.cfg', 'weights': f'{stem}.weights',
               'pt': f'{stem}.pt', 'source': str(weights), 'img_size': size,
               'dropped_blocks': plan.dropped, 'max_abs_diff_pruned_vs_masked': diff,
               **stages, 'channels': rows}
-    (save_dir / 'prune.json').write_text(json.dumps(report, indent=2))
+    atomic_write_text(save_dir / 'prune.json', json.dumps(report, indent=2))
     print(summary_table(stages, f' {method} prune: {Path(weights).name} '))
     print(channel_table(rows))
     LOGGER.info(f'pruned == masked: max |diff| {diff:.1e}\nsaved {stem}.cfg, .weights, .pt and '

@@ -22,10 +22,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.darknet import is_quantized
 from prune.aim import FADE, CutAim
 from prune.cost import bflops_below, cost_weights
 from prune.deps import prunable_groups, residual_blocks
-from quantize.qat import is_quantized
+from utils.errors import OptionError
 from utils.hooks import TrainHook
 from utils.plots import gamma_histogram, plot_gamma_history
 
@@ -49,7 +50,7 @@ class SparsityHook(TrainHook):
     def __init__(self, s, mode, schedule='constant', epochs=1, flops=False, target=None,
                  fade=FADE, round_to=1):
         if flops and mode == 2:
-            raise ValueError('--sr-flops weighs channels; it needs --prune 0 or 1, not 2')
+            raise OptionError('--sr-flops weighs channels; it needs --prune 0 or 1, not 2')
         self.s, self.mode, self.schedule, self.epochs = s, mode, schedule, epochs
         self.flops, self.groups, self.img_size = flops, [], None
         self.gammas, self.weights = [], []  # weights: the push per gamma over S (1 unless flops)
@@ -122,19 +123,24 @@ class SparsityHook(TrainHook):
 
 
 def sparsity_hook(opt):
-    """The hook for train.py's -sr flags, or None without -sr."""
-    if not opt.get('sr'):
+    """The hook for train.py's -sr flags (TrainOptions), or None without -sr."""
+    if not opt.sr:
+        for flag, value, default in (('--sr-target', opt.sr_target, None),
+                                     ('--sr-fade', opt.sr_fade, FADE),
+                                     ('--sr-round', opt.sr_round, 1)):
+            if value != default:
+                raise OptionError(f'{flag} shapes sparse training: give -sr too')
         return None
-    if opt.get('prune', 0) not in (0, 1, 2):
-        raise ValueError(f"--prune must be 0, 1 or 2, got {opt['prune']}")
-    target = opt.get('sr_target')
-    if target is not None and opt.get('quantized'):
-        raise ValueError('--sr-target plans cuts on the float model; drop --quantized')
-    if target is None and opt.get('sr_fade', FADE) != FADE:
-        raise ValueError('--sr-fade times the cut of --sr-target; give --sr-target too')
-    if target is None and opt.get('sr_round', 1) != 1:
-        raise ValueError('--sr-round shapes the cut of --sr-target; give --sr-target too')
-    return SparsityHook(opt.get('s', 0.001), opt.get('prune', 0),
-                        opt.get('sr_schedule', 'constant'), opt.get('epochs', 1),
-                        opt.get('sr_flops', False), target, opt.get('sr_fade', FADE),
-                        opt.get('sr_round', 1))
+    if opt.prune not in (0, 1, 2):
+        raise OptionError(f'--prune must be 0, 1 or 2, got {opt.prune}')
+    if opt.s < 0:
+        raise OptionError(f'--s is a strength, 0 or more, got {opt.s}')
+    target = opt.sr_target
+    if target is not None and opt.quantized:
+        raise OptionError('--sr-target plans cuts on the float model; drop --quantized')
+    if target is None and opt.sr_fade != FADE:
+        raise OptionError('--sr-fade times the cut of --sr-target; give --sr-target too')
+    if target is None and opt.sr_round != 1:
+        raise OptionError('--sr-round shapes the cut of --sr-target; give --sr-target too')
+    return SparsityHook(opt.s, opt.prune, opt.sr_schedule, opt.epochs, opt.sr_flops, target,
+                        opt.sr_fade, opt.sr_round)

@@ -25,10 +25,12 @@ import torch
 from torch import nn
 
 from models.darknet import Darknet
-from models.layers import ConvBNAct, Route, ScaleChannels, Shortcut, Upsample, YoloLayer
+from models.layers import (ConvBNAct, Route, ScaleChannels, Shortcut, Upsample, YoloLayer,
+                           is_depthwise)
+from utils.errors import ToolkitError
 
 
-class PruneError(ValueError):
+class PruneError(ToolkitError, ValueError):
     """A plan that cannot be carried out; the message names the layer or flag."""
 
 
@@ -40,9 +42,6 @@ class PrunePlan:
     def dropped_layers(self) -> set:
         return {s - k for s in self.dropped for k in (0, 1, 2)}
 
-
-def _is_depthwise(conv):
-    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
 
 
 def layer_masks(model, plan: PrunePlan) -> list[torch.Tensor]:
@@ -79,9 +78,9 @@ def _conv_mask(m, i, prev, plan, gone):
         raise PruneError(f'layer {i}: mask has {mask.numel()} entries for {n} channels')
     if not mask.any():
         raise PruneError(f'layer {i}: the plan removes all {n} channels; every layer keeps one')
-    if _is_depthwise(m.conv) and not torch.equal(mask, prev):
+    if is_depthwise(m.conv) and not torch.equal(mask, prev):
         raise PruneError(f'layer {i}: a depthwise conv must keep the channels of its input')
-    if m.conv.groups > 1 and not _is_depthwise(m.conv) and not (mask.all() and prev.all()):
+    if m.conv.groups > 1 and not is_depthwise(m.conv) and not (mask.all() and prev.all()):
         raise PruneError(f'layer {i}: grouped convolutions cannot be pruned')
     return mask
 
@@ -213,7 +212,7 @@ def prune_model(model, plan: PrunePlan):
     masks = layer_masks(model, plan)
     source = copy.deepcopy(model).cpu().eval()
     compensate(source, masks)
-    new_index = _renumber(model, plan)
+    new_index = renumber(model, plan)
     pruned = Darknet(_pruned_blocks(model, plan, masks, new_index))
     state = {}
     for i, m in enumerate(source.module_list):
@@ -226,7 +225,7 @@ def prune_model(model, plan: PrunePlan):
     return pruned.to(next(model.parameters()).device).eval()
 
 
-def _renumber(model, plan):
+def renumber(model, plan):
     """Old layer -> new layer, None for the layers of dropped blocks."""
     gone, new_index, n = plan.dropped_layers(), [], 0
     for i in range(len(model.module_list)):
@@ -255,7 +254,7 @@ def _pruned_blocks(model, plan, masks, new_index):
         b = model.blocks[i + 1].copy()
         if isinstance(m, ConvBNAct):
             b.options['filters'] = str(int(masks[i].sum()))
-            if _is_depthwise(m.conv):
+            if is_depthwise(m.conv):
                 b.options['groups'] = b.options['filters']
         key = REFERENCE_KEYS.get(b.type)
         if key:

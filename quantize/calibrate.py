@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from quantize.modules import ActQuant
+from utils.errors import OptionError
 
 BINS = 2048
 METHODS = ('max', 'percentile', 'mse', 'entropy')
@@ -56,7 +57,7 @@ def pick_amax(hist, top, method, percentile=99.99):
         return _mse_amax(hist, edges)
     if method == 'entropy':
         return _entropy_amax(hist, edges)
-    raise ValueError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
+    raise OptionError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
 
 
 def _mse_amax(hist, edges, levels=127):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from utils.errors import OptionError
+
 MODES = {1: 'google', 2: 'dorefa', 3: 'tensorrt'}
 OBSERVERS = ('minmax', 'ema', 'percentile')
 
@@ -31,15 +33,15 @@ class QuantConfig:
 
     def __post_init__(self):
         if self.mode not in MODES:
-            raise ValueError(f'--quantized must be one of {sorted(MODES)}, got {self.mode}')
+            raise OptionError(f'--quantized must be one of {sorted(MODES)}, got {self.mode}')
         for name in ('w_bits', 'a_bits'):
             bits = getattr(self, name)
             low = 1 if (self.mode == 2 and name == 'w_bits') else 2
             if not low <= bits <= 8:
-                raise ValueError(f'--{name.replace("_", "-")} must be in {low}..8 for mode '
+                raise OptionError(f'--{name.replace("_", "-")} must be in {low}..8 for mode '
                                  f'{self.mode}, got {bits}')
         if self.observer and self.observer not in OBSERVERS:
-            raise ValueError(f"observer must be one of {', '.join(OBSERVERS)}, got "
+            raise OptionError(f"observer must be one of {', '.join(OBSERVERS)}, got "
                              f"'{self.observer}'")
 
     @property

@@ -22,32 +22,30 @@ runtime for this format, checked against the fake-quant model.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-if __package__ in (None, ''):  # run as a file, not with -m: import from the repo root
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
+import numpy as np
+from torch import nn
 
-import numpy as np  # noqa: E402
-from torch import nn  # noqa: E402
-
-from models.layers import MaxPool, Route, Upsample, YoloLayer  # noqa: E402
-from models.weights import load_model  # noqa: E402
-from quantize.modules import QuantConvBNAct, QuantShortcut  # noqa: E402
-from quantize.qat import is_quantized  # noqa: E402
-from quantize.qdq import act_qparams, output_quantizers  # noqa: E402
-from utils.cli import friendly_errors  # noqa: E402
-from utils.log import LOGGER  # noqa: E402
-from utils.runs import increment_path  # noqa: E402
+from models.darknet import is_quantized
+from models.layers import MaxPool, Route, Upsample, YoloLayer
+from quantize.loader import load_model
+from quantize.modules import QuantConvBNAct, QuantShortcut
+from quantize.qdq import act_qparams, output_quantizers
+from utils.cli import friendly_errors
+from utils.errors import ToolkitError
+from utils.files import atomic_path, atomic_write_text
+from utils.log import LOGGER
+from utils.options import Parser
+from utils.runs import increment_path
 
 ACTIVATIONS = {nn.Identity: 'linear', nn.ReLU: 'relu', nn.LeakyReLU: 'leaky', nn.SiLU: 'swish',
                nn.Hardswish: 'hswish', nn.Mish: 'mish', nn.Sigmoid: 'logistic'}
 HOMOGENEOUS = ('linear', 'relu', 'leaky')
 
 
-class IntExportError(ValueError):
+class IntExportError(ToolkitError, ValueError):
     """A model this format cannot express; the message names the layer."""
 
 
@@ -149,30 +147,31 @@ def run(weights='', project='runs/int', name='exp', exist_ok=False):
     manifest, arrays = integer_model(model)
     save_dir = increment_path(project, name, exist_ok)
     stem = save_dir / f'{Path(weights).stem}_int'
-    np.savez(f'{stem}.npz', **arrays)
-    Path(f'{stem}.json').write_text(json.dumps(manifest, indent=1))
+    with atomic_path(f'{stem}.npz') as tmp:
+        np.savez(tmp, **arrays)
+    atomic_write_text(f'{stem}.json', json.dumps(manifest, indent=1))  # last: the set is whole
     n = sum(a.size for k, a in arrays.items() if k.startswith('w'))
     LOGGER.info(f'wrote {stem}.npz ({n:,} integer weights) and {stem}.json '
                 f"({len(manifest['layers'])} layers)")
     return [f'{stem}.npz', f'{stem}.json']
 
 
-def parse_opt(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser():
+    p = Parser(prog='quantize/export_int.py', description=__doc__.splitlines()[0])
     p.add_argument('--weights', required=True, help='a QAT (--quantized) or PTQ checkpoint')
     p.add_argument('--project', default='runs/int')
     p.add_argument('--name', default='exp')
     p.add_argument('--exist-ok', action='store_true')
-    return p.parse_args(argv)
+    return p
+
+
+def parse_opt(argv=None):
+    return parser().parse_args(argv)
 
 
 @friendly_errors
 def main(argv=None):
-    try:
-        run(**vars(parse_opt(argv)))
-    except IntExportError as e:
-        LOGGER.error(f'error: {e}')
-        raise SystemExit(1) from None
+    run(**vars(parse_opt(argv)))
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ import math
 
 from quantize.config import QuantConfig
 from quantize.qat import freeze, quantize_model
+from utils.errors import OptionError
 from utils.hooks import TrainHook
 
 
@@ -37,15 +38,15 @@ class QuantHook(TrainHook):
 
 
 def quant_hook(opt):
-    """The hook for train.py's --quantized flags, or None without them."""
-    mode = opt.get('quantized', 0)
-    if not mode:
+    """The hook for train.py's --quantized flags (TrainOptions), or None without them."""
+    if not opt.quantized:
+        if opt.BN_Fold or opt.FPGA:
+            raise OptionError('--BN_Fold and --FPGA shape quantization-aware training: give '
+                              '--quantized 1, 2 or 3 too')
         return None
-    config = QuantConfig(mode=mode, w_bits=opt.get('w_bits', 8), a_bits=opt.get('a_bits', 8),
-                         bn_fold=bool(opt.get('BN_Fold')), fpga=bool(opt.get('FPGA')),
-                         observer=opt.get('quant_observer', ''))
-    epochs = opt.get('epochs', 1)
-    freeze_epoch = opt.get('quant_freeze_epoch', -1)
+    config = QuantConfig(mode=opt.quantized, w_bits=opt.w_bits, a_bits=opt.a_bits,
+                         bn_fold=opt.BN_Fold, fpga=opt.FPGA, observer=opt.quant_observer)
+    freeze_epoch = opt.quant_freeze_epoch
     if freeze_epoch < 0:
-        freeze_epoch = max(1, math.ceil(0.7 * epochs))
+        freeze_epoch = max(1, math.ceil(0.7 * opt.epochs))
     return QuantHook(config, freeze_epoch)

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import ConvBNAct, Shortcut
-from quantize.fold_bn import fold_conv_bn
+from models.layers import ConvBNAct, Shortcut, fold_conv_bn
 from quantize.observers import make_observer
 from quantize.quantizers import (affine_params, dorefa_weight, fake_quant, symmetric_range,
                                  symmetric_scale)
@@ -67,10 +66,7 @@ class QuantConvBNAct(nn.Module):
                    quantize_input)
 
     def to_float(self) -> ConvBNAct:
-        m = ConvBNAct.__new__(ConvBNAct)
-        nn.Module.__init__(m)
-        m.conv, m.bn, m.act = self.conv, self.bn, self.act
-        return m
+        return ConvBNAct(self.conv, self.bn, self.act)
 
     def quant_weight(self, w):
         if not self.enabled:

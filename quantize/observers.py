@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from utils.errors import OptionError
+
 
 class Observer(nn.Module):
     def __init__(self):
@@ -76,4 +78,4 @@ def make_observer(kind, percentile=99.99):
         return EMAObserver()
     if kind == 'percentile':
         return PercentileObserver(percentile)
-    raise ValueError(f'unknown observer {kind!r}')
+    raise OptionError(f'unknown observer {kind!r}')

@@ -14,20 +14,19 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 from pathlib import Path
 
-if __package__ in (None, ''):  # run as a file, not with -m: import from the repo root
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-import test as evaluation
 from models.weights import load_model, save_checkpoint
 from quantize.calibrate import METHODS, calibrate
 from quantize.config import QuantConfig
 from quantize.qat import quantize_model
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
+from utils.errors import OptionError
+from utils.evaluate import evaluate_model
+from utils.files import atomic_write_text
 from utils.log import LOGGER
+from utils.options import Parser, add_shared
 from utils.runs import increment_path
 from utils.torch_utils import select_device
 
@@ -56,6 +55,10 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
         method='entropy', percentile=99.99, fpga=False, img_size=320, batch_size=16, device='',
         workers=2, eval=True, project='runs/ptq', name='exp', exist_ok=False):
     """Calibrate; returns the ptq.json content."""
+    if calib < 1:
+        raise OptionError(f'--calib is a number of images, 1 or more, got {calib}')
+    if not 0 < percentile <= 100:
+        raise OptionError(f'--percentile must be in (0, 100], got {percentile}')
     device = select_device(device)
     data_cfg = parse_data_cfg(data)
     float_model = load_model(weights, cfg or None).float().to(device).eval()
@@ -72,34 +75,32 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
         loader, _ = create_dataloader(data_cfg['valid'], len(data_cfg['names']), img_size,
                                       batch_size, workers=workers, prefix='valid: ')
         for key, m in (('float', float_model), ('int8', model)):
-            r = evaluation.run(model=m, dataloader=loader, names=data_cfg['names'],
-                               verbose=False, plots=False)
+            r = evaluate_model(m, loader, data_cfg['names'], verbose=False, plots=False)
             report[key] = {'map50': round(r['map50'], 4), 'map50_95': round(r['map50_95'], 4)}
         LOGGER.info(f"mAP@0.5 float {report['float']['map50']:.4f} -> int8 "
                     f"{report['int8']['map50']:.4f} ({method}, {calib} images)")
-    (save_dir / 'ptq.json').write_text(json.dumps(report, indent=2))
+    atomic_write_text(save_dir / 'ptq.json', json.dumps(report, indent=2))
     LOGGER.info(f'saved {path}')
     return report
 
 
-def parse_opt(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--weights', default='weights/yolov3-mini.pt')
-    p.add_argument('--cfg', default='', help='cfg of darknet --weights (a .pt holds its own)')
-    p.add_argument('--data', default='data/shapes.data')
+def parser():
+    p = Parser(prog='quantize/ptq.py', description=__doc__.splitlines()[0])
+    add_shared(p, weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data',
+               img_size=320, batch_size=16, device='', workers=2, project='runs/ptq',
+               name='exp', exist_ok=False)
     p.add_argument('--calib', type=int, default=256, help='calibration images (training split)')
     p.add_argument('--method', default='entropy', choices=METHODS)
     p.add_argument('--percentile', type=float, default=99.99)
     p.add_argument('--fpga', '--FPGA', action='store_true', help='power-of-two scales')
-    p.add_argument('--img-size', type=int, default=320)
-    p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--device', default='')
-    p.add_argument('--workers', type=int, default=2)
     p.add_argument('--eval', action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument('--project', default='runs/ptq')
-    p.add_argument('--name', default='exp')
-    p.add_argument('--exist-ok', action='store_true')
-    return p.parse_args(argv)
+    return p
+
+
+def parse_opt(argv=None):
+    opt = parser().parse_args(argv)
+    opt.img_size = opt.img_size[0] if isinstance(opt.img_size, list) else opt.img_size
+    return opt
 
 
 @friendly_errors

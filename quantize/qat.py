@@ -33,11 +33,6 @@ def quantize_model(model, config: QuantConfig, filter_fn=None):
     return model
 
 
-def is_quantized(model) -> bool:
-    """Whether quantize_model (or a QAT/PTQ checkpoint) made this model."""
-    return bool(getattr(model, 'quant_config', None))
-
-
 def _producer(model, j):
     """The quantizer whose output layer j passes on unchanged, or None."""
     m = model.module_list[j]

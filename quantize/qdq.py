@@ -20,6 +20,8 @@ the file holds the integer weights, not float weights and a rounding rule.
 from __future__ import annotations
 
 import copy
+import platform
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,11 +29,13 @@ from torch import nn
 
 from models.layers import Route, Upsample
 from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
-from quantize.qat import PASS_THROUGH, is_quantized
+from models.darknet import is_quantized
+from quantize.qat import PASS_THROUGH
 from quantize.quantizers import affine_params
+from utils.errors import ToolkitError
 
 
-class QDQError(ValueError):
+class QDQError(ToolkitError, ValueError):
     """A model that has no int8 Q/DQ form (the message says why)."""
 
 
@@ -67,8 +71,10 @@ def fake_q(x, p):
 class QDQConv(nn.Module):
     froms: list = []
 
-    def __init__(self, m: QuantConvBNAct, pre_activation=False):
+    def __init__(self, m: QuantConvBNAct, pre_activation=False, uint8_weights=False):
         super().__init__()
+        # the symmetric integers -127..127 as they are (int8), or shifted by 128 (uint8)
+        self.w_zero, self.w_range = (128, (0, 255)) if uint8_weights else (0, (-128, 127))
         q, scale, bias = m.integer_weights()
         c = m.conv
         self.conv = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
@@ -85,9 +91,9 @@ class QDQConv(nn.Module):
     def forward(self, x):
         if self.in_q is not None:
             x = fake_q(x, self.in_q)
-        zero = torch.zeros_like(self.w_scale, dtype=torch.int32)
-        w = torch.fake_quantize_per_channel_affine(self.conv.weight, self.w_scale, zero, 0, -128,
-                                                   127)
+        zero = torch.full_like(self.w_scale, self.w_zero, dtype=torch.int32)
+        w = torch.fake_quantize_per_channel_affine(self.conv.weight, self.w_scale, zero, 0,
+                                                   *self.w_range)
         y = nn.functional.conv2d(x, w, self.conv.bias, self.conv.stride, self.conv.padding,
                                  self.conv.dilation, self.conv.groups)
         if self.pre_q is not None:
@@ -144,7 +150,25 @@ def as_uint8(p):
     return scale, zp + 128, 0, 255
 
 
-TARGETS = ('tensorrt', 'onnxruntime')
+TARGETS = ('tensorrt', 'onnxruntime', 'onnxruntime-u8')
+
+
+def exact_int8_weights_here() -> bool:
+    """Whether onnxruntime's uint8 x int8 kernels are exact on this CPU: False on x86 without
+    VNNI (AVX2's vpmaddubsw saturates sums of two products at 16 bits); True elsewhere, and
+    when the CPU cannot be inspected."""
+    if platform.machine().lower() not in ('x86_64', 'amd64', 'i686', 'x86'):
+        return True
+    try:
+        flags = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return True
+    return 'avx512_vnni' in flags or 'avx_vnni' in flags
+
+
+def onnxruntime_target() -> str:
+    """The Q/DQ target whose onnxruntime results on this machine are the model's own."""
+    return 'onnxruntime' if exact_int8_weights_here() else 'onnxruntime-u8'
 
 
 def qdq_model(model, target='tensorrt'):
@@ -153,20 +177,24 @@ def qdq_model(model, target='tensorrt'):
     target 'tensorrt': int8 activations with zero point 0 (TensorRT takes no other), Q/DQ only
     where the fake-quant model rounds, so the graph computes what it computes. 'onnxruntime':
     uint8 activations (its x86 kernels fuse QLinearConv/QLinearAdd for uint8 only; mode 3's
-    int8 values shifted by 128, the same numbers) and the extra Q before leaky/relu."""
+    int8 values shifted by 128, the same numbers) and the extra Q before leaky/relu.
+    'onnxruntime-u8': the same with uint8 weights (the integers shifted by 128). On x86 CPUs
+    without VNNI (AVX2 only) onnxruntime multiplies uint8 activations by int8 weights with an
+    instruction that saturates sums of two products at 16 bits, so int8 weights can come out
+    wrong there; uint8 x uint8 is exact everywhere, and slower (docs/results/quantization.md)."""
     if target not in TARGETS:
         raise QDQError(f"Q/DQ target must be one of {', '.join(TARGETS)}, got '{target}'")
     check_quantized(model)
     if target == 'tensorrt' and model.quant_config['mode'] == 1:
         raise QDQError('--quantized 1 has zero points, which TensorRT does not take: export it '
                        'for onnxruntime (--qdq onnxruntime) or train with --quantized 3')
-    ort = target == 'onnxruntime'
+    ort = target.startswith('onnxruntime')
     model = copy.deepcopy(model).eval()
     quantizers = output_quantizers(model)
     ml = model.module_list
     for i, m in enumerate(ml):
         if isinstance(m, QuantConvBNAct):
-            ml[i] = QDQConv(m, pre_activation=ort)
+            ml[i] = QDQConv(m, pre_activation=ort, uint8_weights=target == 'onnxruntime-u8')
         elif isinstance(m, QuantShortcut):
             ml[i] = QDQAfter(m.shortcut, act_qparams(m.out_quant))
         elif isinstance(m, (Route, *PASS_THROUGH)) and quantizers[i] is not None:

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 import compress
-from models.weights import load_model
+from quantize.loader import load_model
 from utils.datasets import parse_data_cfg
 from tests.conftest import ROOT
 

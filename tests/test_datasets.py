@@ -207,10 +207,9 @@ class _BoxModel(torch.nn.Module):
 def test_detections_are_clipped_to_the_image_before_scoring(tmp_path):
     """A box reaching past the right border matches a border object perfectly once clipped, as
     COCOeval sees it in the JSON (unclipped IoU would be 28/40 = 0.7)."""
-    import test as evaluator
     from utils.datasets import create_dataloader
+    from utils.evaluate import evaluate_model
     write_item(tmp_path / 'border', 'b0', [(0, 100, 40, 128, 80)], size=(128, 128))
     loader, _ = create_dataloader(tmp_path / 'border' / 'images', 6, 128, 1, workers=0)
-    m = evaluator.run(model=_BoxModel([120, 60, 40, 40]), dataloader=loader,
-                      names=list('abcdef'), verbose=False)
+    m = evaluate_model(_BoxModel([120, 60, 40, 40]), loader, list('abcdef'), verbose=False)
     assert m['map50_95'] == pytest.approx(1.0)

@@ -11,7 +11,8 @@ import torch
 
 import export
 from data.make_shapes import draw_shape
-from models.weights import load_model, save_checkpoint
+from models.weights import save_checkpoint
+from quantize.loader import load_model
 from prune.masks import channel_plan, layer_plan
 from prune.surgery import prune_model
 from tests.conftest import CFGS, ROOT, _built

@@ -3,7 +3,9 @@ import json
 
 import torch
 
+import export
 from bench import latency
+from utils import timing
 
 
 def test_runners_take_turns_block_by_block():
@@ -15,7 +17,7 @@ def test_runners_take_turns_block_by_block():
             return lambda: calls.append(('run', name))
         return {'backend': name}, make
 
-    result = latency.interleaved([runner('a'), runner('b')], runs=6, warmup=1, blocks=3)
+    result = timing.interleaved([runner('a'), runner('b')], runs=6, warmup=1, blocks=3)
     assert len(result) == 2 and all(med > 0 and p90 >= med for med, p90 in result)
     makes = [name for kind, name in calls if kind == 'make']
     assert makes == ['a', 'b'] * 3  # turns, not one backend after the other
@@ -67,7 +69,7 @@ def test_channels_last_row_converts_a_copy_not_the_eager_model():
     from models import Darknet
     from tests.conftest import cfg_path
     model = Darknet(cfg_path('yolov3-mini'))
-    rows = {name: m for name, m, _ in latency.torch_backends(model, compile_too=False)}
+    rows = {name: m for name, m, _ in timing.torch_backends(model, compile_too=False)}
     eager = rows['torch eager fp32'].module_list[0].conv.weight
     last = rows['torch channels_last'].module_list[0].conv.weight
     assert eager.is_contiguous() and not eager.is_contiguous(memory_format=torch.channels_last)
@@ -78,5 +80,5 @@ def test_onnx_rows_export_a_copy_and_leave_the_timed_model_alone(tmp_path):
     from models import Darknet
     from tests.conftest import cfg_path
     model = Darknet(cfg_path('yolov3-mini')).half()  # .float().cpu() in place would change it
-    rows = list(latency.onnx_runners(model, 64, [1], torch.device('cpu'), tmp_path))
+    rows = list(export.onnx_runners(model, 64, [1], torch.device('cpu'), tmp_path))
     assert len(rows) == 1 and next(model.parameters()).dtype == torch.float16

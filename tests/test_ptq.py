@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.weights import load_model
+from quantize.loader import load_model
 from quantize.calibrate import BINS, pick_amax
 from quantize.modules import ActQuant
 from quantize.ptq import run
@@ -49,7 +49,8 @@ def test_ptq_writes_a_calibrated_int8_checkpoint(method, tiny_data, tmp_path):
                  calib=16, method=method, img_size=128, batch_size=8, workers=0,
                  project=str(tmp_path), name='p')
     saved = json.loads((tmp_path / 'p' / 'ptq.json').read_text())
-    assert saved['int8']['map50'] >= 0 and saved['float']['map50'] > 0
+    assert saved['float']['map50'] > 0.05  # the shipped model sees the tiny set's shapes
+    assert abs(saved['int8']['map50'] - saved['float']['map50']) < 0.1  # 8 bits cost little
     model = load_model(report['pt']).eval()
     quantizers = [m for m in model.modules() if isinstance(m, ActQuant)]
     assert quantizers and all(q.observer.seen > 0 and q.observer.hi > 0 for q in quantizers)

@@ -8,7 +8,8 @@ import torch
 
 import train
 from models.layers import Route
-from models.weights import load_checkpoint, load_model, save_checkpoint
+from models.weights import load_checkpoint, save_checkpoint
+from quantize.loader import load_model
 from quantize.config import QuantConfig
 from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
 from quantize.qat import freeze, quantize_model, set_quant_enabled

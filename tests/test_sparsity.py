@@ -206,15 +206,15 @@ def test_target_flag_errors():
     with pytest.raises(ValueError, match='--sr-target'):
         SparsityHook(0.01, 1, target=1.5)
     with pytest.raises(ValueError, match='--sr-target'):
-        sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'quantized': 3})
+        sparsity_hook(train.TrainOptions(sr=True, prune=1, sr_target=0.3, quantized=3))
     with pytest.raises(ValueError, match='--sr-fade'):
-        sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'sr_fade': 0})
+        sparsity_hook(train.TrainOptions(sr=True, prune=1, sr_target=0.3, sr_fade=0))
     with pytest.raises(ValueError, match='--sr-fade'):
-        sparsity_hook({'sr': True, 'prune': 1, 'sr_fade': 0.5})
+        sparsity_hook(train.TrainOptions(sr=True, prune=1, sr_fade=0.5))
     with pytest.raises(ValueError, match='--sr-round'):
-        sparsity_hook({'sr': True, 'prune': 1, 'sr_round': 8})
+        sparsity_hook(train.TrainOptions(sr=True, prune=1, sr_round=8))
     with pytest.raises(ValueError, match='--sr-round'):
-        sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'sr_round': 0})
+        sparsity_hook(train.TrainOptions(sr=True, prune=1, sr_target=0.3, sr_round=0))
 
 
 def test_rounded_target_keeps_whole_channel_blocks_and_slim_cuts_the_same():
@@ -223,7 +223,7 @@ def test_rounded_target_keeps_whole_channel_blocks_and_slim_cuts_the_same():
     from prune.sparsity import sparsity_hook
     from prune.surgery import prune_model
     model = _random_gammas(Darknet(cfg_path('yolov3-mini')).eval())
-    hook = sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'sr_round': 16})
+    hook = sparsity_hook(train.TrainOptions(sr=True, prune=1, sr_target=0.3, sr_round=16))
     hook.on_model(model)
     hook.on_epoch_start(model, 0)
     kept = {i: int((~cut).sum()) for i, cut in hook.aim.cut.items()}
@@ -232,16 +232,17 @@ def test_rounded_target_keeps_whole_channel_blocks_and_slim_cuts_the_same():
     with torch.no_grad():  # what the aimed training ends with
         for i, cut in hook.aim.cut.items():
             model.module_list[i].bn.weight[cut] = 0
-    plan = slim_prune.select(model, hook.aim.cut_share(), LAYER_KEEP, 'layer', round=16)
+    plan = slim_prune.select(model, hook.aim.cut_share(), layer_keep=LAYER_KEEP, rank='layer',
+                             round=16)
     assert all(torch.equal(plan.masks[i], ~cut) for i, cut in hook.aim.cut.items())
     assert prune_model(model, plan).info(320)['bflops'] / model.info(320)['bflops'] <= 0.3
 
 
 def test_fade_sets_the_epoch_the_cut_completes():
     from prune.sparsity import sparsity_hook
-    hook = sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'epochs': 6, 'sr_fade': 1})
+    hook = sparsity_hook(train.TrainOptions(sr=True, prune=1, sr_target=0.3, epochs=6, sr_fade=1))
     assert [hook.aim.drop_probability(e) for e in range(6)] == [(e + 1) / 6 for e in range(6)]
-    hook = sparsity_hook({'sr': True, 'prune': 1, 'sr_target': 0.3, 'epochs': 6, 'sr_fade': 0.3})
+    hook = sparsity_hook(train.TrainOptions(sr=True, prune=1, sr_target=0.3, epochs=6, sr_fade=0.3))
     assert [hook.aim.drop_probability(e) for e in range(3)] == [0.5, 1, 1]
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from terminaltables import AsciiTable
 
-from utils.plots import GAMMA_BINS, gamma_histogram, plt
+from utils.files import atomic_write_text
+from utils.plots import GAMMA_BINS, gamma_histogram, pyplot, save_figure
 
 COLUMNS = [('stage', 'stage'), ('params', 'params'), ('bflops', 'BFLOPs'),
            ('size_mb', 'size MB'), ('map50', 'mAP@0.5'), ('map50_95', 'mAP@0.5:0.95'),
@@ -60,33 +61,22 @@ def markdown(rows, state):
     return '\n'.join(head + lines + plots)
 
 
-def prunable_gammas(weights, cfg, mode):
-    from models.weights import load_model  # noqa: PLC0415
-    from prune.sparsity import sparse_convs  # noqa: PLC0415
-    model = load_model(weights, cfg if str(weights).endswith('.weights') else None)
-    return np.concatenate([model.module_list[i].bn.weight.detach().abs().float().numpy()
-                           for i in sparse_convs(model, mode)])
-
-
-def plot_gammas(state, path):
-    done, mode = state['done'], state['opt']['prune_mode']
-    fig, ax = plt.subplots(figsize=(7, 3.5), tight_layout=True)
+def plot_gammas(gammas, path):
+    """gammas: {stage: |gamma| of the prunable BN channels} for the stages that have them."""
+    fig, ax = pyplot().subplots(figsize=(7, 3.5), tight_layout=True)
     centers = np.sqrt(GAMMA_BINS[:-1] * GAMMA_BINS[1:])
-    for stage in ('baseline', 'sparse'):
-        if stage in done:
-            g = prunable_gammas(done[stage]['weights'], done[stage]['cfg'], mode)
-            ax.step(centers, gamma_histogram(g), where='mid', label=f'{stage} ({len(g)} channels)')
+    for stage, g in gammas.items():
+        ax.step(centers, gamma_histogram(g), where='mid', label=f'{stage} ({len(g)} channels)')
     ax.set_xscale('log')
     ax.set_xlabel('|gamma| of the prunable BN channels')
     ax.set_ylabel('channels')
     ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, 110)
 
 
 def plot_channels(state, path):
     rows = state['done'].get('prune', {}).get('channels', [])
-    fig, ax = plt.subplots(figsize=(9, 3.5), tight_layout=True)
+    fig, ax = pyplot().subplots(figsize=(9, 3.5), tight_layout=True)
     if rows:
         x = np.arange(len(rows))
         ax.bar(x, [r['channels'] for r in rows], color='0.8', label='before')
@@ -95,32 +85,30 @@ def plot_channels(state, path):
         ax.legend()
     ax.set_xlabel('conv layer')
     ax.set_ylabel('channels')
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, 110)
 
 
 def plot_map_vs_bflops(rows, path):
-    fig, ax = plt.subplots(figsize=(5, 4), tight_layout=True)
+    fig, ax = pyplot().subplots(figsize=(5, 4), tight_layout=True)
     for r in rows:
         ax.scatter(r['bflops'], r['map50'])
         ax.annotate(r['stage'], (r['bflops'], r['map50']), fontsize=8)
     ax.set_xlabel('BFLOPs')
     ax.set_ylabel('mAP@0.5')
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, 110)
 
 
-def write_report(save_dir, state):
+def write_report(save_dir, state, gammas):
     """Write report.json, report.md and the plots; print the table. Returns the report dict."""
     save_dir = Path(save_dir)
     rows = with_ratios([dict(r) for r in state['rows']])
     plot_map_vs_bflops(rows, save_dir / 'map_vs_bflops.png')
-    plot_gammas(state, save_dir / 'gammas.png')
+    plot_gammas(gammas, save_dir / 'gammas.png')
     plot_channels(state, save_dir / 'channels.png')
     report = {'opt': state['opt'], 'minutes': state.get('minutes'), 'stages': rows,
               'files': state['done'].get('export', {}).get('files', {})}
-    (save_dir / 'report.json').write_text(json.dumps(report, indent=2))
-    (save_dir / 'report.md').write_text(markdown(rows, state))
+    atomic_write_text(save_dir / 'report.json', json.dumps(report, indent=2))
+    atomic_write_text(save_dir / 'report.md', markdown(rows, state))
     table = AsciiTable(table_rows(rows), f" compress: {state['opt']['weights']} ")
     table.inner_heading_row_border = True
     print(table.table)

@@ -27,6 +27,7 @@ from PIL import Image
 
 from utils.augment import augment_hsv, flip, letterbox, mosaic, random_affine
 from utils.boxes import xywh2xyxy, xyxy2xywh
+from utils.errors import ToolkitError
 from utils.log import LOGGER
 
 IMG_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -36,7 +37,7 @@ DEFAULT_HYP = {'hsv_h': 0.015, 'hsv_s': 0.7, 'hsv_v': 0.4, 'degrees': 0.0, 'tran
                'scale': 0.5, 'shear': 0.0, 'flipud': 0.0, 'fliplr': 0.5, 'mosaic': 1.0}
 
 
-class DataError(ValueError):
+class DataError(ToolkitError, ValueError):
     """A dataset problem that stops the run; the message names the file."""
 
 
@@ -47,8 +48,9 @@ def load_names(path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def parse_data_cfg(path) -> dict:
-    """Read a .data file; paths come back absolute. Generates the built-in dataset on first use."""
+def parse_data_cfg(path, generate=True) -> dict:
+    """Read a .data file; paths come back absolute. Generates the built-in dataset on first use
+    (unless ``generate`` is False: a caller that needs only the class names)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f'{path}: .data file not found')
@@ -75,7 +77,8 @@ def parse_data_cfg(path) -> dict:
     if len(data['names']) != data['classes']:
         raise DataError(f"{path}: classes={data['classes']} but the names file lists "
                         f"{len(data['names'])} names")
-    _generate_builtin_if_missing(path, data)
+    if generate:
+        _generate_builtin_if_missing(path, data)
     return data
 
 

@@ -1,14 +1,31 @@
-"""Plots (matplotlib, Agg backend) and box drawing."""
+"""Plots (matplotlib, Agg backend) and box drawing.
+
+Figures are laid out by hand (tight_layout doubles the cost of a save) and written
+atomically: a killed run leaves the previous plot, never half a PNG.
+"""
 import csv
 import math
 from pathlib import Path
 
 import cv2
-import matplotlib
+import numpy as np
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
-import numpy as np  # noqa: E402
+from utils.files import atomic_path
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use (importing it costs every
+    command's start a good part of a second otherwise)."""
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    return plt
+
+
+def save_figure(fig, path, dpi=120):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format='png')
+    pyplot().close(fig)
 
 
 def class_color(c):
@@ -40,16 +57,15 @@ def plot_curves(curves, names, classes, save_dir):
     """PR curve (IoU 0.5) and F1-confidence curve, per class and their mean."""
     save_dir = Path(save_dir)
     conf, p, r, f1 = curves['conf'], curves['p'], curves['r'], curves['f1']
-    fig, ax = plt.subplots(1, 1, figsize=(7, 5), tight_layout=True)
+    fig, ax = pyplot().subplots(1, 1, figsize=(7, 5))
     for c in classes:
         order = np.argsort(r[c])
         ax.plot(r[c][order], p[c][order], linewidth=1, label=names[c])
     ax.set(xlabel='Recall', ylabel='Precision', xlim=(0, 1), ylim=(0, 1.02),
            title='Precision-recall (IoU 0.5)')
     ax.legend(loc='lower left', fontsize=8)
-    fig.savefig(save_dir / 'PR_curve.png', dpi=150)
-    plt.close(fig)
-    fig, ax = plt.subplots(1, 1, figsize=(7, 5), tight_layout=True)
+    save_figure(fig, save_dir / 'PR_curve.png', 150)
+    fig, ax = pyplot().subplots(1, 1, figsize=(7, 5))
     for c in classes:
         ax.plot(conf, f1[c], linewidth=1, label=names[c])
     if len(classes):
@@ -58,15 +74,16 @@ def plot_curves(curves, names, classes, save_dir):
                 label=f'all {mean.max():.2f} at {conf[mean.argmax()]:.3f}')
     ax.set(xlabel='Confidence', ylabel='F1', xlim=(0, 1), ylim=(0, 1.02), title='F1-confidence')
     ax.legend(loc='lower left', fontsize=8)
-    fig.savefig(save_dir / 'F1_curve.png', dpi=150)
-    plt.close(fig)
+    save_figure(fig, save_dir / 'F1_curve.png', 150)
 
 
 def plot_confusion_matrix(matrix, names, save_dir):
     labels = list(names) + ['background']
     norm = matrix / np.maximum(matrix.sum(0, keepdims=True), 1)  # columns: true classes
     n = len(labels)
-    fig, ax = plt.subplots(1, 1, figsize=(1.2 + 0.6 * n, 1 + 0.5 * n), tight_layout=True)
+    fig, ax = pyplot().subplots(1, 1, figsize=(2.2 + 0.6 * n, 2 + 0.5 * n))
+    fig.subplots_adjust(left=1.6 / (2.2 + 0.6 * n), bottom=1.6 / (2 + 0.5 * n), right=0.97,
+                        top=1 - 0.4 / (2 + 0.5 * n))
     ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
     ax.set_xticks(range(n), labels, rotation=90)
     ax.set_yticks(range(n), labels)
@@ -76,8 +93,7 @@ def plot_confusion_matrix(matrix, names, save_dir):
                 ax.text(j, i, f'{norm[i, j]:.2f}', ha='center', va='center', fontsize=7,
                         color='white' if norm[i, j] > 0.5 else 'black')
     ax.set(xlabel='True', ylabel='Predicted', title='Confusion matrix (columns normalized)')
-    fig.savefig(Path(save_dir) / 'confusion_matrix.png', dpi=150)
-    plt.close(fig)
+    save_figure(fig, Path(save_dir) / 'confusion_matrix.png', 150)
 
 
 def plot_results(csv_path):
@@ -90,15 +106,16 @@ def plot_results(csv_path):
     keys = ['box', 'obj', 'cls', 'precision', 'recall', 'map50', 'map50_95']
     keys += [k for k in rows[0] if k not in keys + ['epoch', 'total', 'lr', 'seconds']]
     cols = 4
-    fig, axes = plt.subplots(math.ceil(len(keys) / cols), cols, figsize=(12, 2.8 *
-                             math.ceil(len(keys) / cols)), tight_layout=True)
+    n_rows = math.ceil(len(keys) / cols)
+    fig, axes = pyplot().subplots(n_rows, cols, figsize=(12, 2.8 * n_rows), squeeze=False)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.25 / n_rows, top=1 - 0.3 / n_rows,
+                        hspace=0.45, wspace=0.3)
     for ax, k in zip(axes.ravel(), keys):
         ax.plot(epochs, [float(r[k]) for r in rows], marker='.')
         ax.set_title(k)
     for ax in axes.ravel()[len(keys):]:
         ax.axis('off')
-    fig.savefig(Path(csv_path).with_name('results.png'), dpi=120)
-    plt.close(fig)
+    save_figure(fig, Path(csv_path).with_name('results.png'))
 
 
 GAMMA_BINS = np.logspace(-4, 1, 51)  # |gamma| histogram bins; smaller values land in the first
@@ -112,7 +129,7 @@ def gamma_histogram(values) -> list[int]:
 def plot_gamma_history(history, path):
     """One row per epoch: how the |gamma| of the sparsified BNs spread (log scale)."""
     counts = np.array([h['counts'] for h in history], dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(8, 4), tight_layout=True)
+    fig, ax = pyplot().subplots(figsize=(8, 4))
     im = ax.imshow(np.log1p(counts), aspect='auto', origin='lower', cmap='viridis',
                    extent=(-4, 1, -0.5, len(history) - 0.5))
     ax.set_xlabel('log10 |gamma|')
@@ -120,5 +137,4 @@ def plot_gamma_history(history, path):
     ax.set_yticks(range(len(history)), [str(h['epoch']) for h in history])
     ax.set_title('BN gamma distribution (colour: log(1 + count))')
     fig.colorbar(im, ax=ax)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

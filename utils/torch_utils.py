@@ -5,8 +5,10 @@ import time
 
 import torch
 
+from utils.errors import ToolkitError
 
-class DeviceError(ValueError):
+
+class DeviceError(ToolkitError, ValueError):
     """A --device that this machine cannot provide."""
 
 

@@ -1,0 +1,41 @@
+"""Checkpoints to models, replaying the steps a checkpoint records: the one place above models/
+and quantize/ that knows both (models/ never imports quantize/).
+
+A QAT or PTQ checkpoint holds its float cfg, its quantization config and the quantized model's
+tensors: the model is built from the cfg, quantized with that config, then given the tensors. A
+pruned model needs nothing replayed: its reduced cfg is the checkpoint's own.
+"""
+from __future__ import annotations
+
+from models.darknet import Darknet
+from models.onnx_model import OnnxModel
+from models.weights import WeightsError, load_checkpoint, model_from_checkpoint
+from models.weights import load_model as load_float_model
+from quantize.config import QuantConfig
+from quantize.qat import quantize_model
+from utils.log import LOGGER
+
+
+def load_model(weights, cfg=None):
+    """Any checkpoint (float, QAT, PTQ) or cfg + darknet file, as the model it holds."""
+    if not str(weights).endswith('.pt'):
+        return load_float_model(weights, cfg)
+    ckpt = load_checkpoint(weights)
+    quant = ckpt.get('quant')
+    prepare = (lambda m: quantize_model(m, QuantConfig(**quant))) if quant else None
+    return model_from_checkpoint(ckpt, weights, cfg, prepare)
+
+
+def load_for_inference(weights, cfg, device):
+    """What test.py and detect.py run: a checkpoint (float, QAT, PTQ), darknet weights, an
+    exported .onnx graph (run by onnxruntime on the CPU) or, with a cfg alone, its random initial
+    weights (with a warning); in eval mode on ``device``."""
+    if weights and str(weights).endswith('.onnx'):
+        return OnnxModel(weights)
+    if weights:
+        return load_model(weights, cfg or None).to(device).eval()
+    if not cfg:
+        raise WeightsError('give --weights (a .pt or darknet .weights with --cfg) or at least '
+                           '--cfg')
+    LOGGER.warning(f'WARNING: no --weights: {cfg} runs with random initial weights')
+    return Darknet(cfg).to(device).eval()

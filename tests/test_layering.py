@@ -1,0 +1,82 @@
+"""The import direction of the code base: each layer imports only from the layers below it.
+
+    data/make_shapes.py (0)  <-  utils (1)  <-  models (2)
+    <-  quantize | prune | distill (3, never each other)
+    <-  the commands: train, test, detect, export, the prune scripts, quantize/ptq.py,
+        quantize/export_int.py, data tools (4)  <-  compress (5)  <-  bench, tests (on top)
+
+quantize/loader.py, which rebuilds quantized checkpoints, sits at the quantize level (it needs
+models and quantize, and nothing below imports it); the prune scripts load float models only.
+Nothing outside bench/ and tests/ imports bench/, no module imports the script test.py (it would
+shadow the standard library's test package), and no module patches sys.path.
+"""
+import ast
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGES = ('utils', 'data', 'models', 'quantize', 'prune', 'distill')
+COMMANDS = {'train', 'test', 'detect', 'export', 'compress'}
+SCRIPTS = {'prune/normal_prune.py', 'prune/regular_prune.py', 'prune/shortcut_prune.py',
+           'prune/slim_prune.py', 'prune/layer_prune.py', 'prune/layer_channel_prune.py',
+           'quantize/ptq.py', 'quantize/export_int.py', 'data/kmeans_anchors.py',
+           'data/coco2yolo.py', 'data/voc2yolo.py', 'models/__main__.py'}
+LEVEL = {'data': 0, 'utils': 1, 'models': 2, 'quantize': 3, 'prune': 3, 'distill': 3,
+         'train': 4, 'test': 4, 'detect': 4, 'export': 4, 'compress': 5}
+SIBLINGS = {'quantize', 'prune', 'distill'}  # independent of each other
+
+
+def sources():
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob('*.py')]
+    files += [ROOT / f'{c}.py' for c in COMMANDS]
+    files += sorted(ROOT.glob('*_prune.py'))
+    return files
+
+
+def imported(path):
+    """Top-level names of our own modules that a file imports (anywhere in it)."""
+    tree = ast.parse(path.read_text())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return [n for n in names if n.split('.')[0] in LEVEL or n.split('.')[0] == 'bench']
+
+
+def level_of(path):
+    rel = path.relative_to(ROOT).as_posix()
+    if rel in SCRIPTS or rel.endswith('_prune.py'):
+        return LEVEL['train']
+    return LEVEL[rel.split('/')[0].removesuffix('.py')]
+
+
+@pytest.mark.parametrize('path', sources(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_imports_point_down(path):
+    own, level = path.relative_to(ROOT).parts[0].removesuffix('.py'), level_of(path)
+    for name in imported(path):
+        top = name.split('.')[0]
+        assert top != 'bench', f'{path.name} imports {name}: nothing outside bench/ and tests/ may'
+        assert name != 'test', f'{path.name} imports the test.py script (use utils.evaluate)'
+        if top == own:
+            continue
+        assert LEVEL[top] < level, \
+            f'{path.relative_to(ROOT)} (level {level}) imports {name} (level {LEVEL[top]})'
+        assert not (own in SIBLINGS and top in SIBLINGS), \
+            f'{path.relative_to(ROOT)}: {own}/ and {top}/ must not import each other'
+
+
+def test_no_module_patches_sys_path():
+    offenders = [p.relative_to(ROOT).as_posix() for p in
+                 sources() + sorted((ROOT / 'bench').glob('*.py'))
+                 if 'sys.path' in p.read_text()]
+    assert not offenders
+
+
+def test_a_reverse_edge_is_caught(tmp_path):
+    """The walker sees imports inside functions too (the lazy ones are the usual offenders)."""
+    f = tmp_path / 'x.py'
+    f.write_text('def f():\n    from quantize.qat import quantize_model\n')
+    assert imported(f) == ['quantize.qat']

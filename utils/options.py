@@ -1,0 +1,160 @@
+"""Command-line options: one parser class for every tool, the flags several tools share defined
+once, and typed option objects (dataclasses) whose fields are the single place a default lives.
+
+- ``Parser``: argparse with one-line errors that name the flag and the closest valid one
+  (``--sr-trget`` -> "did you mean --sr-target?"), no abbreviations (a flag added later must not
+  change what an old abbreviation meant), exit code 2 as argparse does.
+- ``SHARED``: ``--weights --cfg --data --img-size --device --project --name --exist-ok
+  --batch-size --workers``, one meaning and one type each, whatever the tool; a tool chooses
+  only the default (``add_shared``).
+- ``Options``: a dataclass base built from keyword arguments (``from_kwargs``: a misspelt name is
+  an OptionError naming it and the closest valid one) or from a parser built from its fields
+  (``add_fields``: flags, help and choices in each field's metadata).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import sys
+
+from utils.errors import OptionError
+
+
+def closest(name, choices):
+    """' (did you mean X?)' for the most similar of choices, or ''."""
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean {match[0]}?)' if match else ''
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (what and which flag), exit code 2."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault('allow_abbrev', False)
+        kw.setdefault('formatter_class', argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kw)
+
+    def flags(self):
+        return [s for a in self._actions for s in a.option_strings]
+
+    def error(self, message):
+        if message.startswith('unrecognized arguments:'):
+            unknown = [w for w in message.split(':', 1)[1].split() if w.startswith('-')]
+            message += ''.join(closest(w.split('=')[0], self.flags()) for w in unknown[:1])
+        sys.stderr.write(f'{self.prog}: error: {message} (see --help)\n')
+        sys.exit(2)
+
+
+# flag, argparse keywords: the options several tools take, with one meaning each
+SHARED = {
+    'weights': ('--weights', {'help': '.pt checkpoint, or darknet .weights (with --cfg)'}),
+    'cfg': ('--cfg', {'help': 'darknet .cfg (a .pt checkpoint holds its own)'}),
+    'data': ('--data', {'help': '.data file: classes=, train=, valid=, names='}),
+    'img_size': ('--img-size', {'type': int, 'nargs': '+', 'metavar': 'N',
+                                'help': 'input size in pixels (default: the cfg [net] width)'}),
+    'batch_size': ('--batch-size', {'type': int, 'help': 'images per batch'}),
+    'device': ('--device', {'help': "'' (CUDA 0 if present, else the CPU), 'cpu', '0', 'cuda:1'"}),
+    'workers': ('--workers', {'type': int, 'help': 'data loader processes'}),
+    'project': ('--project', {'help': 'parent folder of the run folders'}),
+    'name': ('--name', {'help': 'run folder name (exp, exp2, ... when it exists)'}),
+    'exist_ok': ('--exist-ok', {'action': 'store_true',
+                                'help': 'write into --project/--name even if it exists'}),
+}
+
+
+def add_shared(parser, notes=None, **defaults):
+    """Add the shared flags named by ``defaults`` (name=default); ``notes`` extends a help."""
+    for name, default in defaults.items():
+        flag, kw = SHARED[name]
+        kw = dict(kw)
+        if notes and name in notes:
+            kw['help'] = f"{kw['help']}; {notes[name]}"
+        if kw.get('action') != 'store_true':
+            kw['default'] = default
+        parser.add_argument(flag, **kw)
+
+
+def field(default=None, help='', flags=None, shared=False, cli=True, **argparse_kw):  # noqa: A002
+    """A dataclass field carrying its command-line form: ``flags`` (default --the-name), ``help``,
+    argparse keywords; ``shared`` takes flag and help from SHARED; ``cli=False`` for fields that
+    only code sets. Mutable defaults are copied per instance."""
+    meta = {'help': help, 'flags': flags, 'shared': shared, 'cli': cli, 'kw': argparse_kw}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class Options:
+    """Base of the typed option objects; subclasses add fields made with ``field``."""
+
+    @classmethod
+    def names(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_kwargs(cls, **kw):
+        """The options from keyword arguments; an unknown name is an OptionError."""
+        names = cls.names()
+        for key in kw:
+            if key not in names:
+                raise OptionError(f"unknown option '{key}'{closest(key, names)}")
+        return cls(**kw)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Options saved by an older version: unknown keys are dropped, missing ones default."""
+        names = set(cls.names())
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self):
+        """Plain types only (checkpoints load with weights_only)."""
+        out = {}
+        for k, v in dataclasses.asdict(self).items():
+            out[k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def replace(self, **kw):
+        for key in kw:
+            if key not in self.names():
+                raise OptionError(f"unknown option '{key}'{closest(key, self.names())}")
+        return dataclasses.replace(self, **kw)
+
+    @classmethod
+    def add_fields(cls, parser):
+        """One flag per field with metadata cli=True."""
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            if not meta.get('cli', True):
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if meta.get('shared'):
+                add_shared(parser, notes={f.name: meta['help']} if meta['help'] else None,
+                           **{f.name: default})
+                continue
+            flags = meta.get('flags') or ['--' + f.name.replace('_', '-')]
+            kw = dict(meta.get('kw', {}))
+            if kw.get('action') not in ('store_true', 'store_false'):
+                kw['default'] = default
+            parser.add_argument(*flags, dest=f.name, help=meta.get('help', ''), **kw)
+        return parser
+
+    @classmethod
+    def from_args(cls, namespace):
+        return cls(**{k: v for k, v in vars(namespace).items() if k in cls.names()})
+
+
+def one_size(img_size, default, stride=32):
+    """--img-size (an int, or a list from the command line) as one size, the default when
+    absent: evaluation and detection letterbox to a square of it."""
+    if img_size is None or img_size == []:
+        return default
+    sizes = [img_size] if isinstance(img_size, int) else list(img_size)
+    if len(set(sizes)) != 1:
+        raise OptionError(f'--img-size: give one size (images are letterboxed to a square), '
+                          f'got {" ".join(map(str, sizes))}')
+    if sizes[0] < stride or sizes[0] % stride:
+        raise OptionError(f'--img-size must be a multiple of {stride} (the largest stride), '
+                          f'got {sizes[0]}')
+    return sizes[0]
