@@ -38,7 +38,7 @@ from utils.cli import friendly_errors
 from utils.compress_report import write_report
 from utils.datasets import available_memory, cache_bytes, parse_data_cfg
 from utils.errors import OptionError
-from utils.evaluate import evaluate_on
+from utils.evaluate import evaluate_on, headline
 from utils.files import atomic_write_text
 from utils.log import LOGGER
 from utils.options import Parser, add_shared
@@ -106,7 +106,7 @@ def evaluate(weights, opt, run, tag):
     model = load_for_inference(str(weights), None, select_device(opt['device']))
     m = evaluate_on(model, opt['data'], opt['img_size'], opt['batch_size'], opt['workers'],
                     plots=False, verbose=False, save_dir=run.dir / f'eval_{tag}')
-    return {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
+    return headline(m)
 
 
 def model_row(stage, cfg, weights, opt, run, metrics=None):
@@ -136,7 +136,7 @@ def train_stage(run, stage, cfg, weights, img_size=0, **kw):
                       img_size=[size, size, opt['img_size']], batch_size=opt['batch_size'],
                       device=opt['device'], workers=opt['workers'], project=str(run.dir),
                       name=stage, exist_ok=True, notest=True, cache_images=run.cache, **kw)
-    return last, {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
+    return last, headline(m)
 
 
 def write_cfg_of(weights, path):
@@ -180,8 +180,9 @@ def prune(run):
                         batch_size=opt['batch_size'], device=opt['device'],
                         workers=opt['workers'], latency_runs=0, project=str(run.dir),
                         name='prune', exist_ok=True)
-    row = model_row('prune', report['cfg'], report['pt'], opt, run, {
-        'map50': report['pruned']['map50'], 'map50_95': report['pruned']['map50_95']})
+    row = model_row('prune', report['cfg'], report['pt'], opt, run,
+                    {k: v for k, v in report['pruned'].items() if k in ('map50', 'map50_95',
+                                                                         'miou')})
     run.done('prune', {'cfg': report['cfg'], 'weights': report['pt'],
                        'channels': report['channels']}, row)
 

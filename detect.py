@@ -1,4 +1,5 @@
-"""Run a detector on images, folders, globs, videos or a webcam and draw what it finds.
+"""Run a detector (or a network that segments) on images, folders, globs, videos or a webcam and
+draw what it finds: the segmentation blended in its cfg's colours, boxes on top.
 
     python3 detect.py --weights weights/yolov3-mini.pt --source data/shapes/images/val
     python3 detect.py --data data/coco2017.data --cfg cfg/yolov3-tiny.cfg \
@@ -6,7 +7,7 @@
 
 Drawings go to runs/detect/exp*/ (a new folder each run; nothing earlier is touched); --save-txt
 adds labels/<name>.txt per image or video frame: ``class cx cy w h confidence``, normalized to the
-original image.
+original image; --save-masks adds masks/<name>.png, the class index of every pixel.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from utils.log import LOGGER
 from utils.errors import OptionError
 from utils.nms import non_max_suppression
 from utils.options import Parser, add_shared, one_size
-from utils.plots import draw_boxes
+from utils.files import atomic_path
+from utils.plots import draw_boxes, draw_mask, palette
 from utils.runs import increment_path
 from utils.sources import iter_frames
 from utils.torch_utils import select_device, time_sync
@@ -48,6 +50,25 @@ def resolve_names(names_file, weights, nc, data=None):
     return names or [str(i) for i in range(nc)]
 
 
+def head_option(model, key):
+    """A key of the network's segmentation head block ([softmax] colormap=, names=), or None."""
+    blocks = getattr(model, 'blocks', None)
+    if not blocks or not model.seg_layers:
+        return None
+    block = blocks[model.seg_layers[0] + 1]
+    return block.get(key) if key in block.options else None
+
+
+def original_mask(mask, frame):
+    """A class map of the letterboxed input, its padding cut off, resized (nearest) to the
+    frame's original image."""
+    gain, (left, top) = frame.ratio_pad
+    h0, w0 = frame.image.shape[:2]
+    h1, w1 = max(1, round(h0 * gain)), max(1, round(w0 * gain))
+    inner = mask[int(top):int(top) + h1, int(left):int(left) + w1].to(torch.uint8).cpu().numpy()
+    return cv2.resize(inner, (w0, h0), interpolation=cv2.INTER_NEAREST)
+
+
 def label_lines(det, shape):
     """YOLO-format lines with confidence, normalized to an image of shape (h, w)."""
     h, w = shape[:2]
@@ -60,12 +81,14 @@ def label_lines(det, shape):
 class Outputs:
     """Writes drawings (images, or videos frame by frame) and label files into the run folder."""
 
-    def __init__(self, save_dir, save_txt):
+    def __init__(self, save_dir, save_txt, save_masks=False):
         self.save_dir, self.save_txt, self.writers = Path(save_dir), save_txt, {}
-        if save_txt:
-            (self.save_dir / 'labels').mkdir(parents=True, exist_ok=True)
+        self.save_masks = save_masks
+        for kind, on in (('labels', save_txt), ('masks', save_masks)):
+            if on:
+                (self.save_dir / kind).mkdir(parents=True, exist_ok=True)
 
-    def write(self, frame, drawn, det):
+    def write(self, frame, drawn, det, mask=None):
         stem = Path(frame.path).stem
         if frame.is_video:
             writer = self.writers.get(frame.path)
@@ -78,6 +101,9 @@ class Outputs:
             stem = f'{stem}_{frame.index}'
         else:
             cv2.imwrite(str(self.save_dir / Path(frame.path).name), drawn)
+        if self.save_masks and mask is not None:
+            with atomic_path(self.save_dir / 'masks' / f'{stem}.png') as tmp:
+                cv2.imwrite(str(tmp), mask)
         if self.save_txt:
             lines = label_lines(det, frame.image.shape)
             (self.save_dir / 'labels' / f'{stem}.txt').write_text(''.join(f'{x}\n' for x in lines))
@@ -103,33 +129,42 @@ def show(window, img, state):
 @torch.no_grad()
 def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, names=None,
         img_size=None, conf_thres=0.25, iou_thres=0.45, classes=None, agnostic_nms=False,
-        max_det=300, save_txt=False, view_img=False, device='', project='runs/detect',
-        name='exp', exist_ok=False):
+        max_det=300, save_txt=False, save_masks=False, view_img=False, device='',
+        project='runs/detect', name='exp', exist_ok=False):
     device = select_device(device)
     model = load_for_inference(weights, cfg, device)
     size = one_size(img_size, (model.img_size or (None, None))[1])
     if size is None:
         raise OptionError(f'{weights}: a dynamic graph takes any size: give --img-size')
-    names = resolve_names(names, weights, model.nc, data)
+    names = resolve_names(names, weights, model.nc, data) if model.nc else []
+    colors = palette(model.seg_nc, head_option(model, 'colormap')) if model.seg_nc else None
     save_dir = increment_path(project, name, exist_ok)
-    outputs, gui = Outputs(save_dir, save_txt), {}
+    outputs, gui = Outputs(save_dir, save_txt, save_masks), {}
     counts = Counter()
     try:
         for frame in iter_frames(str(source), size):
             t0 = time_sync()
             x = torch.from_numpy(frame.input).to(device).float().div(255).unsqueeze(0)
-            det = non_max_suppression(model(x)[0].float(), conf_thres, iou_thres, classes,
-                                      agnostic_nms, max_det, multi_label=False)[0].cpu()
-            det[:, :4] = scale_boxes(det[:, :4], x.shape[2:], frame.image.shape[:2],
-                                     frame.ratio_pad)
+            decoded, heads = model(x)
+            det = torch.zeros((0, 6))
+            if decoded is not None:
+                det = non_max_suppression(decoded.float(), conf_thres, iou_thres, classes,
+                                          agnostic_nms, max_det, multi_label=False)[0].cpu()
+                det[:, :4] = scale_boxes(det[:, :4], x.shape[2:], frame.image.shape[:2],
+                                         frame.ratio_pad)
+            mask = (original_mask(model.segment(heads, x.shape[2:]).argmax(1)[0], frame)
+                    if model.seg_nc else None)
             ms = 1000 * (time_sync() - t0)
             found = Counter(names[int(c)] for c in det[:, 5].tolist())
             counts.update(found)
             summary = ', '.join(f'{n} {k}' for k, n in found.items()) or 'nothing'
             where = f'{frame.path}' + (f' frame {frame.index}' if frame.is_video else '')
             LOGGER.info(f'{where}: {summary} ({ms:.1f} ms)')
-            drawn = draw_boxes(frame.image.copy(), det, names)
-            outputs.write(frame, drawn, det)
+            drawn = frame.image.copy()
+            if mask is not None:
+                draw_mask(drawn, mask, colors)
+            drawn = draw_boxes(drawn, det, names)
+            outputs.write(frame, drawn, det, mask)
             if view_img:
                 show(str(frame.path), drawn, gui)
     finally:
@@ -154,6 +189,8 @@ def parser():
     p.add_argument('--agnostic-nms', action='store_true', help='NMS across classes')
     p.add_argument('--max-det', type=int, default=300)
     p.add_argument('--save-txt', action='store_true', help='write labels with confidences')
+    p.add_argument('--save-masks', action='store_true',
+                   help='segmenting networks: write each class map as masks/<name>.png')
     p.add_argument('--view-img', action='store_true', help='show results in a window')
     return p
 

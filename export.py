@@ -31,6 +31,7 @@ from torch import nn
 
 from models.cfg import save_cfg
 from models.darknet import is_quantized
+from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
 from models.weights import save_darknet_weights
 from quantize.loader import load_model
 from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weights_here,
@@ -50,24 +51,50 @@ class ExportError(ToolkitError, RuntimeError):
     """An export that cannot be done here; the message says why and what to do."""
 
 
+def output_names(model):
+    """The graph's outputs: boxes and scores for [yolo] heads, seg for a segmentation head."""
+    return (['boxes', 'scores'] if model.yolo_layers else []) + \
+        (['seg'] if model.seg_layers else [])
+
+
 class DeployHead(nn.Module):
     """The network with its outputs in the form deployment code reads: corner boxes and scores,
-    the heads decoded at once (Darknet.decode_parts) so the graph's tail is a dozen nodes."""
+    the heads decoded at once (Darknet.decode_parts) so the graph's tail is a dozen nodes; and
+    the segmentation head's logits (b, classes, h, w) at its own output stride: argmax over the
+    classes is the mask (softmax of them darknet's probabilities)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, images):
-        xy, g, wh_gain, obj, cls = self.model.decode_parts(self.model.heads(images),
-                                                           images.shape[-2:])
-        half = g * (wh_gain / 2)
-        # corners by concatenation: xywh2xyxy's in-place column writes export as four ScatterND
-        # nodes, which onnxruntime runs slowly
-        return torch.cat((xy - half, xy + half), -1), cls * obj
+        heads = self.model.heads(images)
+        out = ()
+        if self.model.yolo_layers:
+            xy, g, wh_gain, obj, cls = self.model.decode_parts(heads, images.shape[-2:])
+            half = g * (wh_gain / 2)
+            # corners by concatenation: xywh2xyxy's in-place column writes export as four
+            # ScatterND nodes, which onnxruntime runs slowly
+            out = (torch.cat((xy - half, xy + half), -1), cls * obj)
+        if self.model.seg_layers:
+            out = out + (self.model.seg_logits(heads),)
+        return out
+
+
+def darknet_fallbacks(model):
+    """[(layer, activation)] of the layers whose activation AlexeyAB's darknet does not have:
+    it prints a line and runs ReLU in their place."""
+    return [(i, b.options['activation']) for i, b in enumerate(model.blocks[1:])
+            if b.options.get('activation') in EXTENSION_ACTIVATIONS]
 
 
 def export_darknet(model, stem):
+    odd = darknet_fallbacks(model)
+    if odd:
+        shown = ', '.join(f'{i} ({a})' for i, a in odd[:8]) + (' ...' if len(odd) > 8 else '')
+        LOGGER.warning(f'WARNING: darknet has no {"/".join(sorted({a for _, a in odd}))}: it will '
+                       f'run {DARKNET_FALLBACK} in layers {shown} ({len(odd)} layers), so the '
+                       f'exported network computes something else in darknet')
     if is_quantized(model):
         LOGGER.warning('WARNING: darknet .weights hold floats: writing the dequantized weights of '
                        'this quantized model (its activations will run in float)')
@@ -97,19 +124,21 @@ def export_onnx(model, stem, img_hw, batch=1, dynamic=False, opset=17, nms=False
                            'int8 products: this graph runs inexactly here (deploy it on a CPU '
                            'with VNNI or ARM), --qdq onnxruntime-u8 is exact on any CPU')
     x = torch.zeros(batch, model.in_channels, *img_hw, device=next(model.parameters()).device)
+    names = output_names(model)
     axes = {'images': {0: 'batch', 2: 'height', 3: 'width'}, 'boxes': {0: 'batch', 1: 'anchors'},
-            'scores': {0: 'batch', 1: 'anchors'}} if dynamic else None
+            'scores': {0: 'batch', 1: 'anchors'}, 'seg': {0: 'batch', 2: 'h', 3: 'w'}}
+    axes = {k: v for k, v in axes.items() if k == 'images' or k in names} if dynamic else None
     with atomic_path(path) as tmp:  # the graph is edited after tracing: only the end result
         with warnings.catch_warnings():  # the tracer's notes on shape arithmetic; tested
             warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
             warnings.simplefilter('ignore', category=DeprecationWarning)
             torch.onnx.export(DeployHead(model).eval(), x, str(tmp), opset_version=opset,
-                              dynamo=False, input_names=['images'],
-                              output_names=['boxes', 'scores'], dynamic_axes=axes)
+                              dynamo=False, input_names=['images'], output_names=names,
+                              dynamic_axes=axes)
         graph = onnx.load(str(tmp))
         if int8:
             graph = int8_initializers(graph)
-        if nms:
+        if nms and 'boxes' in names:
             graph = add_nms(graph, iou_thres, conf_thres, max_det)
         if simplify:
             graph = _simplify(graph)

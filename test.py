@@ -1,4 +1,5 @@
-"""Evaluate a detector: mAP@0.5, mAP@0.5:0.95, P, R, F1 per class, speed.
+"""Evaluate a network: detection (mAP@0.5, mAP@0.5:0.95, P, R, F1 per class) and, for networks
+with a segmentation head, mIoU, IoU per class, pixel accuracy and frequency-weighted IoU.
 
     python3 test.py --weights weights/yolov3-mini.pt --data data/shapes.data
     python3 test.py --data data/voc.data --cfg cfg/yolov3-tiny.cfg --weights yolov3-tiny.weights
@@ -43,14 +44,18 @@ def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size
     split = 'test' if task == 'test' and 'test' in data_cfg else 'valid'
     if split not in data_cfg:
         raise DataError(f"{data}: no '{split}=' entry to evaluate on")
-    if model.nc != len(names):
+    if model.nc and model.nc != len(names):
         raise DataError(f'{data}: the dataset has {len(names)} classes but the model predicts '
                         f'{model.nc}')
+    seg_nc = getattr(model, 'seg_nc', 0)
+    if seg_nc and data_cfg['seg_classes'] != seg_nc:
+        raise DataError(f"{data}: the model segments {seg_nc} classes, the dataset has "
+                        f"{data_cfg['seg_classes']} (seg_classes= in the .data)")
     loader, _ = create_dataloader(data_cfg[split], len(names), size, batch_size, workers=workers,
-                                  prefix=f'{split}: ')
+                                  prefix=f'{split}: ', seg_nc=seg_nc)
     save_dir = increment_path(project, name, exist_ok)
     metrics = evaluate_model(model, loader, names, conf_thres, iou_thres, max_det, save_json,
-                             save_dir, plots, verbose)
+                             save_dir, plots, verbose, data_cfg.get('seg_names'))
     if verbose:
         LOGGER.info(f'Results saved to {save_dir}')
     return metrics

@@ -44,7 +44,7 @@ from utils.files import atomic_write_text
 from utils.hooks import build_hooks
 from utils.hyp import load_hyp
 from utils.log import LOGGER
-from utils.loss import YoloLoss, scaled_gains
+from utils.loss import Criterion, scaled_gains
 from utils.options import Options, Parser, field
 from utils.plots import plot_results
 from utils.runs import increment_path, project_dir, save_options
@@ -154,7 +154,26 @@ class TrainOptions(Options):
 
 
 def fitness(metrics):
-    return 0.1 * metrics['map50'] + 0.9 * metrics['map50_95']
+    """best.pt's criterion: 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95 for detection, mIoU for
+    segmentation, their mean for a network that does both."""
+    parts = []
+    if 'map50' in metrics:
+        parts.append(0.1 * metrics['map50'] + 0.9 * metrics['map50_95'])
+    if 'miou' in metrics:
+        parts.append(metrics['miou'])
+    return sum(parts) / len(parts)
+
+
+DET_KEYS, SEG_KEYS = ('precision', 'recall', 'map50', 'map50_95'), ('miou', 'pixel_acc')
+
+
+def score_line(m):
+    parts = []
+    if 'map50' in m:
+        parts.append(f"mAP@0.5 {m['map50']:.4f} mAP@0.5:0.95 {m['map50_95']:.4f}")
+    if 'miou' in m:
+        parts.append(f"mIoU {m['miou']:.4f}")
+    return ' '.join(parts)
 
 
 def sizes(img_size):
@@ -345,6 +364,7 @@ class Trainer:
         seed_everything(opt.seed + rank)
         data_cfg = parse_data_cfg(opt.data)
         self.nc, self.names = data_cfg['classes'], data_cfg['names']
+        self.seg_names = data_cfg.get('seg_names')
         self.train_size, self.size_range, test_size = sizes(list(opt.img_size))
         builders = (sparsity_hook, quant_hook, distill_hook)  # the order of on_model:
         # sparsity reads the float graph (the swap keeps its BN tensors), distillation taps the
@@ -370,25 +390,28 @@ class Trainer:
         if world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[local] if self.device.type == 'cuda' else None)
+        seg_nc = unwrap(self.model).seg_nc
         self.train_loader, self.train_set = create_dataloader(
             data_cfg['train'], self.nc, self.train_size, opt.batch_size // world,
             augment=True, hyp=hyp, rect=opt.rect, workers=opt.workers, shuffle=True,
             cache_images=opt.cache_images, prefix='train: ' if self.main else '',
-            distributed=world > 1, seed=opt.seed)
+            distributed=world > 1, seed=opt.seed, seg_nc=seg_nc)
         self.val_loader = None
         if self.main:
             self.val_loader, _ = create_dataloader(
                 data_cfg['valid'], self.nc, test_size, opt.batch_size // world * 2,
-                workers=opt.workers, prefix='valid: ')
+                workers=opt.workers, prefix='valid: ', seg_nc=seg_nc)
             save_options({k: v for k, v in opt.to_dict().items() if k != 'hyp_values'},
                          self.save_dir / 'opt.yaml')
             atomic_write_text(self.save_dir / 'hyp.yaml', yaml.safe_dump(hyp, sort_keys=False))
-        self.criterion = YoloLoss(unwrap(self.model), hyp)
+        self.criterion = Criterion(unwrap(self.model), hyp)
         nb = len(self.train_loader)
         self.n_warmup = (max(round(hyp['warmup_epochs'] * nb), hyp['warmup_min_iters'])
                          if hyp['warmup_epochs'] else 0)
         self.last_step = -1
-        self.metrics = {'precision': 0.0, 'recall': 0.0, 'map50': 0.0, 'map50_95': 0.0}
+        model = unwrap(self.model)
+        self.metrics = ({k: 0.0 for k in DET_KEYS} if model.yolo_layers else {}) | \
+            ({k: 0.0 for k in SEG_KEYS} if model.seg_layers else {})
         self.last_plot = time.time()
 
     def _run_folder(self, save_dir):
@@ -403,9 +426,7 @@ class Trainer:
     def _build_model(self, resumed):
         opt = self.opt
         model = Darknet(resumed['cfg'] if resumed else opt.cfg)
-        if model.nc != self.nc:
-            raise WeightsError(f"{opt.cfg}: the model predicts {model.nc} classes, "
-                               f"{opt.data} has {self.nc}")
+        check_tasks(model, opt, self.nc, self.seg_names)
         if opt.weights and not resumed:
             msg = load_pretrained(model, opt.weights, other_classes=opt.pt)
             if self.main:
@@ -480,8 +501,8 @@ class Trainer:
         bar = tqdm(self.train_loader, total=nb, disable=not self.main, ncols=110,
                    bar_format='{l_bar}{bar:20}{r_bar}',
                    mininterval=0.1 if sys.stderr.isatty() else 30)  # keep logs short
-        for i, (imgs, targets, _, _) in enumerate(bar):
-            terms = self.train_step(epoch, i + nb * epoch, imgs, targets)
+        for i, (imgs, targets, _, _, masks) in enumerate(bar):
+            terms = self.train_step(epoch, i + nb * epoch, imgs, targets, masks)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
             if self.main:
@@ -492,7 +513,7 @@ class Trainer:
         means = {k: round(v / nb, 5) for k, v in sums.items()}
         return means | {'total': round(sum(means.values()), 5)}
 
-    def train_step(self, epoch, ni, imgs, targets):
+    def train_step(self, epoch, ni, imgs, targets, masks=None):
         """Forward, loss (with hook terms), backward; an optimizer step when enough has
         accumulated. Returns the loss terms as floats."""
         opt, hyp = self.opt, self.hyp
@@ -508,7 +529,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             preds = self.model(imgs)
-            loss, items = self.criterion(preds, targets.to(self.device), imgs.shape[2:])
+            loss, terms = self.criterion(preds, targets.to(self.device), imgs.shape[2:], masks)
             extra = {}
             for h in self.hooks:
                 extra.update(h.extra_loss(unwrap(self.model), imgs, preds, targets))
@@ -526,8 +547,7 @@ class Trainer:
             if self.ema:
                 self.ema.update(self.model)
             self.last_step = ni
-        box, obj, cls = items.tolist()
-        return {'box': box, 'obj': obj, 'cls': cls} | {k: v.item() for k, v in extra.items()}
+        return {k: float(v) for k, v in terms.items()} | {k: v.item() for k, v in extra.items()}
 
     def end_epoch(self, epoch, row, t_epoch):
         """Evaluate the EMA, log the row, write results and checkpoints (rank 0)."""
@@ -537,10 +557,11 @@ class Trainer:
         if evaluated:
             self.metrics = evaluate_model(self.ema.ema, self.val_loader, self.names,
                                           verbose=final, plots=final,
-                                          save_dir=self.save_dir if final else None)
+                                          save_dir=self.save_dir if final else None,
+                                          seg_names=self.seg_names)
         m = self.metrics
-        row = {'epoch': epoch} | row | {k: round(m[k], 5) for k in
-                                        ('precision', 'recall', 'map50', 'map50_95')}
+        row = {'epoch': epoch} | row | {k: round(m[k], 5) for k in DET_KEYS + SEG_KEYS
+                                        if k in m}
         row['seconds'] = round(time.time() - t_epoch, 1)
         append_results(self.save_dir / 'results.csv', row)
         if final or time.time() - self.last_plot > 60:  # a plot costs ~1 s
@@ -551,8 +572,7 @@ class Trainer:
         improved = (eligible and fitness(m) > self.best) or not best_pt.exists()
         if eligible:
             self.best = max(self.best, fitness(m))
-        score = (f"mAP@0.5 {m['map50']:.4f} mAP@0.5:0.95 {m['map50_95']:.4f}" if evaluated
-                 else 'not evaluated (--notest)')
+        score = score_line(m) if evaluated else 'not evaluated (--notest)'
         LOGGER.info(f"epoch {epoch + 1}: {score} ({row['seconds']} s)")
         if not opt.nosave:
             ckpt = checkpoint(self.model, self.ema, self.optimizer, self.scheduler, self.scaler,
@@ -560,6 +580,16 @@ class Trainer:
             save_checkpoint(ckpt, self.save_dir / 'weights' / 'last.pt')
             if improved:
                 save_checkpoint(ckpt, best_pt)
+
+
+def check_tasks(model, opt, nc, seg_names):
+    """The dataset has what the network learns: its detection classes, its masks."""
+    if model.yolo_layers and model.nc != nc:
+        raise WeightsError(f'{opt.cfg}: the model detects {model.nc} classes, {opt.data} has {nc}')
+    if model.seg_layers and len(seg_names or []) != model.seg_nc:
+        have = f'{len(seg_names)} segmentation classes' if seg_names else 'no masks'
+        raise WeightsError(f'{opt.cfg}: the model segments {model.seg_nc} classes, {opt.data} '
+                           f'has {have} (seg_classes= and seg_names= in the .data)')
 
 
 def optimizer_step(model, optimizer, scaler, hooks, epoch, clip_grad):

@@ -1,4 +1,4 @@
-"""Generate the built-in detection dataset: shapes on textured, noisy backgrounds.
+"""Generate the built-in dataset: shapes on textured, noisy backgrounds, with boxes and masks.
 
     python3 data/make_shapes.py [--out data/shapes] [--n-train 3000] [--n-val 300] [--seed 0]
 
@@ -6,8 +6,10 @@ Six classes (data/shapes.names): circle, square, triangle, star, cross, ring. Ea
 objects of random color, size (6 px to half the image), aspect ratio and rotation, possibly
 overlapping (but never hiding more than 40% of an earlier object), on one of several background
 textures with noise, sometimes blurred, saved as JPEG; one image in twenty is pure background.
-Labels are the tight boxes of each object's drawn pixels, in YOLO format. Everything derives
-from (seed, split, index), so the same seed gives the same bytes, whatever the number of workers.
+Labels are the tight boxes of each object's drawn pixels, in YOLO format (labels/); masks/ holds
+one single-channel PNG per image, the class of the object on top at each pixel plus one (0 =
+background; data/shapes-seg.names). Everything derives from (seed, split, index), so the same
+seed gives the same bytes, whatever the number of workers.
 """
 from __future__ import annotations
 
@@ -96,7 +98,7 @@ def draw_shape(mask, cls, center, radius, ratio, angle, thickness):
 
 
 def make_image(seed, split, index, size):
-    """One image and its YOLO label lines, from (seed, split, index) alone."""
+    """One image, its YOLO label lines and its class mask, from (seed, split, index) alone."""
     rng = np.random.default_rng([seed, SPLITS[split], index])
     img = background(rng, size)
     owner = np.zeros((size, size), np.int16)  # which object owns each pixel (0 = background)
@@ -131,15 +133,17 @@ def make_image(seed, split, index, size):
         img = cv2.GaussianBlur(img, (3, 3), rng.uniform(0.5, 1.2))
     lines = [f'{c} {(x1 + x2) / 2 / size:.6f} {(y1 + y2) / 2 / size:.6f} '
              f'{(x2 - x1) / size:.6f} {(y2 - y1) / size:.6f}' for c, x1, y1, x2, y2 in objects]
-    return img, lines
+    classes = np.array([0] + [c + 1 for c, *_ in objects], np.uint8)  # owner -> class + 1
+    return img, lines, classes[owner]
 
 
 def _write(job):
     out, seed, split, index, size = job
-    img, lines = make_image(seed, split, index, size)
+    img, lines, mask = make_image(seed, split, index, size)
     stem = f'{index:06d}'
     cv2.imwrite(str(out / 'images' / split / f'{stem}.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
     (out / 'labels' / split / f'{stem}.txt').write_text(''.join(f'{x}\n' for x in lines))
+    cv2.imwrite(str(out / 'masks' / split / f'{stem}.png'), mask)
     return len(lines)
 
 
@@ -153,8 +157,8 @@ def generate(out=HERE / 'shapes', n_train=3000, n_val=300, img_size=320, seed=0,
     out = Path(out)
     counts = {}
     for split, n in (('train', n_train), ('val', n_val)):
-        (out / 'images' / split).mkdir(parents=True, exist_ok=True)
-        (out / 'labels' / split).mkdir(parents=True, exist_ok=True)
+        for kind in ('images', 'labels', 'masks'):
+            (out / kind / split).mkdir(parents=True, exist_ok=True)
         jobs = [(out, seed, split, i, img_size) for i in range(n)]
         with Pool(workers, initializer=_init_worker) as pool:
             counts[split] = sum(pool.map(_write, jobs, chunksize=32))

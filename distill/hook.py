@@ -11,8 +11,10 @@ or 0.05):
   4  + kd_feat              and feature imitation at the head inputs (distill/feature.py)
   5  + kd_feat (masked)     with the fine-grained imitation mask
 
-The teacher may be any cfg with the same classes, heads and anchors (a pruned student's
-unpruned original, or a layer-pruned one).
+A network that segments adds kd_seg (distill/segment.py: per-pixel KL at --kd-T, times the hyp's
+seg gain) whatever the strategy. The teacher may be any cfg with the same classes, heads and
+anchors for each task both networks have (a pruned student's unpruned original, or a
+layer-pruned one).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from distill.feature import (FeatureTaps, feature_loss, head_channels, imitation
                              make_adapters)
 from distill.imitation import imitation_losses
 from distill.output import output_losses
+from distill.segment import segmentation_kl
 from models.weights import WeightsError, load_model
 from utils.errors import OptionError
 from utils.hooks import TrainHook
@@ -47,9 +50,14 @@ class DistillHook(TrainHook):
         self.teacher = teacher.eval().requires_grad_(False)
         self.adapters, self.assigner = None, None
 
+    def tasks(self, model):
+        """The tasks both networks have: (detection, segmentation)."""
+        return (bool(model.yolo_layers and self.teacher.yolo_layers),
+                bool(model.seg_layers and self.teacher.seg_layers))
+
     def on_model(self, model):
         check_compatible(model, self.teacher)
-        if self.strategy >= 4:
+        if self.strategy >= 4 and self.tasks(model)[0]:
             self.student_taps, self.teacher_taps = FeatureTaps(model), FeatureTaps(self.teacher)
             self.adapters = make_adapters(head_channels(model, 'student'),
                                           head_channels(self.teacher, 'teacher'))
@@ -63,22 +71,32 @@ class DistillHook(TrainHook):
 
     def extra_loss(self, model, imgs, preds, targets):
         with torch.no_grad():
-            t_preds = self.teacher(imgs)[1]
+            t_all = self.teacher(imgs)[1]
+        losses = {}
+        detect, segment = self.tasks(model)
+        if detect:
+            losses |= self._detection_losses(model, imgs, model.det_heads(preds),
+                                             self.teacher.det_heads(t_all), targets)
+        if segment:
+            losses['kd_seg'] = segmentation_kl(model.seg_logits(preds),
+                                               self.teacher.seg_logits(t_all), self.temperature)
+        return {k: v * self.weight * self._gain(k) for k, v in losses.items()}
+
+    def _detection_losses(self, model, imgs, preds, t_preds, targets):
         heads = [model.module_list[j] for j in model.yolo_layers]
         for s, t in zip(preds, t_preds):
             if s.shape != t.shape:
                 raise WeightsError(f'student head {tuple(s.shape)} and teacher head '
-                                 f'{tuple(t.shape)} differ; distillation needs equal heads')
+                                   f'{tuple(t.shape)} differ; distillation needs equal heads')
         if self.strategy == 1:
-            losses = output_losses(preds, t_preds, heads, self.temperature)
-        else:
-            losses = self._matched_losses(model, heads, preds, t_preds, targets, imgs.shape[2:])
-        return {k: v * self.weight * self._gain(k) for k, v in losses.items()}
+            return output_losses(preds, t_preds, heads, self.temperature)
+        return self._matched_losses(model, heads, preds, t_preds, targets, imgs.shape[2:])
 
     def _gain(self, name):
         """The detection loss's own gain for the same kind of term, so that --kd-weight 1 puts
         distillation on the scale of the loss it adds to."""
-        key = {'kd_box': 'box', 'kd_cls': 'cls', 'kd_obj': 'obj', 'kd_feat': 'kd_feat'}[name]
+        key = {'kd_box': 'box', 'kd_cls': 'cls', 'kd_obj': 'obj', 'kd_feat': 'kd_feat',
+               'kd_seg': 'seg'}[name]
         return self.hyp.get(key, FEATURE_GAIN) if key == 'kd_feat' else self.hyp[key]
 
     def _matched_losses(self, model, heads, preds, t_preds, targets, img_hw):
@@ -117,6 +135,16 @@ class DistillHook(TrainHook):
 
 
 def check_compatible(student, teacher):
+    shared = (student.yolo_layers and teacher.yolo_layers) or \
+        (student.seg_layers and teacher.seg_layers)
+    if not shared:
+        raise WeightsError('teacher and student share no task (detection, segmentation) to '
+                           'distill')
+    if student.seg_layers and teacher.seg_layers and student.seg_nc != teacher.seg_nc:
+        raise WeightsError(f'teacher segments {teacher.seg_nc} classes, the student '
+                           f'{student.seg_nc}; distillation needs them equal')
+    if not (student.yolo_layers and teacher.yolo_layers):
+        return
     s_heads = [student.module_list[j] for j in student.yolo_layers]
     t_heads = [teacher.module_list[j] for j in teacher.yolo_layers]
     if student.nc != teacher.nc or len(s_heads) != len(t_heads):

@@ -1,16 +1,22 @@
 """python3 -m models --cfg CFG [--img-size N] [--json]: per-layer summary with darknet's BFLOPs."""
-import argparse
 import json
-import sys
 
 from terminaltables import AsciiTable
 
-from models.cfg import CfgError
 from models.darknet import Darknet
+from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
+from utils.cli import friendly_errors
+from utils.options import Parser
+
+
+def extensions(model):
+    """The activations the cfg uses that darknet does not have (toolkit extensions)."""
+    return sorted({b.options['activation'] for b in model.blocks[1:]
+                   if b.options.get('activation') in EXTENSION_ACTIVATIONS})
 
 
 def parse_opt(argv=None):
-    p = argparse.ArgumentParser(prog='python3 -m models', description=__doc__)
+    p = Parser(prog='python3 -m models', description=__doc__)
     p.add_argument('--cfg', required=True, help='darknet .cfg file')
     p.add_argument('--img-size', type=int, nargs='+', default=None,
                    help='input size (one value, or height width); default: the cfg [net] size')
@@ -27,6 +33,7 @@ def run(cfg, img_size=None, as_json=False):
     model = Darknet(cfg)
     size = img_size if img_size is None or len(img_size) == 2 else (img_size[0], img_size[0])
     info = model.info(tuple(size) if size else None)
+    info['darknet_extensions'] = extensions(model)
     if as_json:
         print(json.dumps(info))
         return info
@@ -38,16 +45,16 @@ def run(cfg, img_size=None, as_json=False):
     table = AsciiTable(rows, f' {cfg} ')
     table.inner_footing_row_border = True
     print(table.table)
+    if info['darknet_extensions']:
+        print(f"toolkit extensions (darknet runs {DARKNET_FALLBACK} instead): "
+              f"{', '.join(info['darknet_extensions'])}")
     return info
 
 
+@friendly_errors
 def main(argv=None):
     opt = parse_opt(argv)
-    try:
-        run(opt.cfg, opt.img_size, opt.json)
-    except CfgError as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(1)
+    run(opt.cfg, opt.img_size, opt.json)
 
 
 if __name__ == '__main__':

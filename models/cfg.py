@@ -1,92 +1,24 @@
 """Darknet .cfg files: parse into blocks, validate every key, write back.
 
 A cfg is a list of blocks; ``blocks[0]`` is ``[net]``. Each block keeps its options as the raw
-strings of the file (in file order), so ``parse_cfg_text(write_cfg(blocks)) == blocks`` holds
-exactly and a training-only key such as ``burn_in`` survives a round trip untouched. Typed access
-goes through ``Block.get``, which knows darknet's defaults and raises a CfgError naming file:line
-on a bad value.
+strings of the file (in file order) and its header as written (an alias such as ``[conv]``
+stays ``[conv]``), so ``parse_cfg_text(write_cfg(blocks)) == blocks`` holds exactly and a
+training-only key such as ``burn_in`` survives a round trip untouched. Typed access goes through
+``Block.get``, which knows darknet's defaults and raises a CfgError naming file:line on a bad
+value. Which blocks and keys exist, and what is done with each: models/dialect.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.dialect import (ACTIVATION_NAMES, ALIASES, COMPUTE, DEPLOY, KNOWN_BLOCKS,
+                            UNSUPPORTED, known_keys)
 from utils.errors import ToolkitError
 from utils.files import atomic_write_text
 
-ACTIVATION_NAMES = (
-    'linear', 'leaky', 'relu', 'relu6', 'mish', 'swish', 'logistic', 'hswish', 'h_swish',
-    'hard_sigmoid', 'tanh', 'elu', 'selu', 'gelu')
-
-
 class CfgError(ToolkitError, ValueError):
     """A cfg problem; the message starts with file:line."""
-
-
-# Block-name aliases darknet accepts; blocks are stored under the canonical name.
-ALIASES = {'network': 'net', 'conv': 'convolutional', 'max': 'maxpool', 'avg': 'avgpool'}
-
-# Keys that change the computation, with their type and darknet's default.
-# Types: int, float, ints (comma list), floats, act (activation name), str.
-SCHEMA = {
-    'net': {'width': ('int', 416), 'height': ('int', 416), 'channels': ('int', 3)},
-    'convolutional': {
-        'filters': ('int', 1), 'size': ('int', 1), 'stride': ('int', 1), 'pad': ('int', 0),
-        'padding': ('int', 0), 'groups': ('int', 1), 'dilation': ('int', 1),
-        'batch_normalize': ('int', 0), 'activation': ('act', 'logistic')},
-    'shortcut': {'from': ('ints', None), 'activation': ('act', 'linear'),
-                 'weights_type': ('str', 'none'), 'weights_normalization': ('str', 'none')},
-    'route': {'layers': ('ints', None), 'groups': ('int', 1), 'group_id': ('int', 0)},
-    'upsample': {'stride': ('int', 2), 'scale': ('float', 1.0)},
-    'maxpool': {'size': ('int', 1), 'stride': ('int', 1), 'padding': ('int', None)},
-    'avgpool': {},
-    'dropout': {'probability': ('float', 0.5)},
-    'scale_channels': {'from': ('int', None), 'activation': ('act', 'linear')},
-    'yolo': {'mask': ('ints', None), 'anchors': ('floats', None), 'classes': ('int', 20),
-             'num': ('int', 1), 'scale_x_y': ('float', 1.0), 'new_coords': ('int', 0)},
-}
-
-# Keys darknet defines only for training (data augmentation, optimizer, loss, NMS): kept verbatim
-# through a round trip and otherwise ignored.
-TRAINING_KEYS = {
-    'net': {
-        'batch', 'subdivisions', 'momentum', 'decay', 'angle', 'saturation', 'exposure', 'hue',
-        'learning_rate', 'burn_in', 'max_batches', 'policy', 'steps', 'scales', 'step', 'scale',
-        'gamma', 'power', 'mosaic', 'mosaic_bound', 'cutmix', 'mixup', 'blur', 'gaussian_noise',
-        'letter_box', 'flip', 'min_crop', 'max_crop', 'aspect', 'inputs', 'max_chart_loss', 'adam',
-        'B1', 'B2', 'eps', 'sgdr_cycle', 'sgdr_mult', 'seq_scales', 'track', 'time_steps',
-        'augment_speed', 'init_sequential_subdivisions', 'sequential_subdivisions', 'try_fix_nan',
-        'loss_scale', 'dynamic_minibatch', 'optimized_memory', 'workspace_size_limit_MB',
-        'adversarial_lr', 'attention', 'contrastive', 'contrastive_jit_flip', 'contrastive_color',
-        'unsupervised', 'ema_alpha', 'use_cuda_graph', 'equidistant_point', 'num_boxes',
-        'batches_per_cycle', 'batches_cycle_mult', 'resize_step', 'rescale', 'label_smooth_eps',
-        'show_receptive_field', 'max_epochs', 'random'},
-    'yolo': {
-        'jitter', 'ignore_thresh', 'truth_thresh', 'random', 'iou_normalizer', 'cls_normalizer',
-        'obj_normalizer', 'iou_loss', 'iou_thresh', 'iou_thresh_kind', 'nms_kind', 'beta_nms',
-        'max_delta', 'label_smooth_eps', 'resize', 'focal_loss', 'max', 'counters_per_class',
-        'objectness_smooth', 'uc_normalizer', 'delta_normalizer', 'track_history_size',
-        'sim_thresh', 'dets_for_track', 'dets_for_show', 'track_ciou_norm', 'embedding_layer',
-        'map', 'show_details', 'rescore', 'bias_match', 'absolute', 'thresh'},
-    'convolutional': {'learning_rate', 'stopbackward', 'dont_update', 'burnin_update',
-                      'train_only_bn'},
-    'shortcut': {'stopbackward'},
-    'route': {'stopbackward'},
-    'maxpool': {'stopbackward'},
-    'dropout': {'dropblock', 'dropblock_size_rel', 'dropblock_size_abs'},
-}
-
-# Keys darknet defines that change the computation in ways this toolkit does not implement:
-# refusing them beats silently building a different network.
-UNSUPPORTED_KEYS = {
-    'convolutional': {'binary', 'xnor', 'bin_output', 'antialiasing', 'share_index', 'stride_x',
-                      'stride_y', 'coordconv', 'deform', 'sway', 'rotate', 'stretch',
-                      'stretch_sway', 'flipped', 'dot', 'angle', 'grad_centr', 'reverse',
-                      'assisted_excitation'},
-    'maxpool': {'stride_x', 'stride_y', 'maxpool_depth', 'out_channels', 'antialiasing'},
-    'scale_channels': {'scale_wh'},
-    'upsample': {'reverse'},
-}
 
 
 @dataclass
@@ -97,6 +29,7 @@ class Block:
     source: str = field(default='<string>', compare=False)
     line: int = field(default=0, compare=False)
     key_lines: dict = field(default_factory=dict, compare=False, repr=False)
+    header: str = field(default='', compare=False, repr=False)  # as written, e.g. 'conv'
 
     def where(self, key=None) -> str:
         return f'{self.source}:{self.key_lines.get(key, self.line)}'
@@ -105,8 +38,8 @@ class Block:
         return CfgError(f'{self.where(key)}: [{self.type}] {message}')
 
     def get(self, key, default=...):
-        """Typed value of a computation key (SCHEMA), or its darknet default."""
-        kind, schema_default = SCHEMA[self.type][key]
+        """Typed value of a computation or deployment key, or its darknet default."""
+        kind, schema_default = (COMPUTE.get(self.type, {}) | DEPLOY.get(self.type, {}))[key]
         if key not in self.options:
             value = schema_default if default is ... else default
             if value is None:
@@ -115,7 +48,13 @@ class Block:
         return _convert(self, key, kind, self.options[key])
 
     def copy(self) -> Block:
-        return Block(self.type, dict(self.options), self.source, self.line, dict(self.key_lines))
+        return Block(self.type, dict(self.options), self.source, self.line,
+                     dict(self.key_lines), self.header)
+
+
+def _split(raw):
+    """darknet splits lists on commas; lightNet's colormaps also lean on spaces."""
+    return [v for v in raw.replace(',', ' ').split()]
 
 
 def _convert(block, key, kind, raw):
@@ -125,11 +64,15 @@ def _convert(block, key, kind, raw):
         if kind == 'float':
             return float(raw)
         if kind == 'ints':
-            return [int(v) for v in raw.split(',') if v.strip()]
+            return [int(v) for v in _split(raw)]
         if kind == 'floats':
-            return [float(v) for v in raw.split(',') if v.strip()]
+            return [float(v) for v in _split(raw)]
     except ValueError:
         raise block.error(f"bad value '{key}={raw}' (expected {kind})", key) from None
+    if kind == 'strs':
+        return [v.strip() for v in raw.split(',') if v.strip()]
+    if kind.startswith('choice:') and raw not in kind[7:].split('|'):
+        raise block.error(f"'{key}={raw}' is not one of {kind[7:].replace('|', ', ')}", key)
     if kind == 'act' and raw not in ACTIVATION_NAMES:
         raise block.error(f"unknown activation '{raw}' (known: {', '.join(ACTIVATION_NAMES)})", key)
     return raw
@@ -138,9 +81,16 @@ def _convert(block, key, kind, raw):
 def parse_cfg(path) -> list[Block]:
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as e:
         raise CfgError(f'{path}: cannot read cfg ({e.strerror})') from None
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError:
+        raise CfgError(f'{path}: not a text file (a cfg is [sections] of key=value lines)') \
+            from None
+    if '\0' in text:
+        raise CfgError(f'{path}: not a text file (a cfg is [sections] of key=value lines)')
     return parse_cfg_text(text, str(path))
 
 
@@ -154,7 +104,7 @@ def parse_cfg_text(text: str, source: str = '<string>') -> list[Block]:
             if not line.endswith(']'):
                 raise CfgError(f'{source}:{n}: unterminated block header {line!r}')
             name = line[1:-1].strip()
-            blocks.append(Block(ALIASES.get(name, name), {}, source, n, {}))
+            blocks.append(Block(ALIASES.get(name, name), {}, source, n, {}, name))
             continue
         if '=' not in line:
             raise CfgError(f'{source}:{n}: expected key=value, got {line!r}')
@@ -174,23 +124,25 @@ def validate(blocks: list[Block], source: str = '<string>') -> None:
     if not blocks or blocks[0].type != 'net':
         raise CfgError(f'{source}:1: a cfg must start with [net]')
     for i, b in enumerate(blocks):
-        if b.type not in SCHEMA:
-            raise b.error(f"unknown block type (known: {', '.join(SCHEMA)})")
+        if b.type not in KNOWN_BLOCKS:
+            raise b.error(f"unknown block type (known: {', '.join(KNOWN_BLOCKS)})")
         if i > 0 and b.type == 'net':
             raise b.error('[net] may only appear once, first')
+        typed = COMPUTE[b.type] | DEPLOY.get(b.type, {})
+        known = known_keys(b.type)
         for key, raw in b.options.items():
-            if key in SCHEMA[b.type]:
-                _convert(b, key, SCHEMA[b.type][key][0], raw)
-            elif key in UNSUPPORTED_KEYS.get(b.type, ()):
+            if key in typed:
+                _convert(b, key, typed[key][0], raw)
+            elif key in UNSUPPORTED.get(b.type, ()):
                 raise b.error(f"key '{key}' is darknet's but not supported by this toolkit", key)
-            elif key not in TRAINING_KEYS.get(b.type, ()):
+            elif key not in known:
                 raise b.error(f"unknown key '{key}'", key)
 
 
 def write_cfg(blocks: list[Block]) -> str:
     sections = []
     for b in blocks:
-        lines = [f'[{b.type}]'] + [f'{k}={v}' for k, v in b.options.items()]
+        lines = [f'[{b.header or b.type}]'] + [f'{k}={v}' for k, v in b.options.items()]
         sections.append('\n'.join(lines))
     return '\n\n'.join(sections) + '\n'
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from models.cfg import Block, CfgError, load_blocks, write_cfg
-from models.layers import (ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route, ScaleChannels,
-                           Shortcut, Upsample, YoloLayer, decode_parts, xywh)
+from models.dialect import BUILT
+from models.layers import (Activation, ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route,
+                           ScaleChannels, SegmentHead, Shortcut, Upsample, YoloLayer,
+                           decode_parts, xywh)
 from models.summary import layer_shapes, summarize
 
 
@@ -92,11 +95,7 @@ def build_route(b: Block, ctx: BuildContext):
 
 def build_shortcut(b: Block, ctx: BuildContext):
     refs = [ctx.resolve(b, 'from', r) for r in b.get('from')]
-    c = ctx.prev_channels
-    for r in refs:
-        if ctx.channels[r] != c:
-            raise b.error(f'adds layer {r} ({ctx.channels[r]} channels) to the previous layer '
-                          f'({c} channels); shortcut inputs must have equal channels', 'from')
+    c = ctx.prev_channels  # inputs with other channel counts add over the shared ones
     wt, wn = b.get('weights_type'), b.get('weights_normalization')
     if wt not in ('none', 'per_feature', 'per_channel'):
         raise b.error(f"weights_type must be none, per_feature or per_channel, got '{wt}'",
@@ -109,10 +108,44 @@ def build_shortcut(b: Block, ctx: BuildContext):
 
 def build_scale_channels(b: Block, ctx: BuildContext):
     src = ctx.resolve(b, 'from', b.get('from'))
-    if ctx.channels[src] != ctx.prev_channels:
+    if b.get('scale_wh'):
+        if ctx.prev_channels != 1:
+            raise b.error(f'scale_wh=1 scales layer {src} per position by a one-channel map; the '
+                          f'previous layer has {ctx.prev_channels} channels', 'scale_wh')
+    elif ctx.channels[src] != ctx.prev_channels:
         raise b.error(f'scales layer {src} ({ctx.channels[src]} channels) by the previous layer '
                       f'({ctx.prev_channels} channels); they must match', 'from')
+    return ScaleChannels(src, b.get('activation'), b.get('scale_wh')), ctx.channels[src]
+
+
+def build_sam(b: Block, ctx: BuildContext):
+    src = ctx.resolve(b, 'from', b.get('from'))
+    if ctx.channels[src] != ctx.prev_channels:
+        raise b.error(f'multiplies layer {src} ({ctx.channels[src]} channels) by the previous '
+                      f'layer ({ctx.prev_channels} channels); they must match', 'from')
     return ScaleChannels(src, b.get('activation')), ctx.prev_channels
+
+
+def build_activation(b: Block, ctx: BuildContext):
+    return Activation(b.get('activation')), ctx.prev_channels
+
+
+def build_empty(b: Block, ctx: BuildContext):
+    return Activation('linear'), ctx.prev_channels
+
+
+def build_segment(b: Block, ctx: BuildContext):
+    """[softmax] / [logistic] as lightNet's segmentation head; groups = stride = H*W of the
+    input is checked with the shapes (models/summary.py)."""
+    c = ctx.prev_channels
+    for key in ('classes', 'num'):
+        if key in b.options and b.get(key) != c:
+            raise b.error(f'{key}={b.get(key)} but the layer before has {c} channels (one per '
+                          f'class)', key)
+    temperature = b.get('temperature') if b.type == 'softmax' else 1.0
+    if temperature <= 0:
+        raise b.error(f'temperature must be > 0, got {temperature}', 'temperature')
+    return SegmentHead(c, b.type, temperature), c
 
 
 def build_yolo(b: Block, ctx: BuildContext):
@@ -135,14 +168,20 @@ def build_yolo(b: Block, ctx: BuildContext):
 BUILDERS = {
     'convolutional': build_convolutional, 'maxpool': build_maxpool, 'avgpool': build_avgpool,
     'upsample': build_upsample, 'dropout': build_dropout, 'route': build_route,
-    'shortcut': build_shortcut, 'scale_channels': build_scale_channels, 'yolo': build_yolo,
+    'shortcut': build_shortcut, 'scale_channels': build_scale_channels, 'sam': build_sam,
+    'activation': build_activation, 'empty': build_empty, 'yolo': build_yolo,
+    'softmax': build_segment, 'logistic': build_segment,
 }
+assert set(BUILDERS) == set(BUILT) - {'net'}
 
 
 def build_modules(blocks: list[Block]):
     ctx = BuildContext(blocks[0].get('channels'))
     modules = nn.ModuleList()
     for b in blocks[1:]:
+        if b.type not in BUILDERS:
+            raise b.error(f'a darknet block this toolkit does not build (it builds '
+                          f"{', '.join(sorted(BUILDERS))})")
         module, channels = BUILDERS[b.type](b, ctx)
         modules.append(module)
         ctx.channels.append(channels)
@@ -156,9 +195,14 @@ def is_quantized(model) -> bool:
 
 
 class Darknet(nn.Module):
-    """Training forward: list of raw heads (b, anchors, h, w, 5 + classes).
-    Eval forward: (decoded (b, n, 5 + classes) with xywh in input pixels, obj and class
-    probabilities; the raw heads)."""
+    """A network of detection heads ([yolo]), a segmentation head ([softmax] / [logistic], as
+    lightNet writes it), or both on one backbone (multi-task).
+
+    Training forward: the raw outputs of every head, in layer order: (b, anchors, h, w,
+    5 + classes) per [yolo], (b, classes, h, w) logits for the segmentation head. Eval forward:
+    (decoded detections (b, n, 5 + classes) with xywh in input pixels, objectness and class
+    probabilities, or None without [yolo]; the raw heads). ``det_heads`` and ``seg_logits`` pick
+    the two kinds out of the heads; ``segment`` turns the logits into class probabilities."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -167,11 +211,20 @@ class Darknet(nn.Module):
         self.in_channels = net.get('channels')
         self.img_size = (net.get('height'), net.get('width'))
         self.module_list, self.channels = build_modules(self.blocks)
-        self.yolo_layers = [i for i, m in enumerate(self.module_list) if isinstance(m, YoloLayer)]
-        if not self.yolo_layers:
-            raise CfgError(f'{net.source}: the cfg has no [yolo] layer to detect with')
+        kinds = [(i, m) for i, m in enumerate(self.module_list)
+                 if isinstance(m, (YoloLayer, SegmentHead))]
+        self.head_layers = [i for i, _ in kinds]
+        self.yolo_layers = [i for i, m in kinds if isinstance(m, YoloLayer)]
+        self.seg_layers = [i for i, m in kinds if isinstance(m, SegmentHead)]
+        if not kinds:
+            raise CfgError(f'{net.source}: the cfg has no [yolo] layer to detect with and no '
+                           f'[softmax] / [logistic] layer to segment with')
+        if len(self.seg_layers) > 1:
+            raise self.blocks[self.seg_layers[1] + 1].error('one segmentation head per network')
+        self.det_positions = [k for k, (i, _) in enumerate(kinds) if i in self.yolo_layers]
         self.saved = {j for m in self.module_list for j in m.froms}
-        self.nc = self.module_list[self.yolo_layers[0]].nc
+        self.nc = self.module_list[self.yolo_layers[0]].nc if self.yolo_layers else 0
+        self.seg_nc = self.module_list[self.seg_layers[0]].nc if self.seg_layers else 0
         layer_shapes(self, self.img_size)  # shape errors surface now, with their cfg line
 
     @property
@@ -182,7 +235,27 @@ class Darknet(nn.Module):
         heads = self.heads(x)
         if self.training:
             return heads
-        return self.decode(heads, x.shape[-2:]), heads
+        return (self.decode(heads, x.shape[-2:]) if self.yolo_layers else None), heads
+
+    def det_heads(self, heads):
+        """The [yolo] outputs of ``heads`` (all heads, or already only those)."""
+        if len(heads) == len(self.yolo_layers):
+            return list(heads)
+        return [heads[k] for k in self.det_positions]
+
+    def seg_logits(self, heads):
+        """The segmentation head's logits (b, classes, h, w), or None."""
+        if not self.seg_layers:
+            return None
+        return heads[self.head_layers.index(self.seg_layers[0])]
+
+    def segment(self, heads, size=None):
+        """Class probabilities (b, classes, h, w) of the segmentation head, resized (bilinear,
+        on the logits) to ``size`` (h, w) when given."""
+        logits = self.seg_logits(heads)
+        if size is not None and tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits, size=tuple(size), mode='bilinear', align_corners=False)
+        return self.module_list[self.seg_layers[0]].probabilities(logits)
 
     @property
     def mixed_coords(self):
@@ -194,8 +267,9 @@ class Darknet(nn.Module):
         return xywh(self.decode_parts(heads, img_hw))
 
     def decode_parts(self, heads, img_hw):
-        """models.layers.decode_parts over every head at once; with mixed new_coords over each
-        head alone, the parts concatenated."""
+        """models.layers.decode_parts over every [yolo] head at once; with mixed new_coords over
+        each head alone, the parts concatenated."""
+        heads = self.det_heads(heads)
         layers = [self.module_list[j] for j in self.yolo_layers]
         if not self.mixed_coords:
             return decode_parts(layers, heads, img_hw)
@@ -203,11 +277,11 @@ class Darknet(nn.Module):
         return tuple(torch.cat(part, -2) for part in zip(*each))  # the rows axis of every part
 
     def heads(self, x):
-        """The raw outputs of the [yolo] layers, (b, anchors, h, w, 5 + classes) each."""
+        """The raw outputs of the head layers, in layer order."""
         saved, heads = {}, []
         for i, m in enumerate(self.module_list):
-            if isinstance(m, YoloLayer):
-                heads.append(m(x))  # darknet passes a yolo layer's input on unchanged
+            if isinstance(m, (YoloLayer, SegmentHead)):
+                heads.append(m(x))  # darknet passes a head's input on unchanged
             elif m.froms:
                 x = m(x, [saved[j] for j in m.froms])
             else:

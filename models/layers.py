@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.activations import make_activation
 
 
 def fold_conv_bn(conv, bn):
@@ -28,30 +29,6 @@ def fold_conv_bn(conv, bn):
 def is_depthwise(conv: nn.Conv2d) -> bool:
     """One filter per input channel: its output channels are its input channels."""
     return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
-
-
-class HardSigmoid(nn.Module):
-    def forward(self, x):
-        return F.relu6(x + 3.0) / 6.0
-
-
-class Leaky(nn.LeakyReLU):
-    def __init__(self):
-        super().__init__(0.1)  # darknet's slope
-
-
-ACTIVATIONS = {
-    'linear': nn.Identity, 'leaky': Leaky, 'relu': nn.ReLU, 'relu6': nn.ReLU6, 'mish': nn.Mish,
-    'swish': nn.SiLU, 'logistic': nn.Sigmoid, 'hswish': nn.Hardswish, 'h_swish': nn.Hardswish,
-    'hard_sigmoid': HardSigmoid, 'tanh': nn.Tanh, 'elu': nn.ELU, 'selu': nn.SELU, 'gelu': nn.GELU,
-}
-
-
-def make_activation(name: str) -> nn.Module:
-    act = ACTIVATIONS[name]()
-    if hasattr(act, 'inplace'):
-        act.inplace = False  # outputs are routed to later layers, never overwrite them
-    return act
 
 
 class ConvBNAct(nn.Module):
@@ -183,10 +160,15 @@ class Route(nn.Module):
 
 class Shortcut(nn.Module):
     """Residual sum of the previous layer and ``froms``, optionally weighted (AB darknet's
-    weights_type per_feature / per_channel with none / relu / softmax normalization)."""
+    weights_type per_feature / per_channel with none / relu / softmax normalization).
+
+    The output has the previous layer's channels. An input with other channels is added over
+    the channels the two share, as darknet does (a partial residual, yolov3-tiny-prn and
+    enet-coco): it adds the i-th value of each input's (c, h, w) layout wherever i is below that
+    input's size, so with equal h and w the first min(c_prev, c_in) channels."""
 
     def __init__(self, froms, channels, act='linear', weights_type='none', normalization='none'):
-        # channels: of the sum, which every input must share (checked by the builder)
+        # channels: of the previous layer, the output's; per_channel weights are per those
         super().__init__()
         self.froms, self.normalization = list(froms), normalization
         self.act = make_activation(act)
@@ -206,8 +188,11 @@ class Shortcut(nn.Module):
     def forward(self, x, inputs):
         w = self.mixing_weights() if self.weights is not None else None
         out = x if w is None else x * w[0].view(1, -1, 1, 1)
+        c = x.shape[1]
         for i, t in enumerate(inputs, 1):
-            out = out + (t if w is None else t * w[i].view(1, -1, 1, 1))
+            k = min(c, t.shape[1])
+            term = t[:, :k] if w is None else t[:, :k] * w[i][:k].view(1, -1, 1, 1)
+            out = out + term if k == c else torch.cat((out[:, :k] + term, out[:, k:]), 1)
         return self.act(out)
 
     def out_shape(self, shape, _=()):
@@ -219,11 +204,13 @@ class Shortcut(nn.Module):
 
 
 class ScaleChannels(nn.Module):
-    """Squeeze-excitation: multiply the feature map of ``froms[0]`` by this input (b, c, 1, 1)."""
+    """Multiply the feature map of ``froms[0]`` by this input: per channel, (b, c, 1, 1)
+    (squeeze-excitation), or with scale_wh per position, (b, 1, h, w) (spatial attention, the
+    sSE half of SCSE). [sam] is the element-wise case, equal shapes."""
 
-    def __init__(self, src, act='linear'):
+    def __init__(self, src, act='linear', scale_wh=False):
         super().__init__()
-        self.froms = [src]
+        self.froms, self.scale_wh = [src], bool(scale_wh)
         self.act = make_activation(act)
 
     def forward(self, x, inputs):
@@ -231,6 +218,50 @@ class ScaleChannels(nn.Module):
 
     def out_shape(self, shape, in_shapes=()):
         return in_shapes[0]
+
+    def bflops(self, *_):
+        return 0.0
+
+
+class Activation(nn.Module):
+    """[activation]: an activation function on its own; [empty] / [silence]: identity."""
+    froms: list = []
+
+    def __init__(self, act='linear'):
+        super().__init__()
+        self.act = make_activation(act)
+
+    def forward(self, x):
+        return self.act(x)
+
+    def out_shape(self, shape, _=()):
+        return shape
+
+    def bflops(self, *_):
+        return 0.0
+
+
+class SegmentHead(nn.Module):
+    """lightNet's segmentation output: [softmax] with groups = stride = H*W of its input, a
+    softmax over the ``classes`` channels at every pixel; [logistic], a sigmoid per channel and
+    pixel (independent masks, e.g. lane markers). Like YoloLayer it passes its input on raw (the
+    logits the loss wants); ``probabilities`` is what darknet's layer outputs."""
+    froms: list = []
+
+    def __init__(self, classes, kind='softmax', temperature=1.0):
+        super().__init__()
+        self.nc, self.kind, self.temperature = classes, kind, temperature
+
+    def forward(self, x):
+        return x
+
+    def probabilities(self, logits):
+        if self.kind == 'softmax':
+            return (logits / self.temperature).softmax(1)
+        return logits.sigmoid()
+
+    def out_shape(self, shape, _=()):
+        return shape
 
     def bflops(self, *_):
         return 0.0

@@ -1,5 +1,6 @@
-"""An exported ONNX model behind the interface test.py and detect.py use: ``model(images)[0]``
-gives the decoded (b, n, 5 + nc) tensor, so the same NMS and metrics score the deployed graph.
+"""An exported ONNX model behind the interface test.py and detect.py use: ``model(images)`` gives
+the decoded (b, n, 5 + nc) detections (and the seg logits), so the same NMS and metrics score
+the deployed graph.
 
 export.py's graphs give boxes as corners and scores = objectness x class probability; here they
 go back to centre boxes, objectness = the best score and class probabilities = scores / that, so
@@ -37,16 +38,26 @@ class OnnxModel:
         fixed = self.input_shape[2:]
         # the size the graph was exported at, or None for a dynamic graph (any size)
         self.img_size = tuple(fixed) if all(isinstance(s, int) for s in fixed) else None
-        names = [o.name for o in self.session.get_outputs()]
-        if names[:2] != ['boxes', 'scores']:
-            raise WeightsError(f'{path}: expected outputs boxes, scores (an export.py graph), '
-                               f'got {names}')
-        self.nc = self.session.get_outputs()[1].shape[-1]
-        if not isinstance(self.nc, int):  # a dynamic graph may not say: run it once
-            dims = [d if isinstance(d, int) else 64 for d in self.input_shape[1:]]
-            dims[0] = self.input_shape[1] if isinstance(self.input_shape[1], int) else 3
-            x = np.zeros((1, *dims), np.float32)
-            self.nc = self.session.run(None, {self.input_name: x})[1].shape[-1]
+        self.names = [o.name for o in self.session.get_outputs()]
+        known = {'boxes', 'scores', 'seg', 'selected'}
+        if not set(self.names) <= known or ('boxes' in self.names) != ('scores' in self.names) \
+                or not ({'boxes', 'seg'} & set(self.names)):
+            raise WeightsError(f'{path}: expected outputs boxes, scores and/or seg (an export.py '
+                               f'graph), got {self.names}')
+        shapes = self._output_shapes()
+        self.nc = shapes['scores'][-1] if 'scores' in shapes else 0
+        self.seg_nc = shapes['seg'][1] if 'seg' in shapes else 0
+
+    def _output_shapes(self):
+        """Output shapes; a dynamic graph may not state its class counts: run it once."""
+        shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        if all(isinstance(v[1], int) for k, v in shapes.items() if k == 'seg') and \
+                all(isinstance(v[-1], int) for k, v in shapes.items() if k == 'scores'):
+            return shapes
+        dims = [d if isinstance(d, int) else 64 for d in self.input_shape[1:]]
+        dims[0] = self.input_shape[1] if isinstance(self.input_shape[1], int) else 3
+        outs = self.session.run(None, {self.input_name: np.zeros((1, *dims), np.float32)})
+        return {n: o.shape for n, o in zip(self.names, outs)}
 
     def eval(self):
         return self
@@ -61,12 +72,27 @@ class OnnxModel:
                               f'{h}x{w}; use --img-size {fixed[0]} or export with --dynamic')
 
     def __call__(self, images):
+        """(decoded detections or None, {'seg': logits} or None), as a Darknet in eval mode."""
         self.check_size(*images.shape[2:])
         x = images.detach().cpu().float().numpy()
         step = self.input_shape[0] if isinstance(self.input_shape[0], int) else len(x)
-        parts = [self.session.run(None, {self.input_name: x[i:i + step]})
+        parts = [dict(zip(self.names, self.session.run(None, {self.input_name: x[i:i + step]})))
                  for i in range(0, len(x), step)]
-        boxes = torch.from_numpy(np.concatenate([p[0] for p in parts]))
-        scores = torch.from_numpy(np.concatenate([p[1] for p in parts]))
-        obj = scores.amax(-1, keepdim=True)  # so NMS's objectness pre-filter still prunes
-        return torch.cat((xyxy2xywh(boxes), obj, scores / obj.clamp(min=1e-12)), -1), None
+        outs = {k: torch.from_numpy(np.concatenate([p[k] for p in parts]))
+                for k in self.names if k != 'selected'}
+        decoded = None
+        if 'boxes' in outs:
+            scores = outs['scores']
+            obj = scores.amax(-1, keepdim=True)  # so NMS's objectness pre-filter still prunes
+            decoded = torch.cat((xyxy2xywh(outs['boxes']), obj,
+                                 scores / obj.clamp(min=1e-12)), -1)
+        return decoded, ({'seg': outs['seg']} if 'seg' in outs else None)
+
+    def segment(self, heads, size=None):
+        """Class probabilities from the graph's seg logits, resized to ``size`` (h, w) as
+        Darknet.segment does."""
+        logits = heads['seg']
+        if size is not None and tuple(logits.shape[-2:]) != tuple(size):
+            logits = torch.nn.functional.interpolate(logits, size=tuple(size), mode='bilinear',
+                                                     align_corners=False)
+        return logits.softmax(1)

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from models.layers import (ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route, ScaleChannels,
-                           Shortcut, Upsample, YoloLayer, is_depthwise)
+from models.layers import (Activation, ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route,
+                           ScaleChannels, SegmentHead, Shortcut, Upsample, YoloLayer,
+                           is_depthwise)
 from prune.surgery import PruneError
 
-PASS_THROUGH = (Upsample, MaxPool, GlobalAvgPool, Dropout)
+PASS_THROUGH = (Upsample, MaxPool, GlobalAvgPool, Dropout, Activation)
 
 
 @dataclass
@@ -83,18 +84,17 @@ def channel_groups(model) -> list[ChannelGroup]:
                     spaces.fix(prev, 'input of a grouped convolution')
         elif isinstance(m, (Shortcut, ScaleChannels)):
             if prev is None or any(space_of[j] is None for j in m.froms):
-                raise PruneError(f'layer {i}: {type(m).__name__} of a route output is not '
+                raise PruneError(f'layer {i}: {type(m).__name__} of a concatenation is not '
                                  'supported by channel pruning yet')
-            s = prev
-            for j in m.froms:
-                s = spaces.union(s, space_of[j])
+            s = _join(model, spaces, i, m, prev, space_of)
         elif isinstance(m, Route):
-            s = None  # a concatenation: no space of its own
-            if m.groups > 1:
+            s = space_of[m.froms[0]] if len(m.froms) == 1 and m.groups == 1 else None
+            if m.groups > 1:  # otherwise a concatenation: no space of its own
                 for j in m.froms:
                     spaces.fix(space_of[j], 'sliced by a route with groups')
-        elif isinstance(m, YoloLayer):
-            spaces.fix(prev, 'feeds a yolo layer')
+        elif isinstance(m, (YoloLayer, SegmentHead)):
+            spaces.fix(prev, f'feeds a {"yolo" if isinstance(m, YoloLayer) else "segmentation"} '
+                             'head')
             s = prev
         elif isinstance(m, PASS_THROUGH):
             s = prev  # None after a route: still a concatenation
@@ -102,6 +102,24 @@ def channel_groups(model) -> list[ChannelGroup]:
             raise TypeError(f'layer {i}: no channel rule for {type(m).__name__}')
         space_of.append(s)
     return _collect(model, spaces)
+
+
+def _join(model, spaces, i, m, prev, space_of):
+    """The space of a shortcut or scale_channels output: its inputs' spaces merged, or, where
+    inputs do not match channel for channel (a partial residual, a per-position scale), fixed."""
+    froms = [space_of[j] for j in m.froms]
+    if isinstance(m, ScaleChannels) and m.scale_wh:
+        spaces.fix(froms[0], 'scaled per position by a one-channel map')
+        return froms[0]
+    widths = {model.channels[j] for j in [i - 1] + m.froms}
+    if len(widths) > 1:
+        for s in [prev] + froms:
+            spaces.fix(s, 'a residual between different channel counts')
+        return prev
+    s = prev
+    for f in froms:
+        s = spaces.union(s, f)
+    return s
 
 
 def _collect(model, spaces):

@@ -7,6 +7,7 @@ import torch
 from terminaltables import AsciiTable
 
 from models.layers import ConvBNAct
+from utils.evaluate import headline
 from utils.torch_utils import time_runs
 
 STAGES = ('original', 'masked', 'pruned')
@@ -22,9 +23,10 @@ def latency_ms(model, img_size, device, runs=20, warmup=3) -> float:
 
 def stage_figures(model, img_size, device, metrics=None, runs=20) -> dict:
     info = model.info(img_size)
-    return {'params': info['params'], 'bflops': round(info['bflops'], 6),
-            'map50': round(metrics['map50'], 4) if metrics else None,
-            'map50_95': round(metrics['map50_95'], 4) if metrics else None,
+    scores = headline(metrics) if metrics else {
+        k: None for k, on in (('map50', model.yolo_layers), ('map50_95', model.yolo_layers),
+                              ('miou', model.seg_layers)) if on}
+    return {'params': info['params'], 'bflops': round(info['bflops'], 6), **scores,
             'latency_ms': latency_ms(model, img_size, device, runs) if runs else None,
             'device': str(device)}
 
@@ -33,17 +35,21 @@ def _fmt(v, digits=4):
     return '-' if v is None else f'{v:.{digits}f}' if isinstance(v, float) else f'{v:,}'
 
 
+SCORES = (('map50', 'mAP@0.5'), ('map50_95', 'mAP@0.5:0.95'), ('miou', 'mIoU'))
+
+
 def summary_table(stages: dict, title: str) -> str:
-    rows = [['stage', 'params', 'BFLOPs', 'mAP@0.5', 'mAP@0.5:0.95',
-             f"latency ms ({stages['original']['device']})"]]
+    scores = [(k, t) for k, t in SCORES if k in stages['original']]
+    rows = [['stage', 'params', 'BFLOPs'] + [t for _, t in scores] +
+            [f"latency ms ({stages['original']['device']})"]]
     for name in STAGES:
         s = stages[name]
-        rows.append([name, _fmt(s['params']), _fmt(s['bflops'], 3), _fmt(s['map50']),
-                     _fmt(s['map50_95']), _fmt(s['latency_ms'], 1)])
+        rows.append([name, _fmt(s['params']), _fmt(s['bflops'], 3)] +
+                    [_fmt(s[k]) for k, _ in scores] + [_fmt(s['latency_ms'], 1)])
     o, p = stages['original'], stages['pruned']
     rows.append(['pruned/original', f"{p['params'] / o['params']:.1%}",
-                 f"{p['bflops'] / o['bflops']:.1%}", '', '',
-                 f"{p['latency_ms'] / o['latency_ms']:.1%}" if o['latency_ms'] else '-'])
+                 f"{p['bflops'] / o['bflops']:.1%}"] + [''] * len(scores) +
+                [f"{p['latency_ms'] / o['latency_ms']:.1%}" if o['latency_ms'] else '-'])
     table = AsciiTable(rows, title)
     table.inner_heading_row_border = True
     return table.table

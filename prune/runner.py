@@ -132,11 +132,11 @@ def prune_and_report(method, tag, select, cfg='', data='data/shapes.data',
     save_dir = increment_path(project, name, exist_ok)
     stem = save_dir / f'{_source_cfg_name(weights, cfg)}_{method}_{tag}'
     _save(pruned, stem, data_cfg['names'], {'method': method, 'source': str(weights)})
-    loader = _val_loader(data_cfg, size, batch_size, workers) if eval else None
+    loader = _val_loader(data_cfg, size, batch_size, workers, model.seg_nc) if eval else None
     stages = {}
     for stage, net in (('original', model), ('masked', masked), ('pruned', pruned)):
-        metrics = evaluate_model(net, loader, data_cfg['names'], verbose=False,
-                                 plots=False) if loader else None
+        metrics = evaluate_model(net, loader, data_cfg['names'], verbose=False, plots=False,
+                                 seg_names=data_cfg.get('seg_names')) if loader else None
         stages[stage] = stage_figures(net, size, device, metrics, latency_runs)
     rows = channel_rows(model, layer_masks(model, plan), plan.dropped_layers())
     report = {'method': method, 'cfg': f'{stem}.cfg', 'weights': f'{stem}.weights',
@@ -151,9 +151,9 @@ def prune_and_report(method, tag, select, cfg='', data='data/shapes.data',
     return report
 
 
-def _val_loader(data_cfg, size, batch_size, workers):
+def _val_loader(data_cfg, size, batch_size, workers, seg_nc=0):
     loader, _ = create_dataloader(data_cfg['valid'], len(data_cfg['names']), size, batch_size,
-                                  workers=workers, prefix='valid: ')
+                                  workers=workers, prefix='valid: ', seg_nc=seg_nc)
     return loader
 
 

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from models.darknet import Darknet
-from models.layers import (ConvBNAct, Route, ScaleChannels, Shortcut, Upsample, YoloLayer,
-                           is_depthwise)
+from models.layers import (Activation, ConvBNAct, Route, ScaleChannels, SegmentHead, Shortcut,
+                           Upsample, YoloLayer, is_depthwise)
 from utils.errors import ToolkitError
 
 
@@ -54,9 +54,10 @@ def layer_masks(model, plan: PrunePlan) -> list[torch.Tensor]:
         elif isinstance(m, Shortcut):
             mask = prev.clone()
             for j in m.froms:
-                mask |= out[j]
+                k = min(len(mask), len(out[j]))  # a partial residual adds the shared channels
+                mask[:k] |= out[j][:k]
         elif isinstance(m, ScaleChannels):
-            mask = out[m.froms[0]] & prev
+            mask = out[m.froms[0]] & prev if not m.scale_wh else out[m.froms[0]].clone()
         elif isinstance(m, Route):
             mask = torch.cat([out[j].chunk(m.groups)[m.group_id] for j in m.froms])
         else:
@@ -89,7 +90,14 @@ def _check_ties(model, out, gone):
     """Channels that are added, multiplied, sliced or detected on must be kept alike."""
     for i, m in enumerate(model.module_list):
         inputs = [j for j in [i - 1] + list(m.froms) if j not in gone]
+        if isinstance(m, ScaleChannels) and m.scale_wh:
+            inputs = list(m.froms)  # the one-channel map multiplies every channel
         if isinstance(m, (Shortcut, ScaleChannels)):
+            if any(out[j].shape != out[i].shape for j in inputs):
+                if not all(out[j].all() for j in inputs):
+                    raise PruneError(f'layer {i}: a residual between different channel counts '
+                                     'keeps all channels')
+                continue
             if any(not torch.equal(out[j], out[i]) for j in inputs):
                 raise PruneError(f'layer {i}: the inputs of this {type(m).__name__} are masked '
                                  'differently; tied channels need one mask')
@@ -97,8 +105,9 @@ def _check_ties(model, out, gone):
             if not all(out[j].all() for j in m.froms):
                 raise PruneError(f'layer {i}: a route with groups slices its inputs, which '
                                  'must keep all channels')
-        elif isinstance(m, YoloLayer) and not out[i - 1].all():
-            raise PruneError(f'layer {i - 1}: feeds a yolo layer and must keep all channels')
+        elif isinstance(m, (YoloLayer, SegmentHead)) and not out[i - 1].all():
+            head = 'a yolo layer' if isinstance(m, YoloLayer) else 'the segmentation head'
+            raise PruneError(f'layer {i - 1}: feeds {head} and must keep all channels')
 
 
 # ---- compensation: constants of pruned channels, moved into the layers that read them ----
@@ -149,7 +158,9 @@ def _sum_const(m, consts, keep, i):
     w = m.mixing_weights().detach() if m.weights is not None else None
     total = torch.zeros_like(consts[0])
     for k, c in enumerate(consts):
-        total = total + (c if w is None else c * w[k].view(-1))
+        n = min(len(total), len(c))  # a partial residual adds the shared channels
+        add = c[:n] if w is None else c[:n] * w[k].view(-1)[:n]
+        total = torch.cat((total[:n] + add, total[n:]))
     return _live_const(m.act, total, keep, i)
 
 
@@ -172,14 +183,17 @@ def compensate(model, masks) -> list[torch.Tensor]:
         elif isinstance(m, Shortcut):
             c = _sum_const(m, [prev] + [consts[j] for j in m.froms], masks[i], i)
         elif isinstance(m, ScaleChannels):
-            c = _live_const(m.act, consts[m.froms[0]] * prev, masks[i], i)
+            scale = prev if not m.scale_wh else torch.zeros_like(consts[m.froms[0]])
+            c = _live_const(m.act, consts[m.froms[0]] * scale, masks[i], i)
+        elif isinstance(m, Activation):
+            c = _live_const(m.act, prev, masks[i], i)
         elif isinstance(m, Route):
             c = torch.cat([consts[j].chunk(m.groups)[m.group_id] for j in m.froms])
         elif isinstance(m, Upsample):
             c = prev * m.scale
-        elif isinstance(m, YoloLayer):
+        elif isinstance(m, (YoloLayer, SegmentHead)):
             if prev.abs().max() > 0:
-                raise PruneError(f'layer {i - 1}: a constant reaches a yolo layer')
+                raise PruneError(f'layer {i - 1}: a constant reaches a head')
             c = prev
         else:  # maxpool, avgpool and dropout keep a constant as it is
             c = prev
@@ -243,7 +257,7 @@ def _target(model, plan, new_index, j, reader):
     return new_index[j]
 
 
-REFERENCE_KEYS = {'route': 'layers', 'shortcut': 'from', 'scale_channels': 'from'}
+REFERENCE_KEYS = {'route': 'layers', 'shortcut': 'from', 'scale_channels': 'from', 'sam': 'from'}
 
 
 def _pruned_blocks(model, plan, masks, new_index):

@@ -23,7 +23,7 @@ from quantize.qat import quantize_model
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
 from utils.errors import OptionError
-from utils.evaluate import evaluate_model
+from utils.evaluate import evaluate_model, headline
 from utils.files import atomic_write_text
 from utils.log import LOGGER
 from utils.options import Parser, add_shared
@@ -73,12 +73,15 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
     report = {'weights': str(weights), 'pt': str(path), 'method': method, 'calib': calib}
     if eval:
         loader, _ = create_dataloader(data_cfg['valid'], len(data_cfg['names']), img_size,
-                                      batch_size, workers=workers, prefix='valid: ')
+                                      batch_size, workers=workers, prefix='valid: ',
+                                      seg_nc=model.seg_nc)
         for key, m in (('float', float_model), ('int8', model)):
-            r = evaluate_model(m, loader, data_cfg['names'], verbose=False, plots=False)
-            report[key] = {'map50': round(r['map50'], 4), 'map50_95': round(r['map50_95'], 4)}
-        LOGGER.info(f"mAP@0.5 float {report['float']['map50']:.4f} -> int8 "
-                    f"{report['int8']['map50']:.4f} ({method}, {calib} images)")
+            r = evaluate_model(m, loader, data_cfg['names'], verbose=False, plots=False,
+                               seg_names=data_cfg.get('seg_names'))
+            report[key] = headline(r)
+        change = ', '.join(f"{k} {report['float'][k]:.4f} -> {report['int8'][k]:.4f}"
+                           for k in report['float'])
+        LOGGER.info(f'float -> int8: {change} ({method}, {calib} images)')
     atomic_write_text(save_dir / 'ptq.json', json.dumps(report, indent=2))
     LOGGER.info(f'saved {path}')
     return report

@@ -140,6 +140,12 @@ def check_quantized(model):
     if cfg['w_bits'] != 8 or cfg['a_bits'] != 8:
         raise QDQError(f"ONNX Q/DQ holds 8-bit tensors; this model has {cfg['w_bits']}-bit "
                        f"weights and {cfg['a_bits']}-bit activations")
+    blind = [i for i, m in enumerate(model.module_list)
+             if any(q.observer.seen == 0 for q in m.modules() if isinstance(q, ActQuant))]
+    if blind:
+        raise QDQError(f'layer {blind[0]} (and {len(blind) - 1} more) has an activation range '
+                       'that never saw data: calibrate it (quantize/ptq.py, or export --int8) '
+                       'or train it with --quantized')
 
 
 def as_uint8(p):

@@ -77,7 +77,7 @@ def test_mosaic_maps_boxes_and_clips():
         b = np.array([[k, 20 + 10 * k, 20, 120, 90 + 10 * k]], float)
         imgs.append(drawn(160, 160, b))
         boxes.append(b)
-    canvas, merged = mosaic(imgs, boxes, 160, rng)
+    canvas, merged, _ = mosaic(imgs, boxes, 160, rng)
     assert canvas.shape == (320, 320, 3)
     assert_boxes_follow(canvas, merged, tol=0)
     assert ((merged[:, 1:] >= 0) & (merged[:, 1:] <= 320)).all()

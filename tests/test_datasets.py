@@ -121,7 +121,7 @@ def _check_items(ds, complete, rounds=5):
     inside some box of its class too. Returns the number of boxes checked."""
     checked = 0
     for i in list(range(len(ds))) * rounds:
-        img, labels, _, _ = ds[i]
+        img, labels, _, _, _ = ds[i]
         img = img.numpy().transpose(1, 2, 0)[:, :, ::-1]  # back to BGR HWC
         h, w = img.shape[:2]
         boxes, classes = _boxes_in_pixels(labels, w, h), labels[:, 1].long().tolist()

@@ -29,12 +29,17 @@ def session(path):
 def torch_outputs(model, x):
     """Corner boxes and scores from each [yolo] layer's own decoding (checked by hand in
     tests/test_model.py), not from the all-heads-at-once decoding DeployHead shares with
-    Darknet.forward."""
+    Darknet.forward; and the segmentation head's logits."""
+    out = []
     with torch.no_grad():
-        decoded = per_head_decode(model.eval(), x)
-    xy, half = decoded[..., :2], decoded[..., 2:4] / 2
-    return [torch.cat((xy - half, xy + half), -1).numpy(),
-            (decoded[..., 5:] * decoded[..., 4:5]).numpy()]
+        if model.yolo_layers:
+            decoded = per_head_decode(model.eval(), x)
+            xy, half = decoded[..., :2], decoded[..., 2:4] / 2
+            out = [torch.cat((xy - half, xy + half), -1).numpy(),
+                   (decoded[..., 5:] * decoded[..., 4:5]).numpy()]
+        if model.seg_layers:
+            out.append(model.seg_logits(model.heads(x)).numpy())
+    return out
 
 
 @pytest.mark.parametrize('new_coords', [(0, 0), (1, 1), (0, 1)])

@@ -32,8 +32,11 @@ def test_forward_backward_shapes(name):
     model = Darknet(cfg_path(name)).train()
     x = torch.randn(2, 3, 64, 96)  # non-square: strides come from the maps, per axis
     heads = model(x)
-    assert len(heads) == len(model.yolo_layers)
-    for j, p in zip(model.yolo_layers, heads):
+    assert len(heads) == len(model.yolo_layers) + len(model.seg_layers)
+    if model.seg_layers:
+        seg = model.seg_logits(heads)
+        assert seg.shape[:2] == (2, model.seg_nc) and 96 // seg.shape[3] == 64 // seg.shape[2]
+    for j, p in zip(model.yolo_layers, model.det_heads(heads)):
         yolo = model.module_list[j]
         assert p.shape[0] == 2 and p.shape[1] == yolo.na and p.shape[4] == yolo.nc + 5
         assert 64 % p.shape[2] == 0 and 96 // p.shape[3] == 64 // p.shape[2]
@@ -68,11 +71,12 @@ def test_fuse_keeps_outputs(built, name):
     model = built(name)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        ref = model(x)[0]
+        ref = model(x)[1]
         fused = copy.deepcopy(model).fuse()
-        out = fused(x)[0]
+        out = fused(x)[1]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
-    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5), (out - ref).abs().max()
+    for a, b in zip(out, ref):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), (a - b).abs().max()
 
 
 @pytest.mark.parametrize('name', CFGS)
@@ -80,6 +84,14 @@ def test_eval_output_is_decoded(built, name):
     model = built(name)
     with torch.no_grad():
         decoded, heads = model(torch.randn(2, 3, 64, 64))
+    if model.seg_layers:
+        probs = model.segment(heads, (64, 64))
+        assert probs.shape == (2, model.seg_nc, 64, 64)
+        assert torch.allclose(probs.sum(1), torch.ones(2, 64, 64), atol=1e-5)
+    if not model.yolo_layers:
+        assert decoded is None
+        return
+    heads = model.det_heads(heads)
     n = sum(p.shape[1] * p.shape[2] * p.shape[3] for p in heads)
     assert decoded.shape == (2, n, model.nc + 5)
     assert ((decoded[..., 4:] >= 0) & (decoded[..., 4:] <= 1)).all()
@@ -130,7 +142,7 @@ def two_heads(new_coords):
 
 def per_head_decode(model, x):
     """The decoded output as each [yolo] layer decodes its own head."""
-    heads = model.heads(x)
+    heads = model.det_heads(model.heads(x))
     return torch.cat([model.module_list[j].decode(p, x.shape[-2:])
                       for j, p in zip(model.yolo_layers, heads)], 1)
 

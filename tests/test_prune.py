@@ -39,8 +39,9 @@ def script_plan(script, model):
 
 
 def heads(model, x):
+    """Every output: decoded detections (when the network detects) and the raw heads."""
     decoded, raw = model(x)
-    return [decoded] + list(raw)
+    return ([decoded] if decoded is not None else []) + list(raw)
 
 
 def applies(script, model):

@@ -1,8 +1,11 @@
-"""Image augmentations that move boxes exactly with the pixels.
+"""Image augmentations that move boxes and masks exactly with the pixels.
 
 Boxes here are (n, 5) arrays: class, x1, y1, x2, y2 in pixels of the image they travel with.
-Every geometric transform is one 3x3 matrix applied to both the image (cv2.warpAffine) and the box
-corners, so the tests can draw boxes, transform, and measure them back.
+Masks are (h, w) uint8 class maps the size of their image. Every geometric transform is one 3x3
+matrix applied to the image (cv2.warpAffine, linear), the mask (the same matrix, nearest
+neighbour, so classes never blend) and the box corners, so the tests can draw a shape,
+transform, and measure image, box and mask back. Pixels no image covers (letterbox and mosaic
+padding, warped borders) get IGNORE in the mask: the loss and the metrics skip them.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import cv2
 import numpy as np
 
 PAD_VALUE = (114, 114, 114)
+IGNORE = 255  # mask value: not scored
 
 
 def letterbox(img, new_shape=(320, 320), auto=False, stride=32, scaleup=True):
@@ -39,6 +43,26 @@ def letterbox(img, new_shape=(320, 320), auto=False, stride=32, scaleup=True):
     return img, r, (left, top)
 
 
+def letterbox_mask(mask, ratio, pad, new_shape):
+    """The mask of an image that letterbox() resized by ``ratio`` and padded by ``pad``."""
+    h0, w0 = mask.shape[:2]
+    if isinstance(new_shape, int):
+        new_shape = (new_shape, new_shape)
+    w1, h1 = round(w0 * ratio), round(h0 * ratio)
+    if (w1, h1) != (w0, h0):
+        mask = cv2.resize(mask, (w1, h1), interpolation=cv2.INTER_NEAREST)
+    left, top = pad
+    return cv2.copyMakeBorder(mask, top, new_shape[0] - h1 - top, left,
+                              new_shape[1] - w1 - left, cv2.BORDER_CONSTANT, value=IGNORE)
+
+
+def resize_mask(mask, shape_hw):
+    """A mask resized to an image of shape (h, w), classes kept (nearest neighbour)."""
+    if mask.shape[:2] == tuple(shape_hw):
+        return mask
+    return cv2.resize(mask, (shape_hw[1], shape_hw[0]), interpolation=cv2.INTER_NEAREST)
+
+
 def augment_hsv(img, hgain=0.015, sgain=0.7, vgain=0.4, rng=np.random):
     """Random hue/saturation/value gains, in place, through lookup tables (fast on uint8)."""
     if not (hgain or sgain or vgain):
@@ -52,6 +76,10 @@ def augment_hsv(img, hgain=0.015, sgain=0.7, vgain=0.4, rng=np.random):
     hsv = cv2.merge((cv2.LUT(hue, lut_h), cv2.LUT(sat, lut_s), cv2.LUT(val, lut_v)))
     cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR, dst=img)
     return img
+
+
+def flip_mask(mask, horizontal=True):
+    return np.ascontiguousarray(mask[:, ::-1] if horizontal else mask[::-1])
 
 
 def flip(img, boxes, horizontal=True):
@@ -109,21 +137,33 @@ def keep_visible(boxes, region, min_size=2, min_area_ratio=0.2, max_aspect=20):
     return out[ok]
 
 
+def warp(img, boxes, m, shape_out):
+    """Image and boxes through the 3x3 matrix m into an image of shape_out (h, w)."""
+    warped = cv2.warpAffine(img, m[:2], (shape_out[1], shape_out[0]), borderValue=PAD_VALUE)
+    return warped, keep_visible(transform_boxes(boxes, m), (0, 0, shape_out[1], shape_out[0]))
+
+
+def warp_mask(mask, m, shape_out):
+    return cv2.warpAffine(mask, m[:2], (shape_out[1], shape_out[0]), flags=cv2.INTER_NEAREST,
+                          borderValue=IGNORE)
+
+
 def random_affine(img, boxes, shape_out=None, degrees=0.0, translate=0.1, scale=0.5, shear=0.0,
                   rng=np.random):
     """Random rotation/scale/shear/translation of image and boxes into an image of shape_out."""
     shape_out = shape_out or img.shape[:2]
     m = affine_matrix(img.shape[:2], shape_out, degrees, translate, scale, shear, rng)
-    warped = cv2.warpAffine(img, m[:2], (shape_out[1], shape_out[0]), borderValue=PAD_VALUE)
-    return warped, keep_visible(transform_boxes(boxes, m), (0, 0, shape_out[1], shape_out[0]))
+    return warp(img, boxes, m, shape_out)
 
 
-def mosaic(images, boxes_list, size, rng=np.random):
-    """Four images around a random center on a (2 size x 2 size) canvas; boxes follow.
+def mosaic(images, boxes_list, size, rng=np.random, masks=None):
+    """Four images around a random center on a (2 size x 2 size) canvas; boxes (and masks, when
+    given) follow. Returns (canvas, boxes, mask canvas or None).
 
     images must already be resized so that their longer side is ``size``.
     """
     canvas = np.full((2 * size, 2 * size, 3), PAD_VALUE[0], np.uint8)
+    mask_canvas = None if masks is None else np.full((2 * size, 2 * size), IGNORE, np.uint8)
     cx, cy = (int(rng.uniform(size * 0.5, size * 1.5)) for _ in range(2))
     out_boxes = []
     for k, (img, boxes) in enumerate(zip(images, boxes_list)):
@@ -134,9 +174,11 @@ def mosaic(images, boxes_list, size, rng=np.random):
         cx1, cy1 = max(x1, 0), max(y1, 0)
         cx2, cy2 = min(x1 + w, 2 * size), min(y1 + h, 2 * size)
         canvas[cy1:cy2, cx1:cx2] = img[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
+        if mask_canvas is not None:
+            mask_canvas[cy1:cy2, cx1:cx2] = masks[k][cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
         moved = boxes.copy()
         moved[:, [1, 3]] += x1
         moved[:, [2, 4]] += y1
         out_boxes.append(keep_visible(moved, (cx1, cy1, cx2, cy2)))
     boxes = np.concatenate(out_boxes, 0) if out_boxes else np.zeros((0, 5), np.float32)
-    return canvas, boxes
+    return canvas, boxes, mask_canvas

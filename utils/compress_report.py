@@ -13,7 +13,12 @@ from utils.plots import GAMMA_BINS, gamma_histogram, pyplot, save_figure
 
 COLUMNS = [('stage', 'stage'), ('params', 'params'), ('bflops', 'BFLOPs'),
            ('size_mb', 'size MB'), ('map50', 'mAP@0.5'), ('map50_95', 'mAP@0.5:0.95'),
-           ('latency_torch_ms', 'torch ms'), ('latency_ort_ms', 'onnxruntime ms')]
+           ('miou', 'mIoU'), ('latency_torch_ms', 'torch ms'), ('latency_ort_ms', 'onnxruntime ms')]
+
+
+def columns(rows):
+    """The columns the rows have: mAP for detectors, mIoU for networks that segment."""
+    return [(k, t) for k, t in COLUMNS if any(k in r for r in rows)]
 
 
 def with_ratios(rows):
@@ -23,7 +28,9 @@ def with_ratios(rows):
         r['vs_baseline'] = {k: round(r[k] / base[k], 4) for k in
                             ('params', 'bflops', 'size_mb', 'latency_torch_ms', 'latency_ort_ms')
                             if r.get(k) and base.get(k)}
-        r['vs_baseline']['map50_points'] = round(100 * (r['map50'] - base['map50']), 2)
+        for key in ('map50', 'miou'):  # points against the baseline
+            if key in r and key in base:
+                r['vs_baseline'][f'{key}_points'] = round(100 * (r[key] - base[key]), 2)
     return rows
 
 
@@ -37,25 +44,27 @@ def cell(row, key):
         return v + (' (int8)' if row.get('int8') else '')
     ratio = row['vs_baseline'].get(key)
     text = f'{v:.4f}' if key.startswith('map') else f'{v:g}'
-    if key == 'map50':
-        text += f" ({row['vs_baseline']['map50_points']:+.1f})"
+    if key in ('map50', 'miou'):
+        text += f" ({row['vs_baseline'][f'{key}_points']:+.1f})"
     elif ratio is not None and row['stage'] != 'baseline':
         text += f' ({ratio:.0%})'
     return text
 
 
 def table_rows(rows):
-    return [[title for _, title in COLUMNS]] + [[cell(r, k) for k, _ in COLUMNS] for r in rows]
+    cols = columns(rows)
+    return [[title for _, title in cols]] + [[cell(r, k) for k, _ in cols] for r in rows]
 
 
 def markdown(rows, state):
     lines = ['| ' + ' | '.join(t) + ' |' for t in table_rows(rows)]
-    lines.insert(1, '|' + '---|' * len(COLUMNS))
+    lines.insert(1, '|' + '---|' * len(columns(rows)))
     opt = state['opt']
     head = [f"# Compression report: {opt['weights']} on {opt['data']}", '',
-            f"{state.get('minutes', '?')} minutes. Percentages are of the baseline; mAP in "
-            'parentheses: points against the baseline. size MB: weights at deployment precision '
-            '(4 bytes per float parameter, 1 per int8 one; the export row: the ONNX file).', '']
+            f"{state.get('minutes', '?')} minutes. Percentages are of the baseline; mAP@0.5 and "
+            'mIoU in parentheses: points against the baseline. size MB: weights at deployment '
+            'precision (4 bytes per float parameter, 1 per int8 one; the export row: the ONNX '
+            'file).', '']
     plots = ['', '![mAP vs BFLOPs](map_vs_bflops.png)', '',
              '![BN gammas](gammas.png)', '', '![channels kept](channels.png)', '']
     return '\n'.join(head + lines + plots)
@@ -89,12 +98,14 @@ def plot_channels(state, path):
 
 
 def plot_map_vs_bflops(rows, path):
+    """Accuracy against cost per stage: mAP@0.5 for detectors, mIoU otherwise."""
+    key, label = ('map50', 'mAP@0.5') if 'map50' in rows[0] else ('miou', 'mIoU')
     fig, ax = pyplot().subplots(figsize=(5, 4), tight_layout=True)
     for r in rows:
-        ax.scatter(r['bflops'], r['map50'])
-        ax.annotate(r['stage'], (r['bflops'], r['map50']), fontsize=8)
+        ax.scatter(r['bflops'], r[key])
+        ax.annotate(r['stage'], (r['bflops'], r[key]), fontsize=8)
     ax.set_xlabel('BFLOPs')
-    ax.set_ylabel('mAP@0.5')
+    ax.set_ylabel(label)
     save_figure(fig, path, 110)
 
 

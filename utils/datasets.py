@@ -6,9 +6,14 @@
 - The label of ``.../images/x.jpg`` (or ``.../JPEGImages/x.jpg``) is ``.../labels/x.txt``, else
   ``x.txt`` beside the image:
   ``class cx cy w h`` per line, normalized. An empty or missing label file is a background image.
-- Every image and label is checked once and the result cached (``<list>.cache``, keyed by file
-  sizes and modification times). A corrupt image, a malformed line, a class out of range or a box
-  outside the image skips that image with one warning naming the file and line; the run goes on.
+- Segmentation (``seg_classes=`` and ``seg_names=`` in the .data): the mask of
+  ``.../images/x.jpg`` is ``.../masks/x.png`` (the last ``images`` folder becomes ``masks``, as
+  for labels), else lightNet's sibling ``x-label.png``: one channel, the class index per pixel,
+  255 = not scored.
+- Every image, label and mask is checked once and the result cached (``<list>.cache``, keyed by
+  file sizes and modification times). A corrupt image, a malformed line, a class out of range, a
+  box outside the image, or a mask that is missing, unreadable, of another size or with a class
+  out of range skips that image with one warning naming the file (and line); the run goes on.
 """
 from __future__ import annotations
 
@@ -25,13 +30,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from utils.augment import augment_hsv, flip, letterbox, mosaic, random_affine
+from utils.augment import (IGNORE, affine_matrix, augment_hsv, flip, flip_mask, letterbox,
+                           letterbox_mask, mosaic, resize_mask, warp, warp_mask)
 from utils.boxes import xywh2xyxy, xyxy2xywh
 from utils.errors import ToolkitError
+from utils.files import atomic_write_text
 from utils.log import LOGGER
 
 IMG_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 BOX_TOLERANCE = 0.01  # normalized coordinates may overshoot [0, 1] by this much (rounding)
 DEFAULT_HYP = {'hsv_h': 0.015, 'hsv_s': 0.7, 'hsv_v': 0.4, 'degrees': 0.0, 'translate': 0.1,
                'scale': 0.5, 'shear': 0.0, 'flipud': 0.0, 'fliplr': 0.5, 'mosaic': 1.0}
@@ -66,25 +73,33 @@ def parse_data_cfg(path, generate=True) -> dict:
     for key in ('classes', 'names'):
         if key not in data:
             raise DataError(f"{path}: missing '{key}='")
-    for key in ('train', 'valid', 'test', 'names'):
+    for key in ('train', 'valid', 'test', 'names', 'seg_names'):
         if key in data and not os.path.isabs(data[key]):
             data[key] = str((path.parent / data[key]).resolve())
-    try:
-        data['classes'] = int(data['classes'])
-    except ValueError:
-        raise DataError(f"{path}: classes={data['classes']} is not an integer") from None
-    data['names'] = load_names(data['names'])
-    if len(data['names']) != data['classes']:
-        raise DataError(f"{path}: classes={data['classes']} but the names file lists "
-                        f"{len(data['names'])} names")
+    for key in ('classes', 'seg_classes'):
+        try:
+            data[key] = int(data.get(key, 0))
+        except ValueError:
+            raise DataError(f'{path}: {key}={data[key]} is not an integer') from None
+    for count, names in (('classes', 'names'), ('seg_classes', 'seg_names')):
+        if not data[count] and count == 'seg_classes':
+            continue
+        if names not in data:
+            raise DataError(f"{path}: {count}={data[count]} needs '{names}='")
+        data[names] = load_names(data[names])
+        if len(data[names]) != data[count]:
+            raise DataError(f'{path}: {count}={data[count]} but the names file lists '
+                            f'{len(data[names])} names')
     if generate:
         _generate_builtin_if_missing(path, data)
     return data
 
 
 def _generate_builtin_if_missing(path, data):
-    builtin = Path(__file__).resolve().parents[1] / 'data' / 'shapes.data'
-    if path.resolve() == builtin and not all(Path(data[k]).exists() for k in ('train', 'valid')):
+    here = Path(__file__).resolve().parents[1] / 'data'
+    builtin = path.resolve() in (here / 'shapes.data', here / 'shapes-seg.data')
+    lists = all(Path(data[k]).exists() for k in ('train', 'valid'))
+    if builtin and (not lists or not (here / 'shapes' / 'masks').is_dir()):
         from data.make_shapes import generate  # noqa: PLC0415 (only for the built-in dataset)
         LOGGER.info('built-in dataset not found: generating it once (about half a minute)')
         generate(Path(data['train']).parent)
@@ -120,6 +135,36 @@ def label_path(img: Path) -> Path:
             parts[k] = 'labels'
             break
     return Path(*parts).with_suffix('.txt')
+
+
+def mask_path(img: Path) -> Path:
+    """The segmentation mask of an image: images/ -> masks/ (.png), else lightNet's sibling
+    ``<stem>-label.png``."""
+    parts = list(img.parts)
+    for k in range(len(parts) - 2, -1, -1):
+        if parts[k] in ('images', 'JPEGImages'):
+            parts[k] = 'masks'
+            beside = Path(*parts).with_suffix('.png')
+            if beside.exists():
+                return beside
+            break
+    return img.with_name(f'{img.stem}-label.png')
+
+
+def _check_mask(path: Path, shape_hw, seg_nc):
+    """Raise ValueError unless ``path`` is a readable class map of the image's size."""
+    if not path.is_file():
+        raise ValueError(f'{path}: mask not found')
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None or mask.ndim != 2 or mask.dtype != np.uint8:
+        raise ValueError(f'{path}: not a one-channel 8-bit mask')
+    if mask.shape != tuple(shape_hw):
+        raise ValueError(f'{path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image '
+                         f'{shape_hw[1]}x{shape_hw[0]}')
+    bad = (mask >= seg_nc) & (mask != IGNORE)
+    if bad.any():
+        raise ValueError(f'{path}: class {int(mask[bad].max())} out of range 0..{seg_nc - 1} '
+                         f'(255 = not scored)')
 
 
 def _check_image(img: Path):
@@ -171,10 +216,10 @@ def _parse_label(path: Path, nc: int) -> np.ndarray:
     return labels
 
 
-def _fingerprint(files) -> str:
+def _fingerprint(files, seg_nc=0) -> str:
     h = hashlib.sha1()
     for f in files:
-        for p in (f, label_path(f)):
+        for p in (f, label_path(f)) + ((mask_path(f),) if seg_nc else ()):
             try:
                 st = p.stat()
                 h.update(f'{p}:{st.st_size}:{st.st_mtime_ns};'.encode())
@@ -183,12 +228,14 @@ def _fingerprint(files) -> str:
     return h.hexdigest()
 
 
-def _verify_all(files, nc):
+def _verify_all(files, nc, seg_nc=0):
     items, bad = [], []
     for f in files:
         try:
             shape = _check_image(f)
             labels = _parse_label(label_path(f), nc)
+            if seg_nc:
+                _check_mask(mask_path(f), shape, seg_nc)
         except ValueError as e:
             msg = str(e)
             bad.append([str(f), msg if msg.startswith(str(label_path(f))) else f'{f}: {msg}'])
@@ -202,13 +249,14 @@ def cache_path_for(source) -> Path:
     return source.with_suffix('.cache') if source.is_file() else Path(str(source) + '.cache')
 
 
-def load_items(source, nc, prefix=''):
-    """Verified (path, (h, w), labels) items of a source, through the cache; warns per bad file."""
+def load_items(source, nc, prefix='', seg_nc=0):
+    """Verified (path, (h, w), labels) items of a source, through the cache; warns per bad file.
+    With ``seg_nc`` every image's mask is checked too."""
     files = image_files(source)
     if not files:
         raise DataError(f'{source}: lists no images')
     cache_file = cache_path_for(source) if Path(source).exists() else None
-    key = f'{CACHE_VERSION}:{nc}:{_fingerprint(files)}'
+    key = f'{CACHE_VERSION}:{nc}:{seg_nc}:{_fingerprint(files, seg_nc)}'
     cached = None
     if cache_file and cache_file.is_file():
         try:
@@ -218,11 +266,11 @@ def load_items(source, nc, prefix=''):
     if cached and cached.get('key') == key:
         items, bad, how = cached['items'], cached['bad'], 'cache loaded'
     else:
-        items, bad = _verify_all(files, nc)
+        items, bad = _verify_all(files, nc, seg_nc)
         how = 'checked'
         if cache_file:
             try:
-                cache_file.write_text(json.dumps({'key': key, 'items': items, 'bad': bad}))
+                atomic_write_text(cache_file, json.dumps({'key': key, 'items': items, 'bad': bad}))
                 how += ', cache saved'
             except OSError as e:
                 how += f', cache not writable ({e.strerror})'
@@ -237,6 +285,14 @@ def load_items(source, nc, prefix=''):
     summary = {'images': len(items), 'labels': n_labels, 'backgrounds': backgrounds,
                'skipped': len(bad), 'skipped_files': [b[0] for b in bad]}
     return items, summary
+
+
+def load_mask(path, shape_hw):
+    """A class map resized (nearest) to an image of shape (h, w)."""
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise DataError(f'{path}: cannot be read as a mask')
+    return resize_mask(mask, shape_hw)
 
 
 def load_image(path, img_size):
@@ -272,14 +328,17 @@ def available_memory():
 
 class YoloDataset(torch.utils.data.Dataset):
     """Items: (image uint8 tensor (3, H, W) RGB, labels (n, 6) = [0, class, cx, cy, w, h]
-    normalized to the returned image, path, (original (h, w), (ratio, (pad_x, pad_y))))."""
+    normalized to the returned image, path, (original (h, w), (ratio, (pad_x, pad_y))), mask
+    uint8 tensor (H, W) of class indices (IGNORE where nothing is scored), or None without
+    ``seg_nc``)."""
 
     def __init__(self, source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
-                 rect=False, stride=32, cache_images=False, prefix='', seed=None):
+                 rect=False, stride=32, cache_images=False, prefix='', seed=None, seg_nc=0):
         self.img_size, self.augment, self.rect, self.stride = img_size, augment, rect, stride
         self.seed, self.draws = seed, 0  # seed: reproducible augmentation (tests, debugging)
+        self.seg_nc = seg_nc
         self.hyp = {**DEFAULT_HYP, **(hyp or {})}
-        items, self.summary = load_items(source, nc, prefix)
+        items, self.summary = load_items(source, nc, prefix, seg_nc)
         self.files = [Path(it[0]) for it in items]
         self.shapes = np.array([it[1] for it in items], np.float64)  # (h, w)
         self.labels = [np.array(it[2], np.float32).reshape(-1, 5) for it in items]
@@ -315,6 +374,9 @@ class YoloDataset(torch.utils.data.Dataset):
         return self.images[i] if self.images[i] is not None else load_image(self.files[i],
                                                                             self.img_size)
 
+    def _load_mask(self, i, shape_hw):
+        return load_mask(mask_path(self.files[i]), shape_hw) if self.seg_nc else None
+
     def _pixel_boxes(self, i, img_shape, ratio=1.0, pad=(0, 0)):
         """Labels of item i as (n, 5) class, x1, y1, x2, y2 in pixels of a resized image."""
         labels = self.labels[i]
@@ -325,17 +387,26 @@ class YoloDataset(torch.utils.data.Dataset):
             boxes[:, 1:] = xyxy + np.array([pad[0], pad[1], pad[0], pad[1]])
         return boxes
 
+    def _affine(self, img, boxes, mask, shape_out, rng):
+        """The random affine of the hyp, the same matrix on image, boxes and mask."""
+        h = self.hyp
+        shape_out = shape_out or img.shape[:2]
+        m = affine_matrix(img.shape[:2], shape_out, h['degrees'], h['translate'], h['scale'],
+                          h['shear'], rng)
+        img, boxes = warp(img, boxes, m, shape_out)
+        return img, boxes, None if mask is None else warp_mask(mask, m, shape_out)
+
     def _mosaic(self, i, rng):
         idx = [i] + list(rng.integers(0, len(self), 3))
-        images, boxes = [], []
+        images, boxes, masks = [], [], []
         for k in idx:
             img, _ = self._load(k)
             images.append(img)
             boxes.append(self._pixel_boxes(k, img.shape))
-        canvas, merged = mosaic(images, boxes, self.img_size, rng)
-        h = self.hyp
-        return random_affine(canvas, merged, (self.img_size, self.img_size), h['degrees'],
-                             h['translate'], h['scale'], h['shear'], rng)
+            masks.append(self._load_mask(k, img.shape[:2]))
+        canvas, merged, mask = mosaic(images, boxes, self.img_size, rng,
+                                      masks if self.seg_nc else None)
+        return self._affine(canvas, merged, mask, (self.img_size, self.img_size), rng)
 
     def __getitem__(self, i):
         self.draws += 1
@@ -343,24 +414,25 @@ class YoloDataset(torch.utils.data.Dataset):
         (h0, w0) = (int(self.shapes[i][0]), int(self.shapes[i][1]))
         ratio, pad = 1.0, (0, 0)
         if self.augment and not self.rect and rng.random() < self.hyp['mosaic']:
-            img, boxes = self._mosaic(i, rng)
+            img, boxes, mask = self._mosaic(i, rng)
         else:
             img, _ = self._load(i)
+            mask = self._load_mask(i, img.shape[:2])
             shape = self.batch_shapes[i] if self.rect else self.img_size
             resized_hw = img.shape[:2]
             img, ratio, pad = letterbox(img, shape, auto=False, scaleup=self.augment)
+            if mask is not None:
+                mask = letterbox_mask(mask, ratio, pad, img.shape[:2])
             boxes = self._pixel_boxes(i, resized_hw, ratio, pad)
             ratio = ratio * resized_hw[0] / h0  # from the original image, for scale_boxes
             if self.augment:
-                h = self.hyp
-                img, boxes = random_affine(img, boxes, None, h['degrees'], h['translate'],
-                                           h['scale'], h['shear'], rng)
+                img, boxes, mask = self._affine(img, boxes, mask, None, rng)
         if self.augment:
             augment_hsv(img, self.hyp['hsv_h'], self.hyp['hsv_s'], self.hyp['hsv_v'], rng)
-            if rng.random() < self.hyp['fliplr']:
-                img, boxes = flip(img, boxes, horizontal=True)
-            if rng.random() < self.hyp['flipud']:
-                img, boxes = flip(img, boxes, horizontal=False)
+            for horizontal, key in ((True, 'fliplr'), (False, 'flipud')):
+                if rng.random() < self.hyp[key]:
+                    img, boxes = flip(img, boxes, horizontal)
+                    mask = None if mask is None else flip_mask(mask, horizontal)
         h, w = img.shape[:2]
         labels = torch.zeros((len(boxes), 6))
         if len(boxes):
@@ -368,14 +440,16 @@ class YoloDataset(torch.utils.data.Dataset):
             xywh = xyxy2xywh(boxes[:, 1:]) / np.array([w, h, w, h])
             labels[:, 2:] = torch.from_numpy(xywh.astype(np.float32))
         img = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))  # BGR HWC -> RGB CHW
-        return torch.from_numpy(img), labels, str(self.files[i]), ((h0, w0), (ratio, pad))
+        mask = None if mask is None else torch.from_numpy(np.ascontiguousarray(mask))
+        return torch.from_numpy(img), labels, str(self.files[i]), ((h0, w0), (ratio, pad)), mask
 
     @staticmethod
     def collate_fn(batch):
-        imgs, labels, paths, shapes = zip(*batch)
+        imgs, labels, paths, shapes, masks = zip(*batch)
         for k, lab in enumerate(labels):
             lab[:, 0] = k  # image index within the batch
-        return torch.stack(imgs), torch.cat(labels, 0), list(paths), list(shapes)
+        masks = torch.stack(masks) if masks[0] is not None else None
+        return torch.stack(imgs), torch.cat(labels, 0), list(paths), list(shapes), masks
 
 
 def _worker_init(worker_id):
@@ -384,10 +458,10 @@ def _worker_init(worker_id):
 
 def create_dataloader(source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
                       rect=False, stride=32, workers=2, shuffle=False, cache_images=False,
-                      prefix='', distributed=False, seed=0):
+                      prefix='', distributed=False, seed=0, seg_nc=0):
     """A DataLoader over a YoloDataset; with distributed=True each process gets its share."""
     dataset = YoloDataset(source, nc, img_size, batch_size, augment, hyp, rect, stride,
-                          cache_images, prefix)
+                          cache_images, prefix, seg_nc=seg_nc)
     sampler = None
     if distributed:
         sampler = torch.utils.data.distributed.DistributedSampler(

@@ -1,22 +1,27 @@
-"""Evaluation of a detector on a dataloader: mAP@0.5, mAP@0.5:0.95, P, R, F1 per class, speed.
+"""Evaluation on a dataloader: detection (mAP@0.5, mAP@0.5:0.95, P, R, F1 per class) and
+segmentation (mIoU, IoU per class, pixel accuracy, frequency-weighted IoU), and speed.
 
-Metrics follow COCOeval (greedy matching by confidence, 101-point interpolated AP, mean over the
-classes that have ground truth), so COCO-format predictions scored by pycocotools agree. P, R and
-F1 are taken at the confidence that maximizes the class-mean F1. ``evaluate_model`` is what
-test.py, train.py (each epoch), the prune scripts, PTQ and compress.py run.
+Detection metrics follow COCOeval (greedy matching by confidence, 101-point interpolated AP, mean
+over the classes that have ground truth), so COCO-format predictions scored by pycocotools agree.
+P, R and F1 are taken at the confidence that maximizes the class-mean F1. Segmentation compares
+the argmax of the head's probabilities, resized (bilinear) to the network input, with the
+letterboxed mask, skipping the pixels marked 255 (letterbox padding among them).
+``evaluate_model`` is what test.py, train.py (each epoch), the prune scripts, PTQ and compress.py
+run; a network that only segments gets no detection keys.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from terminaltables import AsciiTable
 
 from utils.boxes import scale_boxes, xywh2xyxy
 from utils.datasets import DataError, create_dataloader, parse_data_cfg
 from utils.files import atomic_write_text
-from utils.metrics import DetectionStats
+from utils.metrics import DetectionStats, SegmentationStats
 from utils.nms import non_max_suppression
 from utils.plots import plot_confusion_matrix, plot_curves
 from utils.torch_utils import time_sync
@@ -40,36 +45,54 @@ def to_coco(det, path):
 
 @torch.no_grad()
 def evaluate(model, dataloader, nc, device, conf_thres=0.001, iou_thres=0.6, max_det=300,
-             collect_json=False):
-    """Run the model over the loader; returns (metrics dict, COCO predictions, speed in ms)."""
+             collect_json=False, seg_nc=0):
+    """Run the model over the loader; returns (detection stats or None, segmentation stats or
+    None, COCO predictions, speed in ms, images seen)."""
     model.eval()
-    stats, jdict = DetectionStats(nc), []
-    t_infer = t_nms = 0.0
-    seen = 0
-    for imgs, targets, paths, shapes in dataloader:
+    stats = DetectionStats(nc) if nc else None
+    seg = SegmentationStats(seg_nc) if seg_nc else None
+    jdict, seen = [], 0
+    timing = {'inference': 0.0, 'nms': 0.0, 'segment': 0.0}
+    for imgs, targets, paths, shapes, masks in dataloader:
         t0 = time_sync()
         imgs = imgs.to(device, non_blocking=True).float() / 255
-        decoded = model(imgs)[0].float()
+        decoded, heads = model(imgs)
         t1 = time_sync()
-        dets = non_max_suppression(decoded, conf_thres, iou_thres, max_det=max_det)
-        t2 = time_sync()
-        t_infer, t_nms = t_infer + t1 - t0, t_nms + t2 - t1
-        hw = imgs.shape[2:]
-        for k, det in enumerate(dets):
-            # score in original pixels, as COCOeval does: detections are clipped to the image
-            shape0, ratio_pad = shapes[k]
-            det = det.cpu()
-            det[:, :4] = scale_boxes(det[:, :4], hw, shape0, ratio_pad)
-            t = targets[targets[:, 0] == k]
-            boxes = xywh2xyxy(t[:, 2:6]) * torch.tensor([hw[1], hw[0], hw[1], hw[0]])
-            labels = torch.cat((t[:, 1:2], scale_boxes(boxes, hw, shape0, ratio_pad)), 1)
-            stats.update(det.numpy(), labels.numpy())
-            if collect_json:
-                jdict += to_coco(det, paths[k])
+        timing['inference'] += t1 - t0
+        if stats is not None:
+            dets = non_max_suppression(decoded.float(), conf_thres, iou_thres, max_det=max_det)
+            timing['nms'] += time_sync() - t1
+            _score_detections(stats, dets, targets, paths, shapes, imgs.shape[2:], jdict,
+                              collect_json)
+        if seg is not None:
+            t2 = time_sync()
+            pred = model.segment(heads, imgs.shape[2:]).argmax(1)
+            seg.update(pred, masks.to(pred.device))
+            timing['segment'] += time_sync() - t2
         seen += imgs.shape[0]
-    speed = {'inference': 1000 * t_infer / max(seen, 1), 'nms': 1000 * t_nms / max(seen, 1)}
-    speed['total'] = speed['inference'] + speed['nms']
-    return stats, jdict, speed, seen
+    speed = {k: 1000 * v / max(seen, 1) for k, v in timing.items() if v or k == 'inference'}
+    speed['total'] = sum(speed.values())
+    return stats, seg, jdict, speed, seen
+
+
+def _score_detections(stats, dets, targets, paths, shapes, hw, jdict, collect_json):
+    for k, det in enumerate(dets):
+        # score in original pixels, as COCOeval does: detections are clipped to the image
+        shape0, ratio_pad = shapes[k]
+        det = det.cpu()
+        det[:, :4] = scale_boxes(det[:, :4], hw, shape0, ratio_pad)
+        t = targets[targets[:, 0] == k]
+        boxes = xywh2xyxy(t[:, 2:6]) * torch.tensor([hw[1], hw[0], hw[1], hw[0]])
+        labels = torch.cat((t[:, 1:2], scale_boxes(boxes, hw, shape0, ratio_pad)), 1)
+        stats.update(det.numpy(), labels.numpy())
+        if collect_json:
+            jdict += to_coco(det, paths[k])
+
+
+def seg_metrics(res, seg_names):
+    return {'miou': res['miou'], 'pixel_acc': res['pixel_acc'], 'fw_iou': res['fw_iou'],
+            'per_class_iou': {n: (None if np.isnan(v) else float(v))
+                              for n, v in zip(seg_names, res['iou'])}}
 
 
 def metrics_dict(res, names, speed, n_images):
@@ -87,6 +110,20 @@ def metrics_dict(res, names, speed, n_images):
             'speed_ms': {k: round(v, 3) for k, v in speed.items()}}
 
 
+def print_seg_table(m):
+    rows = [['Class', 'IoU']] + [['all (mIoU)', f"{m['miou']:.3f}"]]
+    rows += [[n, '-' if v is None else f'{v:.3f}'] for n, v in m['per_class_iou'].items()]
+    table = AsciiTable(rows)
+    table.inner_heading_row_border = True
+    print(table.table)
+    print(f"pixel accuracy {m['pixel_acc']:.3f}, frequency-weighted IoU {m['fw_iou']:.3f}")
+
+
+def print_speed(s):
+    parts = ', '.join(f'{v:.1f} ms {k}' for k, v in s.items() if k != 'total')
+    print(f"Speed: {parts}, {s['total']:.1f} ms total per image")
+
+
 def print_table(m, title=''):
     fmt = (lambda x: f'{x:.3f}')  # noqa: E731
     rows = [['Class', 'Images', 'Targets', 'P', 'R', 'mAP@0.5', 'mAP@0.5:0.95', 'F1']]
@@ -98,30 +135,41 @@ def print_table(m, title=''):
     table = AsciiTable(rows, title)
     table.inner_heading_row_border = True
     print(table.table)
-    s = m['speed_ms']
-    print(f"Speed: {s['inference']:.1f} ms inference, {s['nms']:.1f} ms NMS, "
-          f"{s['total']:.1f} ms total per image")
 
 
 def evaluate_model(model, dataloader, names, conf_thres=0.001, iou_thres=0.6, max_det=300,
-                   save_json=False, save_dir=None, plots=True, verbose=True):
-    """Evaluate ``model`` (anything whose ``model(images)[0]`` is the decoded output) on the
+                   save_json=False, save_dir=None, plots=True, verbose=True, seg_names=None):
+    """Evaluate ``model`` (``model(images)`` gives (decoded detections or None, heads);
+    ``model.segment(heads, size)`` the class probabilities of a segmenting network) on the
     loader; returns the metrics dict, also written to save_dir/metrics.json when given."""
-    if model.nc != len(names):
+    if model.nc and model.nc != len(names):
         raise DataError(f'the dataset has {len(names)} classes but the model predicts {model.nc}')
+    seg_nc = getattr(model, 'seg_nc', 0)
+    if seg_nc and len(seg_names or []) != seg_nc:
+        raise DataError(f'the model segments {seg_nc} classes, the dataset has '
+                        f'{len(seg_names or [])} (seg_classes= in the .data)')
     device = next(model.parameters()).device if hasattr(model, 'parameters') else 'cpu'
-    stats, jdict, speed, n_images = evaluate(model, dataloader, len(names), device, conf_thres,
-                                             iou_thres, max_det, collect_json=save_json)
-    res = stats.compute()
-    metrics = metrics_dict(res, names, speed, n_images)
+    stats, seg, jdict, speed, n_images = evaluate(model, dataloader, model.nc, device,
+                                                  conf_thres, iou_thres, max_det, save_json,
+                                                  seg_nc)
+    metrics = {'images': n_images, 'speed_ms': {k: round(v, 3) for k, v in speed.items()}}
+    if stats is not None:
+        res = stats.compute()
+        metrics = metrics_dict(res, names, speed, n_images) | metrics
+    if seg is not None:
+        metrics |= seg_metrics(seg.compute(), seg_names)
     if verbose:
-        print_table(metrics)
+        if stats is not None:
+            print_table(metrics)
+        if seg is not None:
+            print_seg_table(metrics)
+        print_speed(metrics['speed_ms'])
     if save_dir:
         save_dir = Path(save_dir)
         atomic_write_text(save_dir / 'metrics.json', json.dumps(metrics, indent=2))
-        if save_json:
+        if save_json and stats is not None:
             atomic_write_text(save_dir / 'predictions.json', json.dumps(jdict))
-        if plots:
+        if plots and stats is not None:
             plot_curves(res['curves'], names, res['classes'], save_dir)
             plot_confusion_matrix(stats.confusion.matrix, names, save_dir)
     return metrics
@@ -133,5 +181,14 @@ def evaluate_on(model, data, img_size, batch_size=16, workers=2, split='valid', 
     if split not in data_cfg:
         raise DataError(f"{data}: no '{split}=' entry to evaluate on")
     loader, _ = create_dataloader(data_cfg[split], len(data_cfg['names']), img_size, batch_size,
-                                  workers=workers, prefix=f'{split}: ')
-    return evaluate_model(model, loader, data_cfg['names'], **kw)
+                                  workers=workers, prefix=f'{split}: ',
+                                  seg_nc=getattr(model, 'seg_nc', 0))
+    return evaluate_model(model, loader, data_cfg['names'], seg_names=data_cfg.get('seg_names'),
+                          **kw)
+
+
+def headline(metrics):
+    """The figures a report row carries: mAP@0.5 and mAP@0.5:0.95 for a detector, mIoU for a
+    network that segments, rounded."""
+    keys = [k for k in ('map50', 'map50_95', 'miou') if k in metrics]
+    return {k: round(metrics[k], 4) for k in keys}

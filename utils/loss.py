@@ -1,4 +1,6 @@
-"""YOLO loss: target assignment over every head, box (GIoU/CIoU), objectness and class BCE.
+"""Training losses: YOLO detection (every [yolo] head), per-pixel segmentation, and their sum.
+
+YOLO: target assignment over every head, box (GIoU/CIoU), objectness and class BCE.
 
 Assignment: a target goes to the cell containing its center on each head, for every anchor of that
 head whose width and height are both within ``anchor_t`` times the target's (or, with iou_t > 0,
@@ -12,13 +14,17 @@ import torch
 import torch.nn.functional as F
 
 from utils.boxes import bbox_iou, wh_iou
+from utils.datasets import DataError
 
 BALANCE = {1: [1.0], 2: [4.0, 1.0], 3: [4.0, 1.0, 0.4]}  # objectness weight, finest head first
 
 
 def scaled_gains(hyp, n_heads, nc, img_size):
-    """Loss gains of the hyp file (3 heads, 80 classes, 640 px) rescaled for this model."""
+    """Loss gains of the hyp file (3 heads, 80 classes, 640 px) rescaled for this model (a
+    segmentation-only model, with no heads, keeps them as they are: none applies)."""
     h = dict(hyp)
+    if not n_heads:
+        return h
     h['box'] = hyp['box'] * 3 / n_heads
     h['cls'] = hyp['cls'] * nc / 80 * 3 / n_heads
     h['obj'] = hyp['obj'] * (img_size / 640) ** 2 * 3 / n_heads
@@ -28,6 +34,7 @@ def scaled_gains(hyp, n_heads, nc, img_size):
 class YoloLoss:
     def __init__(self, model, hyp):
         self.heads = [model.module_list[j] for j in model.yolo_layers]
+        self.det_heads = model.det_heads  # picks the [yolo] outputs out of all heads
         self.hyp = hyp
         eps = hyp.get('label_smoothing', 0.0)
         self.cp, self.cn = 1.0 - 0.5 * eps, 0.5 * eps
@@ -72,6 +79,7 @@ class YoloLoss:
     def __call__(self, preds, targets, img_hw):
         """preds: raw heads (b, a, h, w, 5 + nc); targets (n, 6) = image, class, xywh normalized.
         Returns (loss scaled by batch size for backward, detached [box, obj, cls])."""
+        preds = self.det_heads(preds)
         dev = preds[0].device
         lbox, lobj, lcls = (torch.zeros((), device=dev) for _ in range(3))
         order = sorted(range(len(preds)), key=lambda i: -preds[i].shape[2])  # finest first
@@ -94,3 +102,49 @@ class YoloLoss:
         lbox, lobj, lcls = lbox * self.hyp['box'], lobj * self.hyp['obj'], lcls * self.hyp['cls']
         bs = preds[0].shape[0]
         return (lbox + lobj + lcls) * bs, torch.stack((lbox, lobj, lcls)).detach()
+
+
+def segmentation_loss(logits, masks, kind='softmax', ignore=255):
+    """Mean per-pixel loss of (b, classes, h, w) logits against (b, H, W) class masks: the logits
+    are resized (bilinear) to the masks, pixels marked ``ignore`` do not count. Cross-entropy for
+    [softmax] heads; for [logistic] heads (independent classes) BCE against the one-hot mask."""
+    if logits.shape[-2:] != masks.shape[-2:]:
+        logits = F.interpolate(logits, size=masks.shape[-2:], mode='bilinear',
+                               align_corners=False)
+    target = masks.long()
+    if kind == 'softmax':
+        return F.cross_entropy(logits.float(), target, ignore_index=ignore)
+    valid = target != ignore
+    onehot = F.one_hot(target.clamp(max=logits.shape[1] - 1), logits.shape[1])
+    loss = F.binary_cross_entropy_with_logits(logits.float().permute(0, 2, 3, 1), onehot.float(),
+                                              reduction='none').mean(-1)
+    return (loss * valid).sum() / valid.sum().clamp(min=1)
+
+
+class Criterion:
+    """The loss train.py optimizes for any network: YOLO terms for [yolo] heads, a per-pixel term
+    (times the hyp's ``seg`` gain) for a segmentation head. Returns (loss scaled by batch size for
+    backward, {name: detached term})."""
+
+    def __init__(self, model, hyp):
+        self.yolo = YoloLoss(model, hyp) if model.yolo_layers else None
+        self.model, self.hyp = model, hyp
+        self.seg_kind = (model.module_list[model.seg_layers[0]].kind if model.seg_layers
+                         else None)
+
+    def __call__(self, preds, targets, img_hw, masks=None):
+        terms, total = {}, 0.0
+        bs = preds[0].shape[0]
+        if self.yolo is not None:
+            loss, items = self.yolo(preds, targets, img_hw)
+            total = loss
+            terms.update(zip(('box', 'obj', 'cls'), items))
+        if self.seg_kind is not None:
+            if masks is None:
+                raise DataError('the network segments but the batch has no masks: the .data '
+                                 'needs seg_classes= and seg_names=')
+            seg = segmentation_loss(self.model.seg_logits(preds), masks.to(preds[0].device),
+                                    self.seg_kind) * self.hyp['seg']
+            total = total + seg * bs
+            terms['seg'] = seg.detach()
+        return total, terms

@@ -146,3 +146,34 @@ class DetectionStats:
                    map50=mean(res['ap'][:, 0]), map50_95=mean(res['ap'].mean(1)),
                    images_per_class=self.images_per_class)
         return res
+
+
+class SegmentationStats:
+    """A (classes x classes) confusion matrix of pixels (rows: truth, columns: prediction),
+    counted with one bincount per batch on the tensors' own device; pixels whose truth is
+    ``ignore`` do not count. ``compute`` gives IoU per class, mIoU (over the classes that appear
+    in the truth or the predictions), pixel accuracy and frequency-weighted IoU."""
+
+    def __init__(self, nc, ignore=255):
+        self.nc, self.ignore = nc, ignore
+        self.matrix = None
+
+    def update(self, pred, truth):
+        """pred, truth: integer class-map tensors of equal shape (any leading dims)."""
+        valid = truth != self.ignore
+        index = truth[valid].long() * self.nc + pred[valid].long()
+        counts = index.bincount(minlength=self.nc ** 2).cpu().numpy().reshape(self.nc, self.nc)
+        self.matrix = counts if self.matrix is None else self.matrix + counts
+
+    def compute(self) -> dict:
+        m = self.matrix if self.matrix is not None else np.zeros((self.nc, self.nc), np.int64)
+        tp = np.diag(m).astype(np.float64)
+        truth, pred = m.sum(1).astype(np.float64), m.sum(0).astype(np.float64)
+        union = truth + pred - tp
+        iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+        total = m.sum()
+        freq = truth / max(total, 1)
+        present = union > 0
+        return {'iou': iou, 'miou': float(np.nanmean(iou)) if present.any() else 0.0,
+                'pixel_acc': float(tp.sum() / total) if total else 0.0,
+                'fw_iou': float(np.nansum(freq * np.nan_to_num(iou))), 'pixels': int(total)}

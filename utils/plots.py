@@ -35,6 +35,25 @@ def class_color(c):
     return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
+def palette(n, colormap=None):
+    """(n, 3) BGR colours: a cfg's colormap= (values in threes) where it gives them, else
+    class_color."""
+    colors = [class_color(c) for c in range(n)]
+    if colormap:
+        given = np.asarray(colormap[:3 * n], np.int64).reshape(-1, 3)
+        colors[:len(given)] = [tuple(int(v) for v in c) for c in given]
+    return np.array(colors, np.uint8)
+
+
+def draw_mask(img, mask, colors, alpha=0.5):
+    """Blend a class map (the size of img) into a BGR image, in place; classes coloured black
+    (a background in lightNet's colormaps) and pixels past the palette are left as they are."""
+    drawn = (mask < len(colors))
+    drawn[drawn] = colors[mask[drawn]].any(-1)
+    img[drawn] = (img[drawn] * (1 - alpha) + colors[mask[drawn]] * alpha).astype(np.uint8)
+    return img
+
+
 def draw_boxes(img, det, names):
     """Draw (n, 6) xyxy, conf, cls detections with labels onto a BGR image, in place."""
     thickness = max(1, round(sum(img.shape[:2]) / 600))
@@ -103,8 +122,9 @@ def plot_results(csv_path):
     if not rows:
         return
     epochs = [int(r['epoch']) + 1 for r in rows]
-    keys = ['box', 'obj', 'cls', 'precision', 'recall', 'map50', 'map50_95']
-    keys += [k for k in rows[0] if k not in keys + ['epoch', 'total', 'lr', 'seconds']]
+    first = [k for k in ('box', 'obj', 'cls', 'precision', 'recall', 'map50', 'map50_95')
+             if k in rows[0]]  # a segmentation-only run has none of these
+    keys = first + [k for k in rows[0] if k not in first + ['epoch', 'total', 'lr', 'seconds']]
     cols = 4
     n_rows = math.ceil(len(keys) / cols)
     fig, axes = pyplot().subplots(n_rows, cols, figsize=(12, 2.8 * n_rows), squeeze=False)
