@@ -152,7 +152,7 @@ def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, name
                                           agnostic_nms, max_det, multi_label=False)[0].cpu()
                 det[:, :4] = scale_boxes(det[:, :4], x.shape[2:], frame.image.shape[:2],
                                          frame.ratio_pad)
-            mask = (original_mask(model.segment(heads, x.shape[2:]).argmax(1)[0], frame)
+            mask = (original_mask(model.segment_classes(heads, x.shape[2:])[0], frame)
                     if model.seg_nc else None)
             ms = 1000 * (time_sync() - t0)
             found = Counter(names[int(c)] for c in det[:, 5].tolist())

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from models.cfg import Block, CfgError, load_blocks, write_cfg
 from models.dialect import BUILT
 from models.layers import (Activation, ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route,
                            ScaleChannels, SegmentHead, Shortcut, Upsample, YoloLayer,
-                           decode_parts, xywh)
+                           class_map, decode_parts, resize_logits, xywh)
 from models.summary import layer_shapes, summarize
 
 
@@ -252,10 +251,12 @@ class Darknet(nn.Module):
     def segment(self, heads, size=None):
         """Class probabilities (b, classes, h, w) of the segmentation head, resized (bilinear,
         on the logits) to ``size`` (h, w) when given."""
-        logits = self.seg_logits(heads)
-        if size is not None and tuple(logits.shape[-2:]) != tuple(size):
-            logits = F.interpolate(logits, size=tuple(size), mode='bilinear', align_corners=False)
+        logits = resize_logits(self.seg_logits(heads), size)
         return self.module_list[self.seg_layers[0]].probabilities(logits)
+
+    def segment_classes(self, heads, size=None):
+        """The class of every pixel (b, h, w) at ``size``: what evaluation and drawing need."""
+        return class_map(self.seg_logits(heads), size)
 
     @property
     def mixed_coords(self):

@@ -241,6 +241,22 @@ class Activation(nn.Module):
         return 0.0
 
 
+def resize_logits(logits, size=None):
+    """(b, classes, h, w) logits resized (bilinear) to ``size`` (h, w) when it differs, in
+    channels-last memory: there both the resize and a reduction over the classes run several
+    times faster on CPUs than over planes (bench/profile in docs/results/multitask.md)."""
+    if size is None or tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits.contiguous(memory_format=torch.channels_last), size=tuple(size),
+                         mode='bilinear', align_corners=False)
+
+
+def class_map(logits, size=None):
+    """Per-pixel class (b, h, w): the argmax of the resized logits, which is the argmax of the
+    probabilities of either head kind (softmax and the logistic are monotonic)."""
+    return resize_logits(logits, size).argmax(1)
+
+
 class SegmentHead(nn.Module):
     """lightNet's segmentation output: [softmax] with groups = stride = H*W of its input, a
     softmax over the ``classes`` channels at every pixel; [logistic], a sigmoid per channel and

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from models.layers import class_map
 from models.weights import WeightsError
 from utils.boxes import xyxy2xywh
 from utils.errors import OptionError
@@ -88,11 +89,6 @@ class OnnxModel:
                                  scores / obj.clamp(min=1e-12)), -1)
         return decoded, ({'seg': outs['seg']} if 'seg' in outs else None)
 
-    def segment(self, heads, size=None):
-        """Class probabilities from the graph's seg logits, resized to ``size`` (h, w) as
-        Darknet.segment does."""
-        logits = heads['seg']
-        if size is not None and tuple(logits.shape[-2:]) != tuple(size):
-            logits = torch.nn.functional.interpolate(logits, size=tuple(size), mode='bilinear',
-                                                     align_corners=False)
-        return logits.softmax(1)
+    def segment_classes(self, heads, size=None):
+        """The class of every pixel from the graph's seg logits, as Darknet.segment_classes."""
+        return class_map(heads['seg'], size)

@@ -1,5 +1,6 @@
 """Shared fixtures: every shipped cfg, models with realistic (random) BN statistics."""
 import functools
+import os
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CFGS = sorted(p.stem for p in (ROOT / 'cfg').glob('*.cfg'))
+
+if os.environ.get('PYTEST_XDIST_WORKER'):  # one thread per worker: workers share the cores
+    torch.set_num_threads(1)
 
 
 def randomize_bn(model, seed=0):

@@ -163,6 +163,16 @@ def test_iou_agrees_with_scikit_learn():
     assert np.allclose(stats.compute()['iou'], theirs)
 
 
+@pytest.mark.parametrize('kind', ['softmax', 'logistic'])
+def test_the_class_map_is_the_argmax_of_the_probabilities(kind):
+    cfg = small('yolov3-mini-seg').replace('[softmax]', f'[{kind}]')
+    model = Darknet(cfg).eval()
+    with torch.no_grad():
+        _, heads = model(torch.rand(2, 3, SIZE, SIZE))
+        probs = model.segment(heads, (SIZE, SIZE))
+        assert torch.equal(model.segment_classes(heads, (SIZE, SIZE)), probs.argmax(1))
+
+
 def test_segmentation_loss_skips_ignored_pixels():
     logits = torch.randn(2, 3, 4, 4)
     masks = torch.randint(0, 3, (2, 8, 8), dtype=torch.uint8)

@@ -147,8 +147,9 @@ CONFIGS = [QuantConfig(mode=3), QuantConfig(mode=1, bn_fold=True)]
 def test_the_qdq_graph_node_by_node_is_the_torch_model(config, target, tmp_path):
     """Without onnxruntime's fusions the graph is the deployable model op for op, in float."""
     scores, boxes, want_scores, want_boxes = _ort_vs_torch(config, target, tmp_path, False)
-    # float convs summing in another order flip a value at a rounding tie now and then
-    assert np.median(np.abs(scores - want_scores)) < 1e-6
+    # float convs summing in another order (another thread count) flip an activation at a
+    # rounding tie now and then, and one flip reaches many scores a little
+    assert np.quantile(np.abs(scores - want_scores), 0.99) < 1e-3
     assert np.abs(scores - want_scores).max() < 0.05
     assert np.median(np.abs(boxes - want_boxes)) < 1e-3  # pixels
 

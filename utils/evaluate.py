@@ -66,7 +66,7 @@ def evaluate(model, dataloader, nc, device, conf_thres=0.001, iou_thres=0.6, max
                               collect_json)
         if seg is not None:
             t2 = time_sync()
-            pred = model.segment(heads, imgs.shape[2:]).argmax(1)
+            pred = model.segment_classes(heads, imgs.shape[2:])
             seg.update(pred, masks.to(pred.device))
             timing['segment'] += time_sync() - t2
         seen += imgs.shape[0]
@@ -140,7 +140,7 @@ def print_table(m, title=''):
 def evaluate_model(model, dataloader, names, conf_thres=0.001, iou_thres=0.6, max_det=300,
                    save_json=False, save_dir=None, plots=True, verbose=True, seg_names=None):
     """Evaluate ``model`` (``model(images)`` gives (decoded detections or None, heads);
-    ``model.segment(heads, size)`` the class probabilities of a segmenting network) on the
+    ``model.segment_classes(heads, size)`` the class map of a segmenting network) on the
     loader; returns the metrics dict, also written to save_dir/metrics.json when given."""
     if model.nc and model.nc != len(names):
         raise DataError(f'the dataset has {len(names)} classes but the model predicts {model.nc}')
