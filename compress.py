@@ -7,11 +7,13 @@
 Stages, each calling the toolkit's own entry points (train.run, prune/<method>.run, export.run,
 test.run): baseline evaluation -> sparse training (-sr, aimed at the cut that leaves
 --keep-bflops of the BFLOPs) -> pruning (--method at that cut, or --percent; --shortcuts) ->
-fine-tuning with distillation from the baseline (--KDstr, 0 = none) -> QAT (--quantized,
-0 = none) -> export (int8 Q/DQ ONNX for onnxruntime and TensorRT, darknet) -> latency (torch and
-onnxruntime, batch 1). Everything goes to runs/compress/<name>/; state.json records finished
-stages, so rerunning the same command after a crash or Ctrl-C continues with the stage it was in
-(a training stage from its last epoch). report.md / report.json / plots at the end.
+fine-tuning with distillation from the baseline (--KDstr, 0 = none) -> 2:4 structured
+sparsity (--sparse24: magnitude masks, fine-tuned the same way; off by default) -> QAT
+(--quantized, 0 = none; keeps the 2:4 masks) -> export (int8 Q/DQ ONNX for onnxruntime and
+TensorRT, darknet) -> latency (torch and onnxruntime, batch 1). Everything goes to
+runs/compress/<name>/; state.json records finished stages, so rerunning the same command after a
+crash or Ctrl-C continues with the stage it was in (a training stage from its last epoch).
+report.md / report.json / plots at the end.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ from utils.runs import increment_path, project_dir
 from utils.timing import interleaved, torch_runners
 from utils.torch_utils import select_device
 
-STAGES = ('baseline', 'sparse', 'prune', 'finetune', 'qat', 'export', 'latency')
+STAGES = ('baseline', 'sparse', 'prune', 'finetune', 'sparse24', 'qat', 'export', 'latency')
 
 
 class Run:
@@ -196,23 +198,32 @@ def percent_for_keep(method, kw, cfg, weights, opt):
     return pct
 
 
-def finetune(run):
+def distillation(run):
+    """train.run's options for distillation from the baseline (none with --KDstr 0)."""
+    opt, base = run.opt, run.state['done']['baseline']
+    return {'t_cfg': base['cfg'], 't_weights': base['weights'], 'KDstr': opt['KDstr'],
+            'kd_weight': opt['kd_weight']} if opt['KDstr'] else {}
+
+
+def finetune(run, stage='finetune', epochs='epochs_finetune', **kw):
     opt = run.opt
     cfg, weights = run.latest_weights()
-    base = run.state['done']['baseline']
-    kd = {'t_cfg': base['cfg'], 't_weights': base['weights'], 'KDstr': opt['KDstr'],
-          'kd_weight': opt['kd_weight']} if opt['KDstr'] else {}
-    last, metrics = train_stage(run, 'finetune', cfg, weights,
-                                epochs=opt['epochs_finetune'], hyp=opt['hyp_finetune'], **kd)
-    row = model_row('finetune', cfg, last, opt, run, metrics)
-    run.done('finetune', {'cfg': cfg, 'weights': str(last)}, row)
+    last, metrics = train_stage(run, stage, cfg, weights, epochs=opt[epochs],
+                                hyp=opt['hyp_finetune'], **distillation(run), **kw)
+    row = model_row(stage, cfg, last, opt, run, metrics)
+    run.done(stage, {'cfg': cfg, 'weights': str(last)}, row)
+
+
+def sparse24(run):
+    finetune(run, 'sparse24', 'epochs_sparse24', sparse24=True)
 
 
 def qat(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
     last, metrics = train_stage(run, 'qat', cfg, weights, epochs=opt['epochs_qat'],
-                                quantized=opt['quantized'])
+                                quantized=opt['quantized'],
+                                sparse24='sparse24' in run.state['done'])
     row = model_row('qat', cfg, last, opt, run, metrics)
     run.done('qat', {'cfg': cfg, 'weights': str(last)}, row)
 
@@ -259,7 +270,7 @@ def latency(run):
 
 
 RUNNERS = {'baseline': baseline, 'sparse': sparse, 'prune': prune, 'finetune': finetune,
-           'qat': qat, 'export': export_stage, 'latency': latency}
+           'sparse24': sparse24, 'qat': qat, 'export': export_stage, 'latency': latency}
 
 
 def run(**opt):
@@ -268,7 +279,8 @@ def run(**opt):
         raise OptionError(f"unknown option(s): {', '.join(sorted(unknown))}")
     opt = defaults() | opt
     check(opt)
-    skip = set(opt['skip']) | ({'qat'} if not opt['quantized'] else set())
+    skip = (set(opt['skip']) | ({'qat'} if not opt['quantized'] else set()) |
+            ({'sparse24'} if not opt['sparse24'] else set()))
     r = find_run(opt)
     r.save()
     t0 = time.time()
@@ -306,7 +318,8 @@ def check(opt):
                           f"{opt['keep_bflops']}")
     if not 0 <= opt['percent'] < 1:
         raise OptionError(f"--percent must be in [0, 1), got {opt['percent']}")
-    for key in ('epochs_sparse', 'epochs_finetune', 'epochs_qat', 'batch_size'):
+    for key in ('epochs_sparse', 'epochs_finetune', 'epochs_sparse24', 'epochs_qat',
+                'batch_size'):
         if opt[key] < 1:
             raise OptionError(f"--{key.replace('_', '-')} must be 1 or more, got {opt[key]}")
     if opt['s'] < 0 or opt['latency_runs'] < 1 or opt['shortcuts'] < 0:
@@ -356,6 +369,9 @@ def parser():
     p.add_argument('--quantized', type=int, default=3, choices=[0, 1, 2, 3], help='0 = no QAT')
     p.add_argument('--epochs-sparse', type=int, default=16)
     p.add_argument('--epochs-finetune', type=int, default=3)
+    p.add_argument('--sparse24', action='store_true',
+                   help='add a 2:4 structured sparsity stage after the fine-tune (QAT keeps it)')
+    p.add_argument('--epochs-sparse24', type=int, default=2)
     p.add_argument('--epochs-qat', type=int, default=1)
     p.add_argument('--latency-runs', type=int, default=20)
     p.add_argument('--skip', nargs='*', default=[], choices=STAGES[1:])

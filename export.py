@@ -33,6 +33,7 @@ from models.cfg import save_cfg
 from models.darknet import is_quantized
 from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
 from models.weights import save_darknet_weights
+from prune.sparse24 import sparse_weights
 from quantize.loader import load_model
 from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weights_here,
                           int8_initializers, onnxruntime_target, qdq_model)
@@ -202,6 +203,8 @@ def export_engine(model, stem, img_hw, batch=1, half=False, device=None, int8=Fa
         config.set_flag(trt.BuilderFlag.FP16)
     if int8:
         config.set_flag(trt.BuilderFlag.INT8)
+    if sparse_weights(model):  # 2:4 convs: let the tactics use sparse tensor cores
+        config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
     if dla is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla

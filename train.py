@@ -34,6 +34,7 @@ from models.cfg import load_blocks
 from models.darknet import Darknet
 from models.weights import WeightsError, load_checkpoint, load_pretrained, save_checkpoint
 from prune.aim import FADE
+from prune.sparse24 import sparse24_hook
 from prune.sparsity import sparsity_hook
 from quantize.hook import quant_hook
 from utils.cli import friendly_errors
@@ -130,6 +131,9 @@ class TrainOptions(Options):
                                 choices=['', 'minmax', 'ema', 'percentile'])
     quant_freeze_epoch: int = field(-1, 'freeze observers and folded BN from this epoch '
                                     '(default: at 70%% of the epochs)', type=int)
+    sparse24: bool = field(False, "2:4 structured sparsity (the cfg's sparse=1 convs, else all "
+                           'that can): magnitude masks from the start weights, kept every step',
+                           action='store_true')
     extra: dict = field({}, cli=False)  # options of hooks added to utils.hooks.HOOK_BUILDERS
     hyp_values: dict = field(None, cli=False)  # the resolved hyp, kept for --resume
 
@@ -366,9 +370,9 @@ class Trainer:
         self.nc, self.names = data_cfg['classes'], data_cfg['names']
         self.seg_names = data_cfg.get('seg_names')
         self.train_size, self.size_range, test_size = sizes(list(opt.img_size))
-        builders = (sparsity_hook, quant_hook, distill_hook)  # the order of on_model:
-        # sparsity reads the float graph (the swap keeps its BN tensors), distillation taps the
-        # modules the model finally has
+        builders = (sparsity_hook, sparse24_hook, quant_hook, distill_hook)  # on_model order:
+        # sparsity and 2:4 read the float graph (the swap keeps its conv and BN tensors),
+        # distillation taps the modules the model finally has
         self.hooks = [h for h in (b(opt) for b in builders) if h] + build_hooks(opt)
         self.model, hyp = self._build_model(resumed)  # bad options and files fail before ...
         self.save_dir = self._run_folder(save_dir)  # ... a run folder is made

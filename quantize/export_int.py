@@ -29,7 +29,7 @@ import numpy as np
 from torch import nn
 
 from models.darknet import is_quantized
-from models.layers import MaxPool, Route, Upsample, YoloLayer
+from models.layers import ConvBNAct, MaxPool, Route, Upsample, YoloLayer
 from quantize.loader import load_model
 from quantize.modules import QuantConvBNAct, QuantShortcut
 from quantize.qdq import act_qparams, output_quantizers
@@ -133,6 +133,10 @@ def integer_model(model):
     quantizers = output_quantizers(model)
     arrays, layers = {}, []
     for i, m in enumerate(model.module_list):
+        if isinstance(m, ConvBNAct):
+            raise IntExportError(
+                f"layer {i} is a float conv (precision={model.blocks[i + 1].get('precision')} "
+                'in the cfg): the integer export needs every conv int8')
         check_layer(i, m, quantizers)
         layers.append(layer_entry(i, m, quantizers, arrays))
     manifest = {'format': 'yolo-int/1', 'cfg': model.cfg_text, 'quant': model.quant_config,

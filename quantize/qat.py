@@ -1,10 +1,14 @@
 """quantize_model: swap a Darknet's conv blocks and residual sums for quantized ones, in place.
 
 Which layers: every ConvBNAct (depthwise ones included) that ``filter_fn(index, module)`` accepts
-(all by default), and every Shortcut. Mode 2 keeps the first conv and the convs feeding the yolo
-layers at 8 bits unless ``config.dorefa_all``. With mode 3 or ``config.fpga`` the tensors joined by
-a route (concat) or a shortcut share one activation quantizer, as TensorRT and fixed-point
-pipelines need: then joining is a copy or an integer add, not a requantization.
+(all by default), and every Shortcut. A cfg that writes ``precision=`` on any conv (lightNet's
+per-layer precision) chooses instead: int8 and int4 convs are quantized (int4: 4-bit weights,
+8-bit activations), fp32 and fp16 ones, and convs without the key, stay float; an int8 conv
+whose input is not on a quantized grid (it follows a float layer) quantizes its input itself.
+Mode 2 keeps the first conv and the convs feeding the yolo layers at 8 bits unless
+``config.dorefa_all``. With mode 3 or ``config.fpga`` the tensors joined by a route (concat) or a
+shortcut share one activation quantizer, as TensorRT and fixed-point pipelines need: then joining
+is a copy or an integer add, not a requantization.
 """
 from __future__ import annotations
 
@@ -13,17 +17,30 @@ from quantize.config import QuantConfig
 from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
 
 PASS_THROUGH = (Upsample, MaxPool, Dropout)  # keep their input's integer values and scale
+INTEGER = ('int8', 'int4')  # the cfg precisions that are quantized
+
+
+def cfg_precisions(model) -> dict:
+    """{conv layer: precision} written in the cfg (empty when no conv says)."""
+    return {i: model.blocks[i + 1].get('precision') for i, m in enumerate(model.module_list)
+            if isinstance(m, ConvBNAct) and 'precision' in model.blocks[i + 1].options}
 
 
 def quantize_model(model, config: QuantConfig, filter_fn=None):
     ml = model.module_list
+    written = cfg_precisions(model) if filter_fn is None else {}
+    if written:
+        filter_fn = lambda i, m: written.get(i) in INTEGER  # noqa: E731
     convs = [i for i, m in enumerate(ml) if isinstance(m, ConvBNAct)
              and (filter_fn is None or filter_fn(i, m))]
     eight_bit = {convs[0]} | {j - 1 for j in model.yolo_layers} if convs else set()
     for i in convs:
         keep8 = config.mode == 2 and not config.dorefa_all and i in eight_bit
         bits = (8, 8) if keep8 else (config.w_bits, config.a_bits)
-        ml[i] = QuantConvBNAct.from_float(ml[i], config, *bits, quantize_input=i == convs[0])
+        if written.get(i) == 'int4':
+            bits = (4, 8)
+        ml[i] = QuantConvBNAct.from_float(ml[i], config, *bits, quantize_input=i == convs[0] or (
+            bool(written) and not on_grid(model, i - 1)))
     for i, m in enumerate(ml):
         if isinstance(m, Shortcut):
             ml[i] = QuantShortcut(m, config, config.a_bits)
@@ -31,6 +48,20 @@ def quantize_model(model, config: QuantConfig, filter_fn=None):
         share_joined_scales(model)
     model.quant_config = config.to_dict()
     return model
+
+
+def on_grid(model, j) -> bool:
+    """Whether layer j's output is a quantized layer's (through pass-throughs and routes)."""
+    if j < 0:
+        return False
+    m = model.module_list[j]
+    if isinstance(m, (QuantConvBNAct, QuantShortcut, Shortcut)):  # every shortcut is quantized
+        return True
+    if isinstance(m, PASS_THROUGH):
+        return on_grid(model, j - 1)
+    if isinstance(m, Route):
+        return all(on_grid(model, f) for f in m.froms)
+    return False
 
 
 def _producer(model, j):
