@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +36,7 @@ from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
 from models.weights import save_darknet_weights
 from prune.sparse24 import sparse_weights
 from quantize.loader import load_model
+from quantize.qat import cfg_precisions
 from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weights_here,
                           int8_initializers, onnxruntime_target, qdq_model)
 from utils.cli import friendly_errors
@@ -205,6 +207,9 @@ def export_engine(model, stem, img_hw, batch=1, half=False, device=None, int8=Fa
         config.set_flag(trt.BuilderFlag.INT8)
     if sparse_weights(model):  # 2:4 convs: let the tactics use sparse tensor cores
         config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
+    pins = precision_pins(model, [network.get_layer(k).name for k in range(network.num_layers)])
+    if pins:
+        _pin_precisions(trt, network, config, pins)
     if dla is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla
@@ -216,6 +221,36 @@ def export_engine(model, stem, img_hw, batch=1, half=False, device=None, int8=Fa
     with atomic_path(path) as tmp:
         tmp.write_bytes(bytes(engine))
     return [onnx_path, path]
+
+
+FLOAT_PINS = ('fp16', 'fp32')
+
+
+def precision_pins(model, layer_names) -> dict:
+    """{layer name: 'fp16' | 'fp32'} for the graph layers of the convs whose cfg says
+    precision=fp16|fp32. The ONNX exporter names a conv's nodes /module_list.<i>/..., and
+    TensorRT's parser keeps node names; int8 layers need no pin (their Q/DQ say it)."""
+    wanted = {i: p for i, p in cfg_precisions(model).items() if p in FLOAT_PINS}
+    pins = {}
+    for name in layer_names:
+        m = re.match(r'/module_list\.(\d+)/', name)
+        if m and int(m.group(1)) in wanted:
+            pins[name] = wanted[int(m.group(1))]
+    return pins
+
+
+def _pin_precisions(trt, network, config, pins):
+    """The cfg's float precisions, obeyed: the builder fails rather than override one."""
+    types = {'fp16': trt.float16, 'fp32': trt.float32}
+    if 'fp16' in pins.values():
+        config.set_flag(trt.BuilderFlag.FP16)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    for k in range(network.num_layers):
+        layer = network.get_layer(k)
+        if layer.name in pins:
+            layer.precision = types[pins[layer.name]]
+            for o in range(layer.num_outputs):
+                layer.set_output_type(o, types[pins[layer.name]])
 
 
 def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', threads=0):

@@ -12,6 +12,11 @@ L1 push shrinks some layers whole (every gamma together) and one global threshol
 nearly all of their channels.
 
 Layer pruning ranks residual blocks by the mean |gamma| of their first conv.
+
+The cfg method carries out lightNet's per-layer ``pruning=<fraction>``: that share of a conv's
+filters goes, ranked by the L1 norm of the filter weights (summed over a group's convs, which keep
+one mask). A group takes the largest fraction any member asks for; groups that cannot change
+width (they feed a head, a grouped conv, ...) stay whole and are listed.
 """
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ import math
 import torch
 from torch import nn
 
-from prune.deps import prunable_groups, residual_blocks
+from prune.deps import channel_groups, prunable_groups, residual_blocks
+from utils.log import LOGGER
 from prune.surgery import PruneError, PrunePlan
 
 RANKS = ('global', 'layer')
@@ -114,3 +120,44 @@ def layer_plan(model, n_blocks) -> PrunePlan:
         scores.append(g.mean().item())
     order = sorted(range(len(blocks)), key=lambda k: scores[k])
     return PrunePlan(dropped=sorted(blocks[k] for k in order[:n_blocks]))
+
+
+def cfg_plan(model, round_to=1) -> PrunePlan:
+    """Masks from the cfg's ``pruning=`` keys (the cfg method)."""
+    plan, whole = PrunePlan(consumed=('pruning',)), []
+    for grp in channel_groups(model):
+        fraction, asked = _asked_fraction(model, grp)
+        if not fraction:
+            continue
+        if grp.fixed:
+            whole.append(f'{asked} ({grp.why})')
+            continue
+        score = sum(_filter_l1(model, i) for i in grp.convs)
+        n = len(score)
+        keep = min(n, _round_up(max(1, n - math.floor(fraction * n)), round_to))
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[score.topk(keep).indices] = True
+        plan.masks.update({i: mask for i in grp.convs})
+    if whole:
+        LOGGER.warning('pruning= left whole, these channels cannot change: ' + ', '.join(whole))
+    if not plan.masks:
+        raise PruneError('no [convolutional] with pruning= that can be pruned: the cfg method '
+                         'carries out the cfg\'s pruning=<fraction> keys')
+    return plan
+
+
+def _asked_fraction(model, grp):
+    """The largest pruning= of the group's convs, and the layer that asks for it."""
+    best, asked = 0.0, None
+    for i in grp.convs:
+        block = model.blocks[i + 1]
+        f = block.get('pruning')
+        if not 0 <= f < 1:
+            raise block.error(f'pruning={f}: must be a fraction in [0, 1)', 'pruning')
+        if f > best:
+            best, asked = f, f'layer {i}'
+    return best, asked
+
+
+def _filter_l1(model, i):
+    return model.module_list[i].conv.weight.detach().abs().float().sum((1, 2, 3)).cpu()

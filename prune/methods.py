@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prune.masks import RANKS, channel_plan, layer_plan
+from prune.masks import RANKS, cfg_plan, channel_plan, layer_plan
 
 # option name -> (flags, argparse keywords): the selection flags the methods share
 OPTIONS = {
@@ -72,6 +72,10 @@ def _layers(model, shortcuts=2):
     return layer_plan(model, shortcuts)
 
 
+def _cfg(model, round=1):  # noqa: A002 (the flag)
+    return cfg_plan(model, round_to=round)
+
+
 def _layer_channels(model, percent=0.5, shortcuts=2, layer_keep=0.01, rank='global', round=1):  # noqa: A002
     plan = _channels(1, 'layer_keep', True)(model, percent, rank, round, layer_keep=layer_keep)
     plan.dropped = layer_plan(model, shortcuts).dropped
@@ -90,4 +94,5 @@ METHODS = {m.name: m for m in (
     Method('layer', _layers, ('shortcuts',), sparsity=2),
     Method('layer_channel', _layer_channels,
            ('percent', 'shortcuts', 'layer_keep', 'rank', 'round'), sparsity=1),
+    Method('cfg', _cfg, ('round',), sparsity=1),
 )}

@@ -130,7 +130,7 @@ def prune_and_report(method, tag, select, cfg='', data='data/shapes.data',
         raise PruneError(f'pruned and masked outputs differ by {diff:.2e}, {layer}: nothing '
                          f'was written; please report this with the cfg')
     save_dir = increment_path(project, name, exist_ok)
-    stem = save_dir / f'{_source_cfg_name(weights, cfg)}_{method}_{tag}'
+    stem = save_dir / '_'.join(filter(None, (_source_cfg_name(weights, cfg), method, tag)))
     _save(pruned, stem, data_cfg['names'], {'method': method, 'source': str(weights)})
     loader = _val_loader(data_cfg, size, batch_size, workers, model.seg_nc) if eval else None
     stages = {}

@@ -38,6 +38,7 @@ class PruneError(ToolkitError, ValueError):
 class PrunePlan:
     masks: dict = field(default_factory=dict)    # conv layer -> bool tensor of kept channels
     dropped: list = field(default_factory=list)  # shortcut layers whose residual block goes
+    consumed: tuple = ()  # conv cfg keys the plan carries out; the written cfg drops them
 
     def dropped_layers(self) -> set:
         return {s - k for s in self.dropped for k in (0, 1, 2)}
@@ -268,6 +269,8 @@ def _pruned_blocks(model, plan, masks, new_index):
         b = model.blocks[i + 1].copy()
         if isinstance(m, ConvBNAct):
             b.options['filters'] = str(int(masks[i].sum()))
+            for key in plan.consumed:
+                b.options.pop(key, None)
             if is_depthwise(m.conv):
                 b.options['groups'] = b.options['filters']
         key = REFERENCE_KEYS.get(b.type)

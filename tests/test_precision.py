@@ -78,3 +78,18 @@ def test_the_integer_export_names_a_float_layer():
     model = calibrated(mixed_cfg({10: 'fp16'}))
     with pytest.raises(IntExportError, match=r'layer 10 is a float conv \(precision=fp16'):
         integer_model(model)
+
+
+def test_tensorrt_pins_the_float_layers_of_the_exported_graph(tmp_path):
+    """The names TensorRT's parser gives layers are the ONNX node names: every node of a float
+    conv gets its precision pinned, no node of an int8 conv does."""
+    model = calibrated(mixed_cfg(FLOAT))
+    path = export.export_onnx(model, tmp_path / 'mixed', (64, 64), qdq='tensorrt')[0]
+    names = [n.name for n in onnx.load(path).graph.node]
+    pins = export.precision_pins(model, names)
+    for i, precision in FLOAT.items():
+        mine = [n for n in names if n.startswith(f'/module_list.{i}/')]
+        assert mine and all(pins[n] == precision for n in mine)
+    assert not any(n.startswith('/module_list.3/') for n in pins)
+    assert set(pins.values()) == {'fp16', 'fp32'}
+    assert export.precision_pins(Darknet(cfg_path('yolov3-mini')), names) == {}
