@@ -58,10 +58,13 @@ class TrainingError(ToolkitError, RuntimeError):
     """The run cannot go on (a non-finite loss); last.pt still holds the last good epoch."""
 
 
+DEFAULT_CFG = 'cfg/yolov3-mini.cfg'
+
+
 @dataclasses.dataclass
 class TrainOptions(Options):
     """Everything a training run is told; train.run(**kw) and the command line build it."""
-    cfg: str = field('cfg/yolov3-mini.cfg', shared=True)
+    cfg: str = field('', shared=True)  # '': the cfg a .pt --weights holds, else DEFAULT_CFG
     data: str = field('data/shapes.data', shared=True)
     weights: str = field('', 'where training starts; also a darknet backbone file (e.g. '
                          'darknet53.conv.74); .pt heads that do not fit start fresh', shared=True)
@@ -256,6 +259,18 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def own_cfg(weights):
+    """--cfg's default: the cfg text a .pt holds (building the dense cfg under a pruned
+    checkpoint would load a fraction of its tensors), else DEFAULT_CFG."""
+    if str(weights).endswith('.pt') and Path(weights).is_file():
+        return load_checkpoint(weights).get('cfg') or DEFAULT_CFG
+    return DEFAULT_CFG
+
+
+def cfg_label(opt):
+    return f'the cfg in {opt.weights}' if '\n' in opt.cfg else opt.cfg
+
+
 def default_hyp(weights, sr):
     """Fine-tuning settings when starting from weights, from-scratch settings otherwise. Sparse
     training keeps the larger rates: Adam moves a gamma by about lr per step, and the gammas
@@ -342,6 +357,8 @@ def run(**kw):
         return _train(opt, resumed, ckpt_path.parent.parent)
     if not opt.hyp:
         opt = opt.replace(hyp=default_hyp(opt.weights, opt.sr))
+    if not opt.cfg:
+        opt = opt.replace(cfg=own_cfg(opt.weights))
     if not opt.img_size:
         net = load_blocks(opt.cfg)[0]
         opt = opt.replace(img_size=[net.get('width')])
@@ -470,7 +487,7 @@ class Trainer:
         opt, t_start = self.opt, time.time()
         if self.main:
             precision = str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else 'fp32'
-            LOGGER.info(f"training {opt.cfg} on {opt.data} for {opt.epochs} epochs: "
+            LOGGER.info(f"training {cfg_label(opt)} on {opt.data} for {opt.epochs} epochs: "
                         f'{len(self.train_set)} images, batch {opt.batch_size} x '
                         f'{self.accumulate} accumulated, {self.train_size} px, {self.device}, '
                         f'{precision}')
@@ -588,11 +605,12 @@ class Trainer:
 
 def check_tasks(model, opt, nc, seg_names):
     """The dataset has what the network learns: its detection classes, its masks."""
+    where = cfg_label(opt)
     if model.yolo_layers and model.nc != nc:
-        raise WeightsError(f'{opt.cfg}: the model detects {model.nc} classes, {opt.data} has {nc}')
+        raise WeightsError(f'{where}: the model detects {model.nc} classes, {opt.data} has {nc}')
     if model.seg_layers and len(seg_names or []) != model.seg_nc:
         have = f'{len(seg_names)} segmentation classes' if seg_names else 'no masks'
-        raise WeightsError(f'{opt.cfg}: the model segments {model.seg_nc} classes, {opt.data} '
+        raise WeightsError(f'{where}: the model segments {model.seg_nc} classes, {opt.data} '
                            f'has {have} (seg_classes= and seg_names= in the .data)')
 
 

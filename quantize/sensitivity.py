@@ -4,6 +4,7 @@ within an accuracy budget, written as lightNet's per-layer cfg keys.
     python3 quantize/sensitivity.py --weights weights/yolov3-mini.pt                 # table, plot
     python3 quantize/sensitivity.py --weights weights/yolov3-mini.pt --max-drop 0.2  # + plan.cfg
     python3 quantize/sensitivity.py --weights best.pt --max-drop 1 --sparse24        # + sparse=1
+    python3 quantize/sensitivity.py --weights best.pt --max-drop 1 --int4            # + W4A8
 
 Sensitivity of a conv: the score (mAP@0.5; mIoU for a segmentation-only network) on --subset
 training images with that layer alone int8 (its weights and output on the PTQ grid of --calib
@@ -15,8 +16,10 @@ int8, with k found by bisection: the fewest float layers whose drop on the valid
 most P (assuming that keeping more layers float never costs accuracy). Every step builds the plan
 as a cfg would (quantize_model honours precision=, an int8 conv after a float one quantizes its
 input) and calibrates it, so the figure it stops at is what the written cfg gives; plan.cfg is
-evaluated once more after writing. With --sparse24 the same search then chooses how many eligible
-convs stay dense (most 2:4-sensitive first) on top of that precision, within the same P. The
+evaluated once more after writing. With --int4 the same search then chooses how many of the int8
+convs stay int8 rather than precision=int4 (4-bit weights, 8-bit activations; most 4-bit-sensitive
+kept int8 first), and with --sparse24 how many eligible convs stay dense (most 2:4-sensitive
+first), each on top of the steps before and within the same P. The
 result is compared with the rule of thumb that keeps the first conv and the head convs float.
 """
 from __future__ import annotations
@@ -90,15 +93,24 @@ def int8_alone(qmodel, i):
     return qmodel
 
 
-def measure(float_model, batches_calib, score, method):
-    """{layer: {'int8': drop, 'sparse24': drop or None}} in points, and the float score."""
-    base = score(float_model)
-    qmodel = quantize_model(copy.deepcopy(float_model), QuantConfig(mode=3))
+def calibrated_copy(float_model, batches_calib, method, w_bits=8):
+    qmodel = quantize_model(copy.deepcopy(float_model), QuantConfig(mode=3, w_bits=w_bits))
     calibrate(qmodel, batches_calib, method)
+    return qmodel
+
+
+def measure(float_model, batches_calib, score, method, int4=False):
+    """{layer: {'int8': drop, 'sparse24': drop or None[, 'int4': drop]}} in points, and the
+    float score."""
+    base = score(float_model)
+    qmodel = calibrated_copy(float_model, batches_calib, method)
+    q4 = calibrated_copy(float_model, batches_calib, method, 4) if int4 else None
     eligible = can_be_24(float_model)
     rows = {}
     for i in conv_layers(float_model):
         rows[i] = {'int8': round(base - score(int8_alone(qmodel, i)), 3), 'sparse24': None}
+        if q4 is not None:
+            rows[i]['int4'] = round(base - score(int8_alone(q4, i)), 3)
         if i in eligible:
             w = layer_conv(float_model.module_list[i]).weight
             saved = w.detach().clone()
@@ -113,14 +125,15 @@ def measure(float_model, batches_calib, score, method):
     return base, rows
 
 
-def plan_model(float_model, floats, dense, batches_calib, method):
+def plan_model(float_model, floats, dense, batches_calib, method, int4=()):
     """The float model with the plan written into its cfg: precision= on every conv (fp32 for
-    ``floats``, int8 else), sparse=1 and 2:4 weights on the eligible convs not in ``dense`` (None:
-    no sparse keys), quantized and calibrated as that cfg says."""
+    ``floats``, int4 for ``int4``, int8 else), sparse=1 and 2:4 weights on the eligible convs not
+    in ``dense`` (None: no sparse keys), quantized and calibrated as that cfg says."""
     model = copy.deepcopy(float_model)
     eligible = can_be_24(model)
     for i in conv_layers(model):
-        model.blocks[i + 1].options['precision'] = 'fp32' if i in floats else 'int8'
+        precision = 'fp32' if i in floats else 'int4' if i in int4 else 'int8'
+        model.blocks[i + 1].options['precision'] = precision
         if dense is not None and i in eligible and i not in dense:
             model.blocks[i + 1].options['sparse'] = '1'
             w = layer_conv(model.module_list[i]).weight
@@ -151,27 +164,33 @@ def fewest(n, ok):
 
 
 def search(float_model, rows, base, score, max_drop, batches_calib, method, sparse24):
-    """(float layers, dense layers or None, {k: drop} tried) of the cheapest plan."""
+    """(float layers, int4 layers, dense layers or None, {plan: drop} tried) of the cheapest
+    plan; int4 is searched when the rows have int4 sensitivities."""
     by_int8 = sorted(rows, key=lambda i: -rows[i]['int8'])
     tried = {}
 
-    def drop(floats, dense=None):
-        key = (tuple(sorted(floats)), None if dense is None else tuple(sorted(dense)))
+    def drop(floats, dense=None, int4=()):
+        key = (tuple(sorted(floats)), None if dense is None else tuple(sorted(dense)),
+               tuple(sorted(int4)))
         if key not in tried:
             tried[key] = round(base - score(plan_model(float_model, set(floats), dense,
-                                                       batches_calib, method)), 3)
-            LOGGER.info(f'plan: {len(floats)} float, '
+                                                       batches_calib, method, set(int4))), 3)
+            LOGGER.info(f"plan: {len(floats)} float, {len(int4)} int4, "
                         f"{'-' if dense is None else len(dense)} dense: {-tried[key]:+.2f} points")
         return tried[key]
 
     k = fewest(len(by_int8), lambda k: drop(by_int8[:k]) <= max_drop)
-    floats, dense = set(by_int8[:k]), None
+    floats, int4, dense = set(by_int8[:k]), set(), None
+    if 'int4' in next(iter(rows.values())):
+        by_4 = sorted((i for i in rows if i not in floats), key=lambda i: -rows[i]['int4'])
+        e = fewest(len(by_4), lambda e: drop(floats, None, by_4[e:]) <= max_drop)
+        int4 = set(by_4[e:])
     if sparse24:
         sparse_rows = {i: r['sparse24'] for i, r in rows.items() if r['sparse24'] is not None}
         by_24 = sorted(sparse_rows, key=lambda i: -sparse_rows[i])
-        d = fewest(len(by_24), lambda d: drop(floats, set(by_24[:d])) <= max_drop)
+        d = fewest(len(by_24), lambda d: drop(floats, set(by_24[:d]), int4) <= max_drop)
         dense = set(by_24[:d])
-    return floats, dense, tried
+    return floats, int4, dense, tried
 
 
 def rule_of_thumb(model):
@@ -196,7 +215,8 @@ def plot(rows, path):
 
 
 def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib=256,
-        method='mse', subset=128, max_drop=None, sparse24=False, img_size=320, batch_size=16,
+        method='mse', subset=128, max_drop=None, sparse24=False, int4=False, img_size=320,
+        batch_size=16,
         device='', workers=2, project='runs/sensitivity', name='exp', exist_ok=False):
     if calib < 1 or subset < 1:
         raise OptionError(f'--calib and --subset are numbers of images, 1 or more; got '
@@ -210,7 +230,8 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
     batches_calib = calibration_batches(d['train'], nc, calib, img_size, batch_size, device,
                                         workers)
     subset_batches = preload(d['train'], nc, subset, img_size, batch_size, workers, model.seg_nc)
-    base, rows = measure(model, batches_calib, Scorer(subset_batches, names, seg_names), method)
+    base, rows = measure(model, batches_calib, Scorer(subset_batches, names, seg_names), method,
+                         int4)
     save_dir = increment_path(project, name, exist_ok)
     report = {'weights': str(weights), 'method': method, 'calib': calib, 'subset': subset,
               'float_subset': round(base, 3), 'layers': {str(i): r for i, r in rows.items()}}
@@ -219,26 +240,28 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
         val = preload(d['valid'], nc, 10 ** 9, img_size, batch_size, workers, model.seg_nc)
         score = Scorer(val, names, seg_names)
         val_base = score(model)
-        floats, dense, tried = search(model, rows, val_base, score, max_drop, batches_calib,
-                                      method, sparse24)
-        report['plan'] = write_plan(model, floats, dense, val_base, score, batches_calib, method,
-                                    save_dir, weights)
+        floats, int4s, dense, tried = search(model, rows, val_base, score, max_drop,
+                                             batches_calib, method, sparse24)
+        report['plan'] = write_plan(model, (floats, int4s, dense), val_base, score,
+                                    batches_calib, method, save_dir, weights)
         rule = rule_of_thumb(model)
         report['rule_of_thumb'] = {
             'float': sorted(rule), 'int8_layers': len(conv_layers(model)) - len(rule),
             'drop': round(val_base - score(plan_model(model, rule, None, batches_calib, method)),
                           3)}
         report['tried'] = [{'float': len(k[0]), 'dense': None if k[1] is None else len(k[1]),
-                            'drop': v} for k, v in tried.items()]
+                            'int4': len(k[2]), 'drop': v} for k, v in tried.items()]
     atomic_write_text(save_dir / 'sensitivity.json', json.dumps(report, indent=2))
     LOGGER.info(f'saved {save_dir / "sensitivity.json"}')
     return report
 
 
-def write_plan(model, floats, dense, val_base, score, batches_calib, method, save_dir, weights):
+def write_plan(model, chosen, val_base, score, batches_calib, method, save_dir, weights):
     """plan.cfg and plan.pt (the float weights, 2:4-masked where the plan says), verified by
-    building the cfg as written and evaluating it on the validation split."""
-    planned = plan_model(model, floats, dense, batches_calib, method)
+    building the cfg as written and evaluating it on the validation split. ``chosen``: the
+    float, int4 and dense (or None) layers."""
+    floats, int4, dense = chosen
+    planned = plan_model(model, floats, dense, batches_calib, method, int4)
     save_cfg(planned.blocks, save_dir / 'plan.cfg')
     float_weights = copy.deepcopy(model)
     for i in conv_layers(model):
@@ -255,10 +278,12 @@ def write_plan(model, floats, dense, val_base, score, batches_calib, method, sav
     drop = round(val_base - score(verified), 3)
     n = len(conv_layers(model))
     plan = {'cfg': str(save_dir / 'plan.cfg'), 'pt': str(save_dir / 'plan.pt'),
-            'float': sorted(floats), 'int8_layers': n - len(floats),
+            'float': sorted(floats), 'int4': sorted(int4),
+            'int8_layers': n - len(floats) - len(int4),
             'sparse_layers': 0 if dense is None else len(can_be_24(model)) - len(dense),
             'float_val': round(val_base, 3), 'drop': drop}
-    LOGGER.info(f"plan: {plan['int8_layers']} of {n} convs int8, {plan['sparse_layers']} 2:4, "
+    LOGGER.info(f"plan: {plan['int8_layers']} of {n} convs int8, {len(int4)} int4, "
+                f"{plan['sparse_layers']} 2:4, "
                 f'{-drop:+.2f} points on the validation split; {plan["cfg"]} (from {weights})')
     return plan
 
@@ -276,6 +301,9 @@ def parser():
                    help='write the cheapest plan within this many points (validation split)')
     p.add_argument('--sparse24', action='store_true',
                    help='with --max-drop: also choose 2:4 layers (sparse=1)')
+    p.add_argument('--int4', action='store_true',
+                   help='also measure 4-bit weights per layer; with --max-drop: also choose '
+                        'precision=int4 (W4A8) layers')
     return p
 
 

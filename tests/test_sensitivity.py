@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 def planned(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp('sens')
     return sensitivity.run(weights=str(ROOT / 'weights' / 'yolov3-mini.pt'), data=str(tiny_data),
-                           calib=8, subset=8, max_drop=2.0, sparse24=True, img_size=128,
+                           calib=8, subset=8, max_drop=2.0, sparse24=True, int4=True, img_size=128,
                            batch_size=8, workers=0, project=str(out))
 
 
@@ -26,6 +26,7 @@ def test_every_conv_gets_an_int8_and_a_2_4_sensitivity(planned):
     assert layers['0']['sparse24'] is None  # 3 input channels: never 2:4
     assert any(r['int8'] != 0 for r in layers.values())
     assert any(r['sparse24'] for r in layers.values())
+    assert any(r['int4'] > r['int8'] for r in layers.values())  # 4-bit weights cost more
 
 
 def test_the_written_plan_is_within_budget_and_builds_as_measured(planned):
@@ -37,8 +38,11 @@ def test_the_written_plan_is_within_budget_and_builds_as_measured(planned):
     model = Darknet(plan['cfg'])
     precisions = {i: model.blocks[i + 1].get('precision') for i, m in
                   enumerate(model.module_list) if hasattr(m, 'conv')}
-    assert set(precisions.values()) <= {'fp32', 'int8'}
+    assert set(precisions.values()) <= {'fp32', 'int8', 'int4'}
     assert [i for i, p in precisions.items() if p == 'fp32'] == plan['float']
+    assert [i for i, p in precisions.items() if p == 'int4'] == plan['int4']
     q = quantize_model(model, QuantConfig(mode=3))
-    assert sum(isinstance(m, QuantConvBNAct) for m in q.module_list) == plan['int8_layers']
+    quantized = [m for m in q.module_list if isinstance(m, QuantConvBNAct)]
+    assert len(quantized) == plan['int8_layers'] + len(plan['int4'])
+    assert sorted(m.w_bits for m in quantized).count(4) == len(plan['int4'])
     assert planned['rule_of_thumb']['int8_layers'] == len(precisions) - 4  # first + 3 heads
