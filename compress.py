@@ -205,17 +205,17 @@ def distillation(run):
             'kd_weight': opt['kd_weight']} if opt['KDstr'] else {}
 
 
-def finetune(run, stage='finetune', epochs='epochs_finetune', **kw):
+def finetune(run, stage='finetune', epochs='epochs_finetune', hyp='hyp_finetune', **kw):
     opt = run.opt
     cfg, weights = run.latest_weights()
-    last, metrics = train_stage(run, stage, cfg, weights, epochs=opt[epochs],
-                                hyp=opt['hyp_finetune'], **distillation(run), **kw)
+    last, metrics = train_stage(run, stage, cfg, weights, epochs=opt[epochs], hyp=opt[hyp],
+                                **distillation(run), **kw)
     row = model_row(stage, cfg, last, opt, run, metrics)
     run.done(stage, {'cfg': cfg, 'weights': str(last)}, row)
 
 
 def sparse24(run):
-    finetune(run, 'sparse24', 'epochs_sparse24', sparse24=True)
+    finetune(run, 'sparse24', 'epochs_sparse24', 'hyp_sparse24', sparse24=True)
 
 
 def qat(run):
@@ -372,6 +372,8 @@ def parser():
     p.add_argument('--sparse24', action='store_true',
                    help='add a 2:4 structured sparsity stage after the fine-tune (QAT keeps it)')
     p.add_argument('--epochs-sparse24', type=int, default=2)
+    p.add_argument('--hyp-sparse24', default=str(train.ROOT / 'data' / 'hyp.sparse24.yaml'),
+                   help="the 2:4 stage's hyp file ('': train.py's, data/hyp.finetune.yaml)")
     p.add_argument('--epochs-qat', type=int, default=1)
     p.add_argument('--latency-runs', type=int, default=20)
     p.add_argument('--skip', nargs='*', default=[], choices=STAGES[1:])

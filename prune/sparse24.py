@@ -8,7 +8,7 @@ averages masked tensors) is exactly 2:4.
 
 Which layers: the convs a cfg marks ``sparse=1``, or, when it marks none, every eligible conv but
 those that feed a head ([yolo], [softmax]): lightNet leaves its head convs dense, and on
-yolov3-mini one 2:4 head conv alone costs 17 points of mAP@0.5 (docs/results/sparsity.md). A conv
+yolov3-mini a head conv is the layer 2:4 hurts most (docs/results/sparsity.md). A conv
 is eligible when it is not grouped (depthwise convs have one input channel per filter) and its
 input channels are a multiple of 4; the others stay dense and are listed once. The
 layers made 2:4 get ``sparse=1`` in the cfg the checkpoint carries, so exports say it too.
@@ -18,7 +18,6 @@ layers made 2:4 get ``sparse=1`` in the cfg the checkpoint carries, so exports s
 """
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -33,9 +32,9 @@ from models.weights import load_checkpoint, load_darknet_weights
 from utils.cli import friendly_errors
 from utils.errors import OptionError, ToolkitError
 from utils.hooks import TrainHook
+from utils.log import LOGGER
 from utils.options import Parser
 
-LOGGER = logging.getLogger('yolo')
 GROUP, KEEP = 4, 2
 
 
