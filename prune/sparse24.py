@@ -102,7 +102,7 @@ class Sparse24Error(ToolkitError):
 
 
 def _row(name, w, marked):
-    w = w.detach().cpu() if isinstance(w, torch.Tensor) else torch.as_tensor(np.asarray(w))
+    w = w.detach().cpu() if isinstance(w, torch.Tensor) else torch.tensor(np.asarray(w))
     return {'layer': name, 'shape': tuple(w.shape), 'zeros': float((w == 0).float().mean()),
             'holds': holds_24(w), 'marked': marked}
 
