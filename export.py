@@ -33,8 +33,8 @@ from torch import nn
 from models.cfg import save_cfg
 from models.darknet import is_quantized
 from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
+from models.sparse24 import sparse_weights
 from models.weights import save_darknet_weights
-from prune.sparse24 import sparse_weights
 from quantize.loader import load_model
 from quantize.qat import cfg_precisions
 from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weights_here,

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from models.weights import load_model
-from prune.sparse24 import mask_24, sparse_layers
+from models.sparse24 import mask_24, sparse_layers
 
 PAD_ROWS, PAD_COLS = 64, 64  # the sparse kernels' tile: smaller layers are padded with zeros
 

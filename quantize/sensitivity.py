@@ -33,7 +33,7 @@ from models import Darknet
 from models.cfg import save_cfg
 from models.layers import ConvBNAct
 from models.weights import load_model, save_checkpoint
-from prune.sparse24 import can_be_24, layer_conv, mask_24
+from models.sparse24 import can_be_24, layer_conv, mask_24
 from quantize.calibrate import METHODS, calibrate
 from quantize.config import QuantConfig
 from quantize.modules import ActQuant, QuantConvBNAct

@@ -65,8 +65,7 @@ def test_imports_point_down(path):
             continue
         assert LEVEL[top] < level, \
             f'{path.relative_to(ROOT)} (level {level}) imports {name} (level {LEVEL[top]})'
-        # a script sits above all three packages and may combine them; their modules may not
-        assert level_of(path) == LEVEL['train'] or not (own in SIBLINGS and top in SIBLINGS), \
+        assert not (own in SIBLINGS and top in SIBLINGS), \
             f'{path.relative_to(ROOT)}: {own}/ and {top}/ must not import each other'
 
 

@@ -7,9 +7,9 @@ import torch
 import export
 import train
 from models import Darknet
+from models.sparse24 import holds_24, mask_24, runs_of_4, sparse_layers
 from models.weights import load_checkpoint, save_checkpoint
-from prune.sparse24 import (Sparse24Hook, check, holds_24, main, mask_24, runs_of_4,
-                            sparse_layers)
+from prune.sparse24 import Sparse24Hook, check, main
 from quantize.calibrate import calibrate
 from quantize.config import QuantConfig
 from quantize.loader import load_model
