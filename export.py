@@ -6,6 +6,7 @@
     python3 export.py --weights best.pt --format engine --half --device 0   # needs TensorRT
     python3 export.py --weights qat.pt --format onnx          # int8 Q/DQ graph (QAT/PTQ checkpoint)
     python3 export.py --weights best.pt --format onnx --int8 --calib-images data/shapes/train.txt
+    python3 export.py --weights runs/ptq/exp/yolov3-mini_ptq_q8_max.pt --format c   # C99, MCUs
 
 ONNX graphs take ``images`` (b, 3, h, w) float in [0, 1] and give ``boxes`` (b, n, 4) as x1 y1 x2
 y2 in input pixels and ``scores`` (b, n, classes) = objectness x class probability; with --nms
@@ -35,6 +36,8 @@ from models.darknet import is_quantized
 from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
 from models.sparse24 import sparse_weights
 from models.weights import save_darknet_weights
+from quantize.export_c import export_c
+from quantize.export_int import integer_model
 from quantize.loader import load_model
 from quantize.qat import cfg_precisions
 from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weights_here,
@@ -47,7 +50,7 @@ from utils.options import Parser, add_shared
 from utils.runs import increment_path
 from utils.torch_utils import DeviceError, select_device
 
-FORMATS = ('darknet', 'onnx', 'engine')
+FORMATS = ('darknet', 'onnx', 'engine', 'c')
 
 
 class ExportError(ToolkitError, RuntimeError):
@@ -296,8 +299,8 @@ def int8_model(model, calib_images, calib, method, img_size, device):
 
 def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, batch=1,
         dynamic=False, half=False, int8=False, qdq='tensorrt', calib_images='', calib=256,
-        calib_method='entropy', dla=None, opset=17, nms=False, simplify=False, device='',
-        project='runs/export', name='exp', exist_ok=False):
+        calib_method='entropy', dla=None, opset=17, nms=False, simplify=False, int_format='',
+        device='', project='runs/export', name='exp', exist_ok=False):
     """Export; returns the list of files written."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
@@ -319,6 +322,8 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, bat
                'qdq': qdq}
     if fmt == 'darknet':
         files = export_darknet(model.float(), stem)
+    elif fmt == 'c':
+        files = export_c_project(model, stem, img_hw, int_format)
     elif fmt == 'onnx':
         files = export_onnx(model, stem, img_hw, batch, **onnx_kw)
     else:
@@ -329,6 +334,15 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, bat
          'nms': nms, 'files': files}, indent=2))
     LOGGER.info(f"exported {', '.join(files)}")
     return files
+
+
+def export_c_project(model, stem, img_hw, int_format=''):
+    """The integer model (quantize/export_int.py) as a C99 project in <stem>_c/."""
+    if not is_quantized(model):
+        raise ExportError('--format c writes an integer model: export a QAT checkpoint or one of '
+                          'quantize/ptq.py (--format s8, q8 or q16)')
+    manifest, arrays = integer_model(model, int_format)
+    return export_c(manifest, arrays, img_hw, f'{stem}_c')
 
 
 def export_size(img_size, model, stride=32):
@@ -365,6 +379,8 @@ def parser():
     p.add_argument('--opset', type=int, default=17)
     p.add_argument('--nms', action='store_true', help='ONNX: add a NonMaxSuppression node')
     p.add_argument('--simplify', action='store_true', help='ONNX: simplify with onnxslim')
+    p.add_argument('--int-format', default='', choices=['', 's8', 'q8', 'q16'],
+                   help='c: number format (default: the one the checkpoint fits)')
     return p
 
 

@@ -37,8 +37,9 @@ class QuantConfig:
         for name in ('w_bits', 'a_bits'):
             bits = getattr(self, name)
             low = 1 if (self.mode == 2 and name == 'w_bits') else 2
-            if not low <= bits <= 8:
-                raise OptionError(f'--{name.replace("_", "-")} must be in {low}..8 for mode '
+            high = 8 if self.mode == 2 else 16  # 16: the q16 fixed-point format
+            if not low <= bits <= high:
+                raise OptionError(f'--{name.replace("_", "-")} must be in {low}..{high} for mode '
                                  f'{self.mode}, got {bits}')
         if self.observer and self.observer not in OBSERVERS:
             raise OptionError(f"observer must be one of {', '.join(OBSERVERS)}, got "

@@ -12,6 +12,7 @@ from models.onnx_model import OnnxModel
 from models.weights import WeightsError, load_checkpoint, model_from_checkpoint
 from models.weights import load_model as load_float_model
 from quantize.config import QuantConfig
+from quantize.int_model import IntModel
 from quantize.qat import quantize_model
 from utils.log import LOGGER
 
@@ -28,10 +29,13 @@ def load_model(weights, cfg=None):
 
 def load_for_inference(weights, cfg, device):
     """What test.py and detect.py run: a checkpoint (float, QAT, PTQ), darknet weights, an
-    exported .onnx graph (run by onnxruntime on the CPU) or, with a cfg alone, its random initial
+    exported .onnx graph (run by onnxruntime on the CPU), an integer model's ``_int.json``
+    (run by quantize/int_runtime.py) or, with a cfg alone, its random initial
     weights (with a warning); in eval mode on ``device``."""
     if weights and str(weights).endswith('.onnx'):
         return OnnxModel(weights)
+    if weights and str(weights).endswith('.json'):
+        return IntModel(weights)
     if weights:
         return load_model(weights, cfg or None).to(device).eval()
     if not cfg:

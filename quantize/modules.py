@@ -44,8 +44,10 @@ class ActQuant(nn.Module):
         if not self.enabled or self.observer.seen == 0:
             return x
         scale, zp, qmin, qmax = self.params()
-        # in float32 even under autocast: bf16 cannot hold x / scale to the nearest integer
-        return fake_quant(x.float(), scale, zp, qmin, qmax).to(x.dtype)
+        # at least float32 under autocast: bf16 cannot hold x / scale to the nearest integer;
+        # float64 stays float64 (an exact reference for the integer runtime)
+        wide = x if x.dtype == torch.float64 else x.float()
+        return fake_quant(wide, scale.to(wide.dtype), zp, qmin, qmax).to(x.dtype)
 
 
 class QuantConvBNAct(nn.Module):
@@ -58,7 +60,8 @@ class QuantConvBNAct(nn.Module):
         self.fold = config.bn_fold and isinstance(bn, nn.BatchNorm2d)
         self.enabled, self.bn_frozen = True, False
         self.out_quant = ActQuant(config, a_bits)
-        self.in_quant = ActQuant(config, 8) if quantize_input else None
+        # the image: 8 bits, or as many as the activations when they have more (q16)
+        self.in_quant = ActQuant(config, max(8, a_bits)) if quantize_input else None
 
     @classmethod
     def from_float(cls, m: ConvBNAct, config, w_bits=None, a_bits=None, quantize_input=False):

@@ -2,12 +2,17 @@
 
     python3 quantize/ptq.py --weights weights/yolov3-mini.pt --calib 256 --method entropy
     python3 -m quantize.ptq --cfg yolov3.cfg --weights yolov3.weights --data coco.data
+    python3 quantize/ptq.py --format q16 --method max        # for quantize/export_int.py
 
 Weights: symmetric per output channel from their own max. Activations: symmetric per tensor,
 amax from ``--calib`` training images by ``--method`` (max, percentile, mse, entropy; see
-quantize/calibrate.py); route and shortcut inputs share one scale. Writes ``<stem>_ptq_<method>.pt``
-(loadable by test.py, detect.py, export.py and train.py --resume-free fine-tuning) and
-ptq.json with the float and int8 mAP into runs/ptq/exp*.
+quantize/calibrate.py); route and shortcut inputs share one scale. ``--format`` aims at a
+fixed-point format of quantize/export_int.py: s8 (the default, as above), q8 (power-of-two scales,
+BN folded into the weights, so requantizing is a shift) or q16 (the same with 16-bit weights and
+activations; ``--method max`` suits 16 bits, the histogram methods are tuned for 8). Writes
+``<stem>_ptq_<method>.pt`` (``<stem>_ptq_<format>_<method>.pt`` for q8 and q16; loadable by
+test.py, detect.py, export.py and train.py --resume-free fine-tuning) and ptq.json with the
+float and quantized mAP into runs/ptq/exp*.
 """
 from __future__ import annotations
 
@@ -44,16 +49,23 @@ def calibration_batches(source, nc, n, img_size, batch_size, device, workers):
     return batches
 
 
-def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=False):
-    """A mode-3 int8 copy of a float model with activation ranges from the batches."""
-    model = quantize_model(copy.deepcopy(float_model), QuantConfig(mode=3, fpga=fpga)).eval()
+FORMATS = {'s8': {}, 'q8': {'fpga': True, 'bn_fold': True},
+           'q16': {'fpga': True, 'bn_fold': True, 'w_bits': 16, 'a_bits': 16}}
+
+
+def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=False, fmt='s8'):
+    """A mode-3 copy of a float model (int8, or the fixed-point format fmt) with activation
+    ranges from the batches."""
+    config = QuantConfig(mode=3, **{'fpga': fpga, **FORMATS[fmt]})
+    model = quantize_model(copy.deepcopy(float_model), config).eval()
     calibrate(model, batches, method, percentile)
     return model
 
 
 def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib=256,
-        method='entropy', percentile=99.99, fpga=False, img_size=320, batch_size=16, device='',
-        workers=2, eval=True, project='runs/ptq', name='exp', exist_ok=False):
+        method='entropy', percentile=99.99, fpga=False, format='s8', img_size=320,
+        batch_size=16, device='', workers=2, eval=True, project='runs/ptq', name='exp',
+        exist_ok=False):
     """Calibrate; returns the ptq.json content."""
     if calib < 1:
         raise OptionError(f'--calib is a number of images, 1 or more, got {calib}')
@@ -64,13 +76,15 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
     float_model = load_model(weights, cfg or None).float().to(device).eval()
     batches = calibration_batches(data_cfg['train'], len(data_cfg['names']), calib, img_size,
                                   batch_size, device, workers)
-    model = calibrated(float_model, batches, method, percentile, fpga)
+    model = calibrated(float_model, batches, method, percentile, fpga, format)
     save_dir = increment_path(project, name, exist_ok)
-    path = save_dir / f'{Path(weights).stem}_ptq_{method}.pt'
+    tag = '' if format == 's8' else f'_{format}'
+    path = save_dir / f'{Path(weights).stem}_ptq{tag}_{method}.pt'
     save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict(),
                      'quant': model.quant_config, 'names': data_cfg['names'],
                      'ptq': {'method': method, 'calib': calib}}, path)
-    report = {'weights': str(weights), 'pt': str(path), 'method': method, 'calib': calib}
+    report = {'weights': str(weights), 'pt': str(path), 'method': method, 'calib': calib,
+              'format': format}
     if eval:
         loader, _ = create_dataloader(data_cfg['valid'], len(data_cfg['names']), img_size,
                                       batch_size, workers=workers, prefix='valid: ',
@@ -96,6 +110,8 @@ def parser():
     p.add_argument('--method', default='entropy', choices=METHODS)
     p.add_argument('--percentile', type=float, default=99.99)
     p.add_argument('--fpga', '--FPGA', action='store_true', help='power-of-two scales')
+    p.add_argument('--format', default='s8', choices=list(FORMATS),
+                   help='fixed-point target: s8 int8, q8 / q16 power-of-two with BN folded')
     p.add_argument('--eval', action=argparse.BooleanOptionalAction, default=True)
     return p
 

@@ -1,0 +1,84 @@
+"""Per-image time of the integer model: the Python runtime, the exported C program, and
+onnxruntime's int8 Q/DQ graph of the same checkpoint, batch 1, as ratios to onnxruntime.
+
+    python3 -m bench.int_runtime --weights runs/ptq/s8/yolov3-mini_ptq_max.pt
+    python3 -m bench.int_runtime --weights q8.pt s8.pt --img-size 320 --runs 10 --threads 2
+
+The C program is compiled with ``cc -O2 -std=c99`` (add --march-native for -march=native) and
+timed as a process per image (start-up included: about a millisecond), single-threaded as an
+MCU runs it; the Python runtime runs with --threads torch threads (its float64 convolutions);
+onnxruntime with --threads intra-op threads. Runners take turns (utils/timing.py).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from terminaltables import AsciiTable
+
+import export
+from quantize import int_runtime
+from quantize.export_c import export_c
+from quantize.export_int import integer_model
+from quantize.loader import load_model
+from utils.options import Parser
+from utils.timing import rows_of
+
+
+def c_runner(manifest, arrays, size, folder, native):
+    export_c(manifest, arrays, (size, size), folder)
+    exe = folder / 'yolo'
+    flags = ['-O2', '-std=c99'] + (['-march=native'] if native else [])
+    subprocess.run([shutil.which('cc') or 'gcc', *flags, '-o', str(exe),
+                    *sorted(str(p) for p in folder.glob('*.c'))], check=True)
+    raw = folder / 'image.raw'
+    raw.write_bytes(np.random.default_rng(0).integers(0, 256, 3 * size * size, np.uint8))
+    command = [str(exe), str(raw), str(folder / 'heads.bin')]
+    return lambda: lambda: subprocess.run(command, check=True)
+
+
+def runners(weights, opt, tmp):
+    model = load_model(weights).float().eval()
+    manifest, arrays = integer_model(model)
+    fmt = manifest['number_format']
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 3, opt.img_size, opt.img_size),
+                                               np.uint8)
+    name = Path(weights).name
+    yield ({'weights': name, 'backend': f'Python runtime ({fmt})'},
+           lambda: lambda: int_runtime.run(manifest, arrays, pixels))
+    yield ({'weights': name, 'backend': f'C -O2 ({fmt}, 1 thread)'},
+           c_runner(manifest, arrays, opt.img_size, Path(tmp) / f'c_{fmt}', opt.march_native))
+    if fmt != 'q16':  # Q/DQ graphs hold 8 bits
+        for meta, make in export.onnx_runners(model, opt.img_size, [1], torch.device('cpu'),
+                                              tmp, 'onnxruntime int8', opt.threads):
+            yield {'weights': name, 'backend': meta['backend']}, make
+
+
+def main(argv=None):
+    p = Parser(prog='bench/int_runtime.py', description=__doc__.splitlines()[0])
+    p.add_argument('--weights', nargs='+', required=True, help='QAT or PTQ checkpoints')
+    p.add_argument('--img-size', type=int, default=320)
+    p.add_argument('--runs', type=int, default=10)
+    p.add_argument('--warmup', type=int, default=1)
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--march-native', action='store_true')
+    opt = p.parse_args(argv)
+    torch.set_num_threads(opt.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = rows_of([r for w in opt.weights for r in runners(w, opt, tmp)], opt.runs,
+                       opt.warmup)
+    base = {r['weights']: r['median_ms'] for r in rows if r['backend'] == 'onnxruntime int8'}
+    body = [[r['weights'], r['backend'], f"{r['median_ms']:.1f}", f"{r['p90_ms']:.1f}",
+             f"{r['median_ms'] / base[r['weights']]:.1f}x" if r['weights'] in base else '-']
+            for r in rows]
+    t = AsciiTable([['weights', 'backend', 'median ms', 'p90 ms', 'vs onnxruntime int8']] + body,
+                   f' {opt.img_size} px, batch 1, {opt.threads} threads ')
+    print(t.table)
+
+
+if __name__ == '__main__':
+    main()
