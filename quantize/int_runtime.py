@@ -81,7 +81,7 @@ def accumulate(x, e, arrays):
     w = torch.from_numpy(arrays[e['weight']].astype(np.float64))
     xt = torch.from_numpy((x - e['in']['zero_point']).astype(np.float64))
     acc = F.conv2d(xt, w, None, e['stride'], e['pad'], e['dilation'], e['groups'])
-    return np.rint(acc.numpy()).astype(np.int64)  # exact already: rint only makes it int
+    return acc.numpy().astype(np.int64)  # whole numbers already
 
 
 def rescaled(acc, arrays, r):
