@@ -42,6 +42,7 @@ from models.darknet import is_quantized
 from models.layers import ConvBNAct, MaxPool, Route, SegmentHead, Upsample, YoloLayer
 from models.summary import layer_shapes
 from quantize.fixed_point import FixedPointError, bits_for, is_power_of_two, multiplier
+from quantize.int_runtime import FORMAT
 from quantize.loader import load_model
 from quantize.modules import QuantConvBNAct, QuantShortcut
 from quantize.qdq import act_qparams, output_quantizers
@@ -52,7 +53,6 @@ from utils.log import LOGGER
 from utils.options import Parser
 from utils.runs import increment_path
 
-FORMAT = 'yolo-int/2'
 FORMATS = {'s8': 8, 'q8': 8, 'q16': 16}  # the most bits a format's tensors hold
 ACTIVATIONS = {nn.Identity: 'linear', nn.ReLU: 'relu', nn.LeakyReLU: 'leaky'}
 EXACT_BITS = 53  # float64 holds every integer below 2^53: the runtime's GEMM is exact below
