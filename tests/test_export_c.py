@@ -8,14 +8,16 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 
+from models import Darknet
 from models.weights import save_checkpoint
 from quantize import int_runtime
 from quantize.config import QuantConfig
 from quantize.export_c import export_c
 from quantize.export_int import integer_model
 from quantize.qat import quantize_model
-from tests.conftest import ROOT, _built
+from tests.conftest import ROOT, _built, randomize_bn
 from tests.test_quantize import calibrate, x_batch
 
 CONFIG = {'q8': QuantConfig(mode=3, bn_fold=True, fpga=True),
@@ -53,8 +55,58 @@ def c_heads(exe, pixels, fmt, tmp_path):
     return np.fromfile(out, np.dtype(int_runtime.WIDTH[fmt]).newbyteorder('<'))
 
 
-def check_bit_exact(name, fmt, tmp_path):
-    model = quantize_model(copy.deepcopy(_built(name)), CONFIG[fmt])
+LAYERS_CFG = """[net]
+width=96
+height=64
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=2
+pad=1
+activation=relu
+
+[convolutional]
+batch_normalize=1
+filters=16
+groups=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=24
+size=3
+stride=1
+dilation=2
+pad=1
+activation=relu
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+filters=21
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=2
+num=3
+"""
+
+
+def check_bit_exact(float_model, fmt, tmp_path):
+    model = quantize_model(copy.deepcopy(float_model), CONFIG[fmt])
     calibrate(model, x_batch(2, *SIZE))
     manifest, arrays = integer_model(model)
     assert manifest['number_format'] == fmt
@@ -72,12 +124,18 @@ def check_bit_exact(name, fmt, tmp_path):
 @pytest.mark.parametrize('fmt', list(CONFIG))
 @pytest.mark.parametrize('name', ['yolov3-mini', 'yolov3-mini-multitask'])
 def test_c_equals_python_runtime_bit_for_bit(name, fmt, tmp_path):
-    check_bit_exact(name, fmt, tmp_path)
+    check_bit_exact(_built(name), fmt, tmp_path)
+
+
+@pytest.mark.parametrize('fmt', list(CONFIG))
+def test_c_depthwise_dilated_strided_relu_bit_for_bit(fmt, tmp_path):
+    torch.manual_seed(0)
+    check_bit_exact(randomize_bn(Darknet(LAYERS_CFG)).eval(), fmt, tmp_path)
 
 
 @pytest.mark.slow
 def test_c_maxpool_and_grouped_routes_bit_for_bit(tmp_path):
-    check_bit_exact('yolov4-tiny', 'q8', tmp_path)  # maxpool, route groups=2 group_id=1
+    check_bit_exact(_built('yolov4-tiny'), 'q8', tmp_path)  # maxpool, route groups=2 group_id=1
 
 
 def test_project_is_static_integer_c_with_its_sizes_stated(tmp_path):
