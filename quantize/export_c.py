@@ -83,11 +83,11 @@ def plan_arena(sizes, life, base):
     return placed, end
 
 
-def c_array(name, a, static=True):
+def c_array(name, a):
+    """A const array definition (extern linkage: model.c declares it)."""
     a = np.asarray(a).ravel()
     body = ',\n'.join(', '.join(map(str, a[k:k + 24].tolist())) for k in range(0, len(a), 24))
-    return (f"{'static ' if static else ''}const {C_TYPE[a.dtype]} {name}[{max(len(a), 1)}] = "
-            f'{{\n{body or "0"}\n}};\n')
+    return f'const {C_TYPE[a.dtype]} {name}[{max(len(a), 1)}] = {{\n{body or "0"}\n}};\n'
 
 
 class Writer:
@@ -100,8 +100,8 @@ class Writer:
         self.acc64 = max(e['acc_bits'] for e in manifest['layers'] if e['type'] == 'conv') > 31
         self.shape = shapes(manifest, arrays, img_hw)
         self.owner = buffer_of(manifest)
-        sizes = {b: int(np.prod(self.shape[b])) * self.act.itemsize
-                 for b in set(self.owner.values())}
+        sizes = {b: int(np.prod(self.shape[b])) * self.act.itemsize  # in layer order: the
+                 for b in dict.fromkeys(self.owner.values())}     # same input, the same file
         convs = [e['index'] for e in manifest['layers'] if e['type'] == 'conv']
         rows = max(int(np.prod(self.shape[i][1:])) for i in convs)  # one output channel
         self.scratch = rows * (8 if self.acc64 else 4)
@@ -125,12 +125,12 @@ class Writer:
             if e['type'] != 'conv':
                 continue
             i = e['index']
-            out.append(c_array(f'yint_w{i}', self.arrays[e['weight']].astype(wt), False))
+            out.append(c_array(f'yint_w{i}', self.arrays[e['weight']].astype(wt)))
             for key, r in (('', e['requant']), ('_neg', e.get('requant_neg'))):
                 if r:
                     for part, dtype in (('m', np.int32), ('n', np.int8), ('b', np.int64)):
                         out.append(c_array(f'yint_{part}{key}{i}',
-                                           self.arrays[r[part]].astype(dtype), False))
+                                           self.arrays[r[part]].astype(dtype)))
         return '\n'.join(out)
 
     def externs(self):
