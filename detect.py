@@ -25,7 +25,7 @@ from utils.datasets import load_names, parse_data_cfg
 from utils.log import LOGGER
 from utils.errors import OptionError
 from utils.nms import non_max_suppression
-from utils.options import Parser, add_shared, one_size
+from utils.options import Parser, add_shared, one_size, unit_float
 from utils.files import atomic_path
 from utils.plots import draw_boxes, draw_mask, palette
 from utils.runs import increment_path
@@ -183,8 +183,8 @@ def parser():
                       'data': 'its names= file names the classes'})
     p.add_argument('--names', default=None,
                    help='.names file (default: the --data names, else those in the checkpoint)')
-    p.add_argument('--conf-thres', type=float, default=0.25)
-    p.add_argument('--iou-thres', type=float, default=0.45)
+    p.add_argument('--conf-thres', type=unit_float, default=0.25)
+    p.add_argument('--iou-thres', type=unit_float, default=0.45)
     p.add_argument('--classes', type=int, nargs='+', default=None, help='keep only these')
     p.add_argument('--agnostic-nms', action='store_true', help='NMS across classes')
     p.add_argument('--max-det', type=int, default=300)

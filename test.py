@@ -20,7 +20,7 @@ from utils.errors import OptionError
 from utils.evaluate import evaluate_model
 from utils.files import atomic_write_text
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, one_size
+from utils.options import Parser, add_shared, one_size, unit_float
 from utils.plots import save_figure
 from utils.runs import increment_path
 from utils.torch_utils import select_device
@@ -93,8 +93,8 @@ def parser():
     p = Parser(prog='test.py', description=__doc__)
     add_shared(p, cfg=None, data='data/shapes.data', weights=None, img_size=None, batch_size=16,
                device='', workers=2, project='runs/test', name='exp', exist_ok=False)
-    p.add_argument('--conf-thres', type=float, default=0.001)
-    p.add_argument('--iou-thres', type=float, default=0.6, help='NMS IoU threshold')
+    p.add_argument('--conf-thres', type=unit_float, default=0.001)
+    p.add_argument('--iou-thres', type=unit_float, default=0.6, help='NMS IoU threshold')
     p.add_argument('--max-det', type=int, default=300, help='detections kept per image')
     p.add_argument('--task', default='val', choices=['val', 'test', 'study'])
     p.add_argument('--save-json', action='store_true', help='write COCO predictions.json')

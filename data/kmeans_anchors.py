@@ -80,27 +80,37 @@ def evolve(anchors, wh, generations=1000, seed=0, sigma=0.1):
 
 def write_anchors(cfg_in, cfg_out, anchors):
     """Put the anchors into every [yolo] block; masks split them by head, small anchors to the
-    head with the finest grid."""
+    head with the finest grid. Another anchor count per head changes the conv before each head
+    (filters = anchors x (5 + classes)): said, since those convs then train from scratch."""
     blocks = parse_cfg(cfg_in)
     finest_first = _yolo_blocks_finest_first(blocks)
     if len(anchors) % len(finest_first):
         raise DataError(f'{cfg_in}: {len(anchors)} anchors do not split over '
-                        f'{len(finest_first)} heads')
+                        f'{len(finest_first)} heads (--n must be a multiple of '
+                        f'{len(finest_first)})')
     per = len(anchors) // len(finest_first)
     text = ',  '.join(f'{w:.0f},{h:.0f}' for w, h in anchors)
-    for rank, b in enumerate(finest_first):
+    for rank, j in enumerate(finest_first):
+        b, head = blocks[j], blocks[j - 1]
         b.options['anchors'] = text
         b.options['num'] = str(len(anchors))
-        b.options['mask'] = ','.join(str(rank * per + j) for j in range(per))
+        b.options['mask'] = ','.join(str(rank * per + k) for k in range(per))
+        filters = str(per * (5 + b.get('classes')))
+        if head.type == 'convolutional' and head.options.get('filters') != filters:
+            print(f'{cfg_out}: the conv before the [yolo] of {cfg_in} line {b.line} now has '
+                  f'filters={filters} ({per} anchors per head): it trains from scratch')
+            head.options['filters'] = filters
+    Darknet(blocks)  # the written cfg builds, or the error names its line
     Path(cfg_out).parent.mkdir(parents=True, exist_ok=True)
     save_cfg(blocks, cfg_out)
 
 
 def _yolo_blocks_finest_first(blocks):
+    """Indexes (in blocks) of the [yolo] blocks, finest grid first."""
     model = Darknet(blocks)
     layers = model.info(256)['layers']
     order = sorted(model.yolo_layers, key=lambda j: -layers[j]['output'][1])
-    return [blocks[j + 1] for j in order]
+    return [j + 1 for j in order]
 
 
 def run(data='data/shapes.data', n=9, img_size=320, cfg=None, out=None, generations=1000,

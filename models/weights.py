@@ -120,6 +120,13 @@ def load_checkpoint(path) -> dict:
         raise WeightsError(f'{path}: not a readable checkpoint ({first_line})') from None
     if not isinstance(ckpt, dict) or 'model' not in ckpt:
         raise WeightsError(f"{path}: a checkpoint must be a dict with a 'model' state dict")
+    for key in ('model', 'ema'):
+        state = ckpt.get(key)
+        if state is not None and not (isinstance(state, dict) and all(
+                isinstance(v, torch.Tensor) for v in state.values())):
+            raise WeightsError(f"{path}: its '{key}' is not a state dict of tensors")
+    if not isinstance(ckpt.get('cfg', ''), str):
+        raise WeightsError(f"{path}: its 'cfg' is not cfg text")
     return ckpt
 
 
@@ -243,6 +250,8 @@ def load_model(weights, cfg=None):
 def model_from_checkpoint(ckpt, source, cfg=None, prepare=None):
     """The model a loaded checkpoint holds: built from its cfg (or ``cfg``), ``prepare(model)``
     applied (quantize/loader.py replays quantization there), then its inference tensors."""
+    if not (cfg or ckpt.get('cfg')):
+        raise WeightsError(f'{source}: the checkpoint holds no cfg: give --cfg')
     model = Darknet(cfg or ckpt['cfg'])
     if prepare is not None:
         model = prepare(model)

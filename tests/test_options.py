@@ -37,7 +37,7 @@ def test_every_default_lives_in_the_options_object():
 
 
 @pytest.mark.parametrize('flags, match', [
-    (['--epochs', '0'], '--epochs'), (['--batch-size', '0'], '--batch-size'),
+    (['--epochs', '0'], '--epochs'), (['--epochs', '-3'], '--epochs'),
     (['--img-size', '33'], '--img-size'), (['-sr', '--s', '-1'], '--s'),
     (['--sr-target', '0.3'], '-sr'), (['--FPGA'], '--quantized'),
     (['--t_cfg', 'cfg/yolov3-mini.cfg'], '--t_weights'),
@@ -45,6 +45,14 @@ def test_every_default_lives_in_the_options_object():
 def test_bad_training_options_fail_before_any_work(flags, match):
     with pytest.raises(OptionError, match=match):
         train.run(**vars(train.parse_opt(flags)))
+
+
+def test_ranges_hold_from_python_as_from_the_command_line(capsys):
+    with pytest.raises(OptionError, match='--batch-size'):
+        train.run(batch_size=0)  # the options object checks what a caller passes
+    with pytest.raises(SystemExit) as e:  # argparse checks the flag itself, exit 2 as usage
+        train.parse_opt(['--batch-size', '0'])
+    assert e.value.code == 2 and '--batch-size: must be 1 or more' in capsys.readouterr().err
 
 
 def test_shared_flags_mean_the_same_everywhere():

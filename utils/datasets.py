@@ -55,13 +55,25 @@ def load_names(path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
+class DataCfg(dict):
+    """A .data file's entries; an entry a step needs and the file lacks is a DataError naming
+    both (train.py needs train=, test.py valid=, ...), not a KeyError."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+
+    def __missing__(self, key):
+        raise DataError(f"{self.source}: no '{key}=' entry, which this step needs")
+
+
 def parse_data_cfg(path, generate=True) -> dict:
     """Read a .data file; paths come back absolute. Generates the built-in dataset on first use
     (unless ``generate`` is False: a caller that needs only the class names)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f'{path}: .data file not found')
-    data = {}
+    data = DataCfg(path)
     for n, line in enumerate(path.read_text().splitlines(), 1):
         line = line.split('#', 1)[0].strip()
         if not line:
@@ -167,6 +179,9 @@ def _check_mask(path: Path, shape_hw, seg_nc):
                          f'(255 = not scored)')
 
 
+MAX_ASPECT = 64  # a 320 px letterbox keeps such an image at least 5 pixels thick
+
+
 def _check_image(img: Path):
     """(height, width) of a readable image, or raise ValueError with the reason."""
     try:
@@ -183,13 +198,18 @@ def _check_image(img: Path):
             f.seek(-2, 2)
             if f.read() != b'\xff\xd9':
                 raise ValueError('corrupt image (truncated JPEG)')
+    if min(h, w) < 2 or max(h, w) > MAX_ASPECT * min(h, w):
+        raise ValueError(f'image of {w}x{h} pixels: too thin to resize (at most '
+                         f'{MAX_ASPECT}:1 and 2 pixels a side)')
     return h, w
 
 
 def _parse_label(path: Path, nc: int) -> np.ndarray:
     """(n, 5) class, cx, cy, w, h; raise ValueError('path:line: reason') on any bad line."""
+    if not path.exists():
+        return np.zeros((0, 5), np.float32)  # no label file: an image without objects
     if not path.is_file():
-        return np.zeros((0, 5), np.float32)
+        raise ValueError(f'{path}: a label path that is not a file')
     rows = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         fields = line.split()
@@ -202,6 +222,8 @@ def _parse_label(path: Path, nc: int) -> np.ndarray:
             raise ValueError(f'{where}: malformed label line {line.strip()!r}') from None
         if len(values) != 5:
             raise ValueError(f'{where}: expected 5 values (class cx cy w h), got {len(values)}')
+        if not np.isfinite(values).all():
+            raise ValueError(f'{where}: non-finite value in {line.strip()!r}')
         cls, cx, cy, w, h = values
         if cls != int(cls) or not 0 <= cls < nc:
             raise ValueError(f'{where}: class {fields[0]} out of range 0..{nc - 1}')

@@ -6,6 +6,8 @@ setting silently ignored. A dict instead of a path overrides data/hyp.scratch.ya
 """
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import yaml
@@ -66,6 +68,8 @@ def check(values, source):
     for key in keys - set(CHOICES):
         if not isinstance(values[key], (int, float)) or isinstance(values[key], bool):
             raise HypError(f'{source}: {key}: {values[key]!r} is not a number')
+        if not math.isfinite(values[key]):
+            raise HypError(f'{source}: {key}: {values[key]} is not a finite number')
     for key in NON_NEGATIVE:
         if values[key] < 0:
             raise HypError(f'{source}: {key}: {values[key]} must be 0 or more')

@@ -46,6 +46,31 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def at_least(low):
+    """An argparse type: an int of at least ``low`` (argparse names the flag in its message)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f'must be {low} or more, got {value}')
+        return value
+    parse.__name__ = f'int >= {low}'
+    return parse
+
+
+def unit_float(text):
+    """An argparse type: a number in [0, 1] (thresholds, shares)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {value}')
+    return value
+
+
 # flag, argparse keywords: the options several tools take, with one meaning each
 SHARED = {
     'weights': ('--weights', {'help': '.pt checkpoint, or darknet .weights (with --cfg)'}),
@@ -53,9 +78,9 @@ SHARED = {
     'data': ('--data', {'help': '.data file: classes=, train=, valid=, names='}),
     'img_size': ('--img-size', {'type': int, 'nargs': '+', 'metavar': 'N',
                                 'help': 'input size in pixels (default: the cfg [net] width)'}),
-    'batch_size': ('--batch-size', {'type': int, 'help': 'images per batch'}),
+    'batch_size': ('--batch-size', {'type': at_least(1), 'help': 'images per batch'}),
     'device': ('--device', {'help': "'' (CUDA 0 if present, else the CPU), 'cpu', '0', 'cuda:1'"}),
-    'workers': ('--workers', {'type': int, 'help': 'data loader processes'}),
+    'workers': ('--workers', {'type': at_least(0), 'help': 'data loader processes'}),
     'project': ('--project', {'help': 'parent folder of the run folders'}),
     'name': ('--name', {'help': 'run folder name (exp, exp2, ... when it exists)'}),
     'exist_ok': ('--exist-ok', {'action': 'store_true',
