@@ -59,6 +59,10 @@ def _source_cfg_name(weights, cfg):
 
 
 @torch.no_grad()
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def max_abs_diff(a, b, img_size, device) -> float:
     x = torch.rand(2, a.in_channels, img_size, img_size, device=device,
                    generator=torch.Generator(device).manual_seed(0))
@@ -123,6 +127,10 @@ def prune_and_report(method, tag, select, cfg='', data='data/shapes.data',
     size = one_size(img_size, model.img_size[1])
     plan = select(model)
     masked, pruned = masked_model(model, plan), prune_model(model, plan)
+    if n_params(pruned) == n_params(model):
+        raise PruneError(f'{method}: the plan removes nothing, so nothing was written (every '
+                         'layer keeps all its channels: check --percent, --round, which widths '
+                         'round up to, and --layer_keep; cfg pruning needs pruning= keys)')
     diff = max_abs_diff(masked, pruned, size, device)
     if diff > TOLERANCE:
         where = first_divergence(model, plan, masked, pruned, size, device)

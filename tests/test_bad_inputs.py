@@ -119,6 +119,12 @@ PROBES = [
     *[(m, ['--cfg', '{binary}', '--weights', '{mini}', '--data', '{data}']
        + (['--percent', '0.5'] if m != 'layer' else ['--shortcuts', '2']), 1, r'binary\.cfg')
       for m in PRUNE],
+    ('slim', ['--weights', '{mini}', '--data', '{data}', '--percent', '0.5', '--round', '1000',
+              *T], 1, r'removes nothing.*--round'),
+    ('slim', ['--weights', '{mini}', '--data', '{data}', '--percent', '0.5', '--layer_keep', '2',
+              *T], 1, r'removes nothing.*--layer_keep'),
+    ('normal', ['--weights', '{mini}', '--data', '{data}', '--percent', '0', *T], 1,
+     r'removes nothing.*--percent'),
     # weights and checkpoints
     *[(c, ['--weights', '{random}', *T] + (['--data', '{data}'] if c in ('train', 'test') else []),
        1, r'random\.pt') for c in ('train', 'test', 'detect', 'export')],
