@@ -437,6 +437,10 @@ class Trainer:
 
     def _run_folder(self, save_dir):
         if self.main and save_dir is None:
+            taken = project_dir(self.opt.project) / self.opt.name / 'weights'
+            if self.opt.exist_ok and any((taken / f).exists() for f in ('last.pt', 'best.pt')):
+                raise OptionError(f'--exist-ok: {taken} holds a run\'s checkpoints, which '
+                                  'would be overwritten: give another --name, or --resume it')
             save_dir = increment_path(self.opt.project, self.opt.name, self.opt.exist_ok)
         if self.world > 1:  # every rank learns rank 0's folder
             holder = [str(save_dir)]

@@ -59,6 +59,9 @@ def ws(tmp_path_factory, tiny_data):
     files['wrongtypes'] = d / 'wrongtypes.pt'
     torch.save({'model': model.state_dict()}, d / 'nocfg.pt')
     files['nocfg'] = d / 'nocfg.pt'
+    (d / 'runs' / 'done' / 'weights').mkdir(parents=True)
+    save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict()},
+                    d / 'runs' / 'done' / 'weights' / 'best.pt')
     save_darknet_weights(model, d / 'mini.weights')
     files['miniweights'] = d / 'mini.weights'
     half = (d / 'mini.weights').read_bytes()
@@ -125,6 +128,13 @@ PROBES = [
               *T], 1, r'removes nothing.*--layer_keep'),
     ('normal', ['--weights', '{mini}', '--data', '{data}', '--percent', '0', *T], 1,
      r'removes nothing.*--percent'),
+    ('train', ['--data', '{data}', '--name', 'done', '--exist-ok', *T], 2,
+     r'--exist-ok: .*done/weights holds a run'),
+    # output folders that cannot be written (a file where a folder must go: root ignores modes)
+    *[(c, ['--weights', '{mini}', '--project', '{notimage}/runs']
+       + (['--data', '{data}'] if c in ('train', 'test', 'ptq', 'slim') else [])
+       + (['--percent', '0.3'] if c == 'slim' else []), 1, r'notimage\.jpg')
+      for c in ('train', 'test', 'export', 'ptq', 'slim')],
     # weights and checkpoints
     *[(c, ['--weights', '{random}', *T] + (['--data', '{data}'] if c in ('train', 'test') else []),
        1, r'random\.pt') for c in ('train', 'test', 'detect', 'export')],
