@@ -165,10 +165,12 @@ def run(manifest, arrays, pixels, keep_all=False):
 def image_pixels(path, img_size):
     """An image file as the loaders give it: letterboxed to img_size, RGB, (1, 3, h, w) uint8."""
     from utils.augment import letterbox  # noqa: PLC0415
+    from utils.sources import image_problem  # noqa: PLC0415
 
     img = cv2.imread(str(path))
-    if img is None:
-        raise DataError(f'{path}: cannot be read as an image')
+    problem = image_problem(img)
+    if problem:
+        raise DataError(f'{path}: {problem}')
     img = letterbox(img, img_size)[0]
     return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))[None]
 

@@ -85,6 +85,9 @@ def ws(tmp_path_factory, tiny_data):
     put('hypnan.yaml', (ROOT / 'data' / 'hyp.scratch.yaml').read_text().replace(
         'lr0: ', 'lr0: .nan #', 1))
     put('notimage.jpg', 'not an image')
+    import cv2
+    cv2.imwrite(str(d / 'thin.jpg'), np.zeros((1, 2000, 3), np.uint8))
+    files['thin'] = d / 'thin.jpg'
     put('bad_int.json', '{"format": "yolo-int/1"}')
     put('noarrays_int.json', '{"format": "yolo-int/2"}')
     return files
@@ -221,6 +224,7 @@ PROBES = [
     ('detect', ['--img-size', '33', '--weights', '{mini}', *T], 2, r'--img-size'),
     ('detect', ['--weights', '{mini}', '--source', '{out}/nothere.jpg', *T], 1, r'nothere\.jpg'),
     ('detect', ['--weights', '{mini}', '--source', '{notimage}', *T], 1, r'notimage\.jpg'),
+    ('detect', ['--weights', '{mini}', '--source', '{thin}', *T], 1, r'thin\.jpg: .*too thin'),
     ('export', ['--img-size', '33', '--weights', '{mini}', *T], 1, r'--img-size'),
     ('export', ['--batch', '0', '--weights', '{mini}', *T], 1, r'--batch'),
     ('export', ['--format', 'tflite', '--weights', '{mini}', *T], 2, r'--format'),
@@ -308,3 +312,22 @@ def test_kmeans_into_a_cfg_with_another_anchor_count_writes_a_cfg_that_builds(ti
         out=str(out), generations=5)
     model = Darknet(out)  # 2 anchors per head: the head convs were resized to match
     assert all(model.module_list[j].na == 2 for j in model.yolo_layers)
+
+
+def test_detect_skips_the_bad_images_of_a_folder_and_runs_the_rest(tmp_path, capsys,
+                                                                   monkeypatch):
+    import cv2
+
+    import detect
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    (folder / 'junk.jpg').write_text('not an image')
+    cv2.imwrite(str(folder / 'thin.jpg'), np.zeros((1, 2000, 3), np.uint8))
+    cv2.imwrite(str(folder / 'ok.jpg'), np.full((100, 120, 3), 127, np.uint8))
+    monkeypatch.chdir(ROOT)
+    detect.main(['--cfg', 'cfg/yolov3-mini.cfg', '--source', str(folder), '--project',
+                 str(tmp_path / 'runs'), '--img-size', '128'])
+    err = capsys.readouterr().err
+    assert re.search(r'skipped .*junk\.jpg: cannot be read', err)
+    assert re.search(r'skipped .*thin\.jpg: .*too thin', err)
+    assert (tmp_path / 'runs' / 'exp' / 'ok.jpg').is_file()

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 
 from utils.augment import letterbox
-from utils.datasets import IMG_SUFFIXES, DataError
+from utils.datasets import IMG_SUFFIXES, MAX_ASPECT, DataError
+from utils.log import LOGGER
 
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.mpg', '.mpeg', '.wmv', '.webm')
 
@@ -65,7 +66,8 @@ def iter_frames(source: str, img_size: int):
             raise DataError(f'--source {source}: cannot open webcam {source}')
         yield from _video_frames(cap, f'webcam{source}', img_size)
         return
-    for f in _files(source):
+    files = list(_files(source))
+    for f in files:
         if f.suffix.lower() in VIDEO_SUFFIXES:
             cap = cv2.VideoCapture(str(f))
             if not cap.isOpened():
@@ -73,7 +75,21 @@ def iter_frames(source: str, img_size: int):
             yield from _video_frames(cap, str(f), img_size)
             continue
         img = cv2.imread(str(f))
-        if img is None:
-            raise DataError(f'{f}: cannot be read as an image')
+        problem = image_problem(img)
+        if problem and len(files) == 1:
+            raise DataError(f'{f}: {problem}')
+        if problem:  # one bad file in a folder: the others still run
+            LOGGER.warning(f'WARNING: skipped {f}: {problem}')
+            continue
         x, ratio_pad = _prepare(img, img_size)
         yield Frame(str(f), 0, img, x, ratio_pad, False)
+
+
+def image_problem(img):
+    """Why a decoded image (or None) cannot be letterboxed, or None."""
+    if img is None:
+        return 'cannot be read as an image'
+    h, w = img.shape[:2]
+    if min(h, w) < 2 or max(h, w) > MAX_ASPECT * min(h, w):
+        return f'image of {w}x{h} pixels: too thin to resize (at most {MAX_ASPECT}:1)'
+    return None
