@@ -643,9 +643,18 @@ def _rescale(imgs, low, high, stride=32):
     return F.interpolate(imgs, size=(size, size), mode='bilinear', align_corners=False)
 
 
+KD_FLAGS = ('--KDstr', '--kdstr', '--kd-weight', '--kd-T', '--kd-t', '--kd-feature')
+
+
 def parse_opt(argv=None):
     p = Parser(prog='train.py', description=__doc__)
-    return TrainOptions.add_fields(p).parse_args(argv)
+    opt = TrainOptions.add_fields(p).parse_args(argv)
+    given = [a.split('=')[0] for a in (sys.argv[1:] if argv is None else argv)]
+    if not opt.t_weights and not opt.resume and set(given) & set(KD_FLAGS):
+        flag = next(a for a in given if a in KD_FLAGS)
+        raise OptionError(f'{flag} sets how to distill, but there is no teacher: give '
+                          '--t_weights (and --t_cfg for darknet weights)')
+    return opt
 
 
 @friendly_errors

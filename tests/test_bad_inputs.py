@@ -210,6 +210,8 @@ PROBES = [
     ('train', ['--quantized', '3', '--w-bits', '17', *T], 2, r'--w-bits'),
     ('train', ['--quantized', '2', '--a-bits', '16', *T], 2, r'--a-bits'),
     ('train', ['--KDstr', '9', *T], 2, r'--KDstr'),
+    ('train', ['--KDstr', '1', '--data', '{data}', *T], 2, r'--KDstr .*no teacher.*--t_weights'),
+    ('train', ['--kd-weight', '2', '--data', '{data}', *T], 2, r'--kd-weight .*no teacher'),
     ('train', ['--prune', '5', *T], 2, r'--prune'),
     ('train', ['--sr-trget', '0.3', *T], 2, r'--sr-trget.*--sr-target'),
     ('train', ['--t_cfg', 'cfg/yolov3-mini.cfg', '--data', '{data}', *T], 2, r'--t_cfg'),
