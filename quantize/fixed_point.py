@@ -45,6 +45,9 @@ def multiplier(real, acc_bits):
     if (n < 0).any():  # real >= 2^bits: M absorbs the left shift
         m = np.where(n < 0, m << np.maximum(-n, 0), m)
         n = np.maximum(n, 0)
+    if (n > INT64_BITS).any():  # shifting a 64-bit integer that far is undefined in C
+        raise FixedPointError(f'a requantization multiplier of {real.min():.3g} is too small '
+                              'for a 64-bit shift')
     return m, n
 
 

@@ -57,6 +57,11 @@ def load(path):
         found = manifest.get('format') if isinstance(manifest, dict) else type(manifest).__name__
         raise IntModelError(f'{path}: expected format {FORMAT} (quantize/export_int.py), got '
                             f'{found!r}')
+    missing = [k for k in ('cfg', 'number_format', 'input', 'layers', 'outputs')
+               if k not in manifest]
+    if missing:
+        raise IntModelError(f"{path}: missing {', '.join(missing)} (not written by "
+                            'quantize/export_int.py, or cut)')
     npz = path.with_suffix('.npz')
     try:
         with np.load(npz, allow_pickle=False) as f:

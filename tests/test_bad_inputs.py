@@ -90,6 +90,8 @@ def ws(tmp_path_factory, tiny_data):
     files['thin'] = d / 'thin.jpg'
     put('bad_int.json', '{"format": "yolo-int/1"}')
     put('noarrays_int.json', '{"format": "yolo-int/2"}')
+    put('nonpz_int.json', '{"format": "yolo-int/2", "cfg": "", "number_format": "q8", '
+        '"input": {}, "layers": [], "outputs": []}')
     return files
 
 
@@ -167,7 +169,9 @@ PROBES = [
     ('int_runtime', ['--weights', '{bad_int}', '--source', '{notimage}', '--dump', '{out}/d'], 1,
      r'bad_int\.json.*yolo-int/2'),
     ('int_runtime', ['--weights', '{noarrays_int}', '--source', '{notimage}', '--dump',
-                     '{out}/d'], 1, r'noarrays_int\.npz'),
+                     '{out}/d'], 1, r'noarrays_int\.json: missing cfg'),
+    ('int_runtime', ['--weights', '{nonpz_int}', '--source', '{notimage}', '--dump', '{out}/d'],
+     1, r'nonpz_int\.npz'),
     ('test', ['--weights', '{bad_int}', '--data', '{data}', *T], 1, r'bad_int\.json'),
     *[(m, ['--weights', '{random}', '--data', '{data}']
        + (['--percent', '0.5'] if m != 'layer' else ['--shortcuts', '2']), 1, r'random\.pt')

@@ -105,4 +105,4 @@ def test_unreadable_integer_models_fail_with_one_line(tiny_data, tmp_path):
     assert r.returncode == 1 and r.stderr.count('\n') == 1 and 'yolo-int/2' in r.stderr
     bad.write_text('{"format": "yolo-int/2"}')
     r = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 1 and r.stderr.count('\n') == 1 and 'x_int.npz' in r.stderr
+    assert r.returncode == 1 and r.stderr.count('\n') == 1 and 'missing cfg' in r.stderr
