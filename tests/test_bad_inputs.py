@@ -337,3 +337,45 @@ def test_detect_skips_the_bad_images_of_a_folder_and_runs_the_rest(tmp_path, cap
     assert re.search(r'skipped .*junk\.jpg: cannot be read', err)
     assert re.search(r'skipped .*thin\.jpg: .*too thin', err)
     assert (tmp_path / 'runs' / 'exp' / 'ok.jpg').is_file()
+
+
+def killed_at_rename(command, pattern, cwd, timeout=120):
+    """Run a command with YOLO_PAUSE_BEFORE_RENAME=pattern, SIGKILL it when it pauses there;
+    returns its stderr so far."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    env = {**os.environ, 'YOLO_PAUSE_BEFORE_RENAME': pattern}
+    p = subprocess.Popen([sys.executable, *command], cwd=cwd, env=env, text=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lines = []
+    for line in p.stderr:  # blocks until the pause line or the end
+        lines.append(line)
+        if line.startswith('paused before renaming'):
+            p.send_signal(signal.SIGKILL)
+            break
+    p.wait(timeout)
+    assert p.returncode == -signal.SIGKILL, ''.join(lines)[-1500:]
+    return ''.join(lines)
+
+
+def test_a_kill_while_an_export_is_written_leaves_no_partial_file(ws, tmp_path):
+    """SIGKILL at the worst moment (the file written, not yet renamed): nothing under the final
+    name (a hidden temporary file may stay); the integer export's json, written last, is
+    missing, so its set reads as incomplete."""
+    killed_at_rename(['export.py', '--weights', str(ws['mini']), '--project', str(tmp_path),
+                      '--name', 'onnx'], '*.onnx', ROOT)
+    left = [p.name for p in (tmp_path / 'onnx').iterdir()]
+    assert 'mini.onnx' not in left and all(n.startswith('.mini.onnx.') for n in left), left
+    model = _built('yolov3-mini')
+    from quantize.config import QuantConfig
+    from tests.test_export_int import quantized
+    q = quantized('yolov3-mini', QuantConfig(mode=3))
+    ckpt = tmp_path / 'q.pt'
+    save_checkpoint({'cfg': model.cfg_text, 'model': q.state_dict(), 'quant': q.quant_config},
+                    ckpt)
+    killed_at_rename(['quantize/export_int.py', '--weights', str(ckpt), '--project',
+                      str(tmp_path), '--name', 'int'], '*_int.json', ROOT)
+    left = [p.name for p in (tmp_path / 'int').iterdir()]
+    assert 'q_int.npz' in left and 'q_int.json' not in left, left  # the json marks a whole set

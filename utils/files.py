@@ -6,8 +6,11 @@ the final name; on any failure the temporary file is removed and the old file, i
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -31,9 +34,19 @@ def atomic_path(path):
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        _pause_for_tests(path)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _pause_for_tests(path):
+    """YOLO_PAUSE_BEFORE_RENAME=<file name pattern>: stop just before renaming a matching file,
+    so that a test can kill the process at the worst moment (tests/test_bad_inputs.py)."""
+    pattern = os.environ.get('YOLO_PAUSE_BEFORE_RENAME')
+    if pattern and fnmatch.fnmatch(path.name, pattern):
+        print(f'paused before renaming {path}', file=sys.stderr, flush=True)
+        time.sleep(600)
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
