@@ -37,6 +37,7 @@ from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
 from models.sparse24 import sparse_weights
 from models.weights import save_darknet_weights
 from quantize.export_c import export_c
+from quantize.export_int import FORMATS as INT_FORMATS
 from quantize.export_int import integer_model
 from quantize.loader import load_model
 from quantize.qat import cfg_precisions
@@ -379,7 +380,7 @@ def parser():
     p.add_argument('--opset', type=int, default=17)
     p.add_argument('--nms', action='store_true', help='ONNX: add a NonMaxSuppression node')
     p.add_argument('--simplify', action='store_true', help='ONNX: simplify with onnxslim')
-    p.add_argument('--int-format', default='', choices=['', 's8', 'q8', 'q16'],
+    p.add_argument('--int-format', default='', choices=['', *INT_FORMATS],
                    help='c: number format (default: the one the checkpoint fits)')
     return p
 

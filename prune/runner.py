@@ -58,11 +58,11 @@ def _source_cfg_name(weights, cfg):
     return Path(weights).stem
 
 
-@torch.no_grad()
 def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@torch.no_grad()
 def max_abs_diff(a, b, img_size, device) -> float:
     x = torch.rand(2, a.in_channels, img_size, img_size, device=device,
                    generator=torch.Generator(device).manual_seed(0))

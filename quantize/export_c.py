@@ -96,7 +96,7 @@ class Writer:
     def __init__(self, manifest, arrays, img_hw):
         self.manifest, self.arrays = manifest, arrays
         fmt = manifest['number_format']
-        self.act = np.dtype(int_runtime.WIDTH[fmt])
+        self.act = np.dtype(int_runtime.WIDTH[fmt])  # weights and activations alike
         self.acc64 = max(e['acc_bits'] for e in manifest['layers'] if e['type'] == 'conv') > 31
         self.shape = shapes(manifest, arrays, img_hw)
         self.owner = buffer_of(manifest)
@@ -112,20 +112,18 @@ class Writer:
         return f'T({self.offset[self.owner[j]]})'
 
     def config_h(self):
-        a, w = C_TYPE[self.act], 'int16_t' if self.manifest['number_format'] == 'q16' else 'int8_t'
-        acc = 'int64_t' if self.acc64 else 'int32_t'
+        a, acc = C_TYPE[self.act], 'int64_t' if self.acc64 else 'int32_t'
         return (f"/* {self.manifest['number_format']} */\n#ifndef YINT_CONFIG_H\n"
                 f'#define YINT_CONFIG_H\n#include <stdint.h>\ntypedef {a} act_t;\n'
-                f'typedef {w} wt_t;\ntypedef {acc} acc_t;\n#endif\n')
+                f'typedef {a} wt_t;\ntypedef {acc} acc_t;\n#endif\n')
 
     def weights_c(self):
         out = ['#include "yint.h"\n']
-        wt = np.int16 if self.manifest['number_format'] == 'q16' else np.int8
         for e in self.manifest['layers']:
             if e['type'] != 'conv':
                 continue
             i = e['index']
-            out.append(c_array(f'yint_w{i}', self.arrays[e['weight']].astype(wt)))
+            out.append(c_array(f'yint_w{i}', self.arrays[e['weight']].astype(self.act)))
             for key, r in (('', e['requant']), ('_neg', e.get('requant_neg'))):
                 if r:
                     for part, dtype in (('m', np.int32), ('n', np.int8), ('b', np.int64)):
@@ -233,11 +231,10 @@ class Writer:
                 'void yint_model(const uint8_t *pixels, const act_t **heads);\n\n#endif\n')
 
     def weight_bytes(self):
-        wt = 2 if self.manifest['number_format'] == 'q16' else 1
         n = 0
         for e in self.manifest['layers']:
             if e['type'] == 'conv':  # weights; per channel M (4 bytes), n (1) and B (8)
-                n += self.arrays[e['weight']].size * wt
+                n += self.arrays[e['weight']].size * self.act.itemsize
                 n += sum(self.arrays[r['m']].size * 13 for r in (e['requant'], e.get('requant_neg'))
                          if r)
         return n

@@ -42,7 +42,7 @@ from models.darknet import is_quantized
 from models.layers import ConvBNAct, MaxPool, Route, SegmentHead, Upsample, YoloLayer
 from models.summary import layer_shapes
 from quantize.fixed_point import FixedPointError, bits_for, is_power_of_two, multiplier
-from quantize.int_runtime import FORMAT
+from quantize.int_runtime import FORMAT, WIDTH
 from quantize.loader import load_model
 from quantize.modules import QuantConvBNAct, QuantShortcut
 from quantize.qdq import act_qparams, output_quantizers
@@ -53,7 +53,7 @@ from utils.log import LOGGER
 from utils.options import Parser
 from utils.runs import increment_path
 
-FORMATS = {'s8': 8, 'q8': 8, 'q16': 16}  # the most bits a format's tensors hold
+FORMATS = {f: np.iinfo(t).bits for f, t in WIDTH.items()}  # the most bits a format holds
 ACTIVATIONS = {nn.Identity: 'linear', nn.ReLU: 'relu', nn.LeakyReLU: 'leaky'}
 EXACT_BITS = 53  # float64 holds every integer below 2^53: the runtime's GEMM is exact below
 

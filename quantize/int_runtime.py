@@ -168,16 +168,14 @@ def run(manifest, arrays, pixels, keep_all=False):
 
 
 def image_pixels(path, img_size):
-    """An image file as the loaders give it: letterboxed to img_size, RGB, (1, 3, h, w) uint8."""
-    from utils.augment import letterbox  # noqa: PLC0415
-    from utils.sources import image_problem  # noqa: PLC0415
+    """An image file as detect.py feeds it: letterboxed to img_size, RGB, (1, 3, h, w) uint8."""
+    from utils.sources import image_problem, prepare  # noqa: PLC0415
 
     img = cv2.imread(str(path))
     problem = image_problem(img)
     if problem:
         raise DataError(f'{path}: {problem}')
-    img = letterbox(img, img_size)[0]
-    return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))[None]
+    return prepare(img, img_size)[0][None]
 
 
 def layer_names(manifest):

@@ -106,3 +106,13 @@ def test_unreadable_integer_models_fail_with_one_line(tiny_data, tmp_path):
     bad.write_text('{"format": "yolo-int/2"}')
     r = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.count('\n') == 1 and 'missing cfg' in r.stderr
+
+
+@pytest.mark.parametrize('fmt', ['s8', 'q8', 'q16'])
+def test_ptq_format_calibrates_a_checkpoint_the_integer_export_reads_as_that_format(fmt):
+    from quantize.export_int import integer_model
+    from quantize.ptq import calibrated
+    from tests.conftest import _built
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    model = calibrated(_built('yolov3-mini'), [x], 'max', fmt=fmt)
+    assert integer_model(model)[0]['number_format'] == fmt

@@ -182,6 +182,14 @@ def _check_mask(path: Path, shape_hw, seg_nc):
 MAX_ASPECT = 64  # a 320 px letterbox keeps such an image at least 5 pixels thick
 
 
+def thin_image_problem(h, w):
+    """Why an image of h x w pixels is too thin to letterbox, or None."""
+    if min(h, w) < 2 or max(h, w) > MAX_ASPECT * min(h, w):
+        return (f'image of {w}x{h} pixels: too thin to resize (at most {MAX_ASPECT}:1 and 2 '
+                'pixels a side)')
+    return None
+
+
 def _check_image(img: Path):
     """(height, width) of a readable image, or raise ValueError with the reason."""
     try:
@@ -198,9 +206,9 @@ def _check_image(img: Path):
             f.seek(-2, 2)
             if f.read() != b'\xff\xd9':
                 raise ValueError('corrupt image (truncated JPEG)')
-    if min(h, w) < 2 or max(h, w) > MAX_ASPECT * min(h, w):
-        raise ValueError(f'image of {w}x{h} pixels: too thin to resize (at most '
-                         f'{MAX_ASPECT}:1 and 2 pixels a side)')
+    problem = thin_image_problem(h, w)
+    if problem:
+        raise ValueError(problem)
     return h, w
 
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from utils.augment import letterbox
-from utils.datasets import IMG_SUFFIXES, MAX_ASPECT, DataError
+from utils.datasets import IMG_SUFFIXES, DataError, thin_image_problem
 from utils.log import LOGGER
 
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.mpg', '.mpeg', '.wmv', '.webm')
@@ -40,7 +40,9 @@ def _files(source: str) -> list[Path]:
     return files
 
 
-def _prepare(img, img_size):
+def prepare(img, img_size):
+    """A BGR image letterboxed to img_size as the network input: RGB, (3, h, w) uint8; also
+    (gain, pad) to map boxes back."""
     boxed, gain, pad = letterbox(img, img_size, auto=False)
     return np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1)), (gain, pad)
 
@@ -52,7 +54,7 @@ def _video_frames(cap, path, img_size):
         ok, img = cap.read()
         if not ok:
             break
-        x, ratio_pad = _prepare(img, img_size)
+        x, ratio_pad = prepare(img, img_size)
         yield Frame(path, index, img, x, ratio_pad, True, fps)
         index += 1
     cap.release()
@@ -81,7 +83,7 @@ def iter_frames(source: str, img_size: int):
         if problem:  # one bad file in a folder: the others still run
             LOGGER.warning(f'WARNING: skipped {f}: {problem}')
             continue
-        x, ratio_pad = _prepare(img, img_size)
+        x, ratio_pad = prepare(img, img_size)
         yield Frame(str(f), 0, img, x, ratio_pad, False)
 
 
@@ -89,7 +91,4 @@ def image_problem(img):
     """Why a decoded image (or None) cannot be letterboxed, or None."""
     if img is None:
         return 'cannot be read as an image'
-    h, w = img.shape[:2]
-    if min(h, w) < 2 or max(h, w) > MAX_ASPECT * min(h, w):
-        return f'image of {w}x{h} pixels: too thin to resize (at most {MAX_ASPECT}:1)'
-    return None
+    return thin_image_problem(*img.shape[:2])
