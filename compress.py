@@ -28,22 +28,24 @@ import numpy as np
 import export
 import train
 from models.darknet import is_quantized
-from models.weights import load_checkpoint
+from models.weights import WeightsError, load_checkpoint
 from prune.cost import percent_for_bflops
 from prune.masks import RANKS
 from prune.methods import METHODS
 from prune.runner import run_method
+from prune.surgery import PruneError, prune_model
 from prune.sparsity import sparse_convs
 from quantize.loader import load_for_inference, load_model
 from quantize.qdq import dequantized_model, onnxruntime_target
 from utils.cli import friendly_errors
 from utils.compress_report import write_report
-from utils.datasets import available_memory, cache_bytes, parse_data_cfg
+from utils.datasets import DataError, available_memory, cache_bytes, parse_data_cfg
 from utils.errors import OptionError
 from utils.evaluate import evaluate_on, headline
 from utils.files import atomic_write_text
+from utils.hyp import load_hyp
 from utils.log import LOGGER
-from utils.options import Parser, add_shared
+from utils.options import Parser, add_shared, image_size
 from utils.runs import increment_path, project_dir
 from utils.timing import interleaved, torch_runners
 from utils.torch_utils import select_device
@@ -143,7 +145,7 @@ def train_stage(run, stage, cfg, weights, img_size=0, **kw):
 
 def write_cfg_of(weights, path):
     """A .pt holds its cfg; later stages and darknet tools want it as a file."""
-    path.write_text(load_checkpoint(weights)['cfg'])
+    atomic_write_text(path, load_checkpoint(weights)['cfg'])
     return path
 
 
@@ -279,6 +281,7 @@ def run(**opt):
         raise OptionError(f"unknown option(s): {', '.join(sorted(unknown))}")
     opt = defaults() | opt
     check(opt)
+    check_inputs(opt)
     skip = (set(opt['skip']) | ({'qat'} if not opt['quantized'] else set()) |
             ({'sparse24'} if not opt['sparse24'] else set()))
     r = find_run(opt)
@@ -326,6 +329,42 @@ def check(opt):
         raise OptionError('--s and --shortcuts must be 0 or more, --latency-runs 1 or more')
 
 
+def check_inputs(opt):
+    """The model, the dataset and the hyp files are read now: a bad one fails before a run
+    folder exists, not stages later."""
+    model = load_model(opt['weights'], opt['cfg'] or None)
+    data = parse_data_cfg(opt['data'])
+    for key in ('train', 'valid'):
+        if not Path(data[key]).exists():
+            raise DataError(f"{opt['data']}: {key}= {data[key]} does not exist")
+    if model.yolo_layers and model.nc != data['classes']:
+        raise WeightsError(f"{opt['cfg'] or opt['weights']}: the model detects {model.nc} "
+                           f"classes, {opt['data']} has {data['classes']}")
+    for key in ('hyp_sparse', 'hyp_finetune', 'hyp_sparse24'):
+        if opt[key]:
+            load_hyp(opt[key])
+    if opt['keep_bflops'] and 'prune' not in opt['skip']:
+        check_reachable(model.float().eval(), opt)
+
+
+def check_reachable(model, opt):
+    """--keep-bflops within the method's deepest cut, which sparse training does not move
+    (the same layers, heads and per-layer floors stay)."""
+    method = METHODS[opt['method']]
+    kw = method.resolve(**{k: opt[k] for k in method.options if k in opt})
+    if 'percent' not in kw:
+        return
+    try:
+        deepest = prune_model(model, method.plan(model, **(kw | {'percent': 0.99})))
+    except PruneError:
+        return  # the method refuses that deep a cut on the dense model; the stage will bisect
+    share = deepest.info(opt['img_size'])['bflops'] / model.info(opt['img_size'])['bflops']
+    if share > opt['keep_bflops']:
+        raise OptionError(f"--keep-bflops {opt['keep_bflops']}: out of reach, the deepest cut "
+                          f"of --method {opt['method']} keeps {share:.1%} of the BFLOPs (fixed "
+                          f'layers, heads and the per-layer floor stay)')
+
+
 def defaults():
     return vars(parse_opt([]))
 
@@ -334,8 +373,8 @@ def parser():
     p = Parser(prog='compress.py', description=__doc__.splitlines()[0])
     add_shared(p, cfg='', weights='weights/yolov3-mini.pt', data='data/shapes.data',
                batch_size=16, device='', workers=2, project='runs/compress', name='exp')
-    p.add_argument('--img-size', type=int, default=320, help='evaluation and training size')
-    p.add_argument('--img-size-sparse', type=int, default=0,
+    p.add_argument('--img-size', type=image_size, default=320, help='evaluation and training size')
+    p.add_argument('--img-size-sparse', type=lambda t: 0 if t == '0' else image_size(t), default=0,
                    help='train size of the sparse stage (0: --img-size); it is evaluated and '
                         'fine-tuned at --img-size')
     p.add_argument('--no-cache', action='store_true',

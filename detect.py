@@ -11,6 +11,7 @@ original image; --save-masks adds masks/<name>.png, the class index of every pix
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from utils.datasets import load_names, parse_data_cfg
 from utils.log import LOGGER
 from utils.errors import OptionError
 from utils.nms import non_max_suppression
-from utils.options import Parser, add_shared, one_size, unit_float
-from utils.files import atomic_path
+from utils.options import Parser, add_shared, at_least, one_size, unit_float
+from utils.files import atomic_write_text, write_image
 from utils.plots import draw_boxes, draw_mask, palette
 from utils.runs import increment_path
 from utils.sources import iter_frames
@@ -83,7 +84,7 @@ class Outputs:
 
     def __init__(self, save_dir, save_txt, save_masks=False):
         self.save_dir, self.save_txt, self.writers = Path(save_dir), save_txt, {}
-        self.save_masks = save_masks
+        self.save_masks, self.videos = save_masks, []
         for kind, on in (('labels', save_txt), ('masks', save_masks)):
             if on:
                 (self.save_dir / kind).mkdir(parents=True, exist_ok=True)
@@ -94,23 +95,28 @@ class Outputs:
             writer = self.writers.get(frame.path)
             if writer is None:
                 h, w = drawn.shape[:2]
-                out = str(self.save_dir / f'{stem}.mp4')
-                writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*'mp4v'), frame.fps, (w, h))
+                out = self.save_dir / f'{stem}.mp4'
+                partial = out.with_name(f'.{stem}.partial.mp4')  # renamed when the video ends
+                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*'mp4v'),
+                                         frame.fps, (w, h))
                 self.writers[frame.path] = writer
+                self.videos.append((partial, out))
             writer.write(drawn)
             stem = f'{stem}_{frame.index}'
         else:
-            cv2.imwrite(str(self.save_dir / Path(frame.path).name), drawn)
+            write_image(self.save_dir / Path(frame.path).name, drawn)
         if self.save_masks and mask is not None:
-            with atomic_path(self.save_dir / 'masks' / f'{stem}.png') as tmp:
-                cv2.imwrite(str(tmp), mask)
+            write_image(self.save_dir / 'masks' / f'{stem}.png', mask)
         if self.save_txt:
             lines = label_lines(det, frame.image.shape)
-            (self.save_dir / 'labels' / f'{stem}.txt').write_text(''.join(f'{x}\n' for x in lines))
+            atomic_write_text(self.save_dir / 'labels' / f'{stem}.txt',
+                              ''.join(f'{x}\n' for x in lines))
 
     def close(self):
         for w in self.writers.values():
             w.release()
+        for partial, out in self.videos:
+            os.replace(partial, out)
 
 
 def show(window, img, state):
@@ -137,6 +143,9 @@ def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, name
     if size is None:
         raise OptionError(f'{weights}: a dynamic graph takes any size: give --img-size')
     names = resolve_names(names, weights, model.nc, data) if model.nc else []
+    if classes and max(classes) >= model.nc:
+        raise OptionError(f'--classes {max(classes)}: the model detects classes 0 to '
+                          f'{model.nc - 1}')
     colors = palette(model.seg_nc, head_option(model, 'colormap')) if model.seg_nc else None
     save_dir = increment_path(project, name, exist_ok)
     outputs, gui = Outputs(save_dir, save_txt, save_masks), {}
@@ -185,9 +194,9 @@ def parser():
                    help='.names file (default: the --data names, else those in the checkpoint)')
     p.add_argument('--conf-thres', type=unit_float, default=0.25)
     p.add_argument('--iou-thres', type=unit_float, default=0.45)
-    p.add_argument('--classes', type=int, nargs='+', default=None, help='keep only these')
+    p.add_argument('--classes', type=at_least(0), nargs='+', default=None, help='keep only these')
     p.add_argument('--agnostic-nms', action='store_true', help='NMS across classes')
-    p.add_argument('--max-det', type=int, default=300)
+    p.add_argument('--max-det', type=at_least(1), default=300)
     p.add_argument('--save-txt', action='store_true', help='write labels with confidences')
     p.add_argument('--save-masks', action='store_true',
                    help='segmenting networks: write each class map as masks/<name>.png')

@@ -45,13 +45,15 @@ from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weigh
                           int8_initializers, onnxruntime_target, qdq_model)
 from utils.cli import friendly_errors
 from utils.errors import ToolkitError
-from utils.files import atomic_path, atomic_write_text
+from utils.files import atomic_path, atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser, add_shared
+from utils.options import Parser, add_shared, at_least
 from utils.runs import increment_path
 from utils.torch_utils import DeviceError, select_device
 
 FORMATS = ('darknet', 'onnx', 'engine', 'c')
+MIN_OPSET = 11  # Resize and dynamic Slice as exported; Q/DQ per channel needs 13
+MIN_OPSET_INT8 = 13
 
 
 class ExportError(ToolkitError, RuntimeError):
@@ -289,13 +291,22 @@ def int8_model(model, calib_images, calib, method, img_size, device):
     """A float model calibrated now (quantize/ptq.py's calibrators) for an int8 export."""
     from quantize.ptq import calibrated, calibration_batches  # noqa: PLC0415
 
-    if not calib_images:
-        raise ExportError('--int8 on a float checkpoint calibrates it: give --calib-images (a '
-                          'list file, folder or glob of representative images), or export a '
-                          'QAT / quantize/ptq.py checkpoint')
     batches = calibration_batches(calib_images, model.nc, calib, img_size, 16, device, 2)
     LOGGER.info(f'calibrated int8 ranges on {sum(len(b) for b in batches)} images ({method})')
     return calibrated(model, batches, method)
+
+
+def check_options(fmt, batch, dla, int_format):
+    """Flags that do not go together, refused before the model is loaded."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    if batch < 1:
+        raise ExportError(f'--batch must be 1 or more, got {batch}')
+    if dla is not None and fmt != 'engine':
+        raise ExportError('--dla picks the DLA core of a TensorRT engine: it needs --format '
+                          'engine')
+    if int_format and fmt != 'c':
+        raise ExportError("--int-format is the C project's number format: it needs --format c")
 
 
 def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, batch=1,
@@ -303,36 +314,42 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, bat
         calib_method='entropy', dla=None, opset=17, nms=False, simplify=False, int_format='',
         device='', project='runs/export', name='exp', exist_ok=False):
     """Export; returns the list of files written."""
-    if fmt not in FORMATS:
-        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
-    if batch < 1:
-        raise ExportError(f'--batch must be 1 or more, got {batch}')
+    check_options(fmt, batch, dla, int_format)
     device = select_device(device)
     if half and device.type != 'cuda':
         raise DeviceError('--half exports fp16, which needs a CUDA --device')
     model = load_model(weights, cfg or None).to(device).eval()
     img_hw = export_size(img_size, model)
-    if int8 and fmt != 'darknet' and not is_quantized(model):
+    int8 = (int8 or is_quantized(model)) and fmt != 'darknet'
+    if int8 and fmt in ('onnx', 'engine') and opset < MIN_OPSET_INT8:
+        raise ExportError(f'--opset {opset}: an int8 graph (QuantizeLinear per channel) needs '
+                          f'{MIN_OPSET_INT8} or more')
+    if int8 and not is_quantized(model) and not calib_images:
+        raise ExportError('--int8 on a float checkpoint calibrates it: give --calib-images (a '
+                          'list file, folder or glob of representative images), or export a '
+                          'QAT / quantize/ptq.py checkpoint')
+    save_dir = increment_path(project, name, exist_ok)  # an unwritable folder fails before work
+    if int8 and not is_quantized(model):
         model = int8_model(model, calib_images, calib, calib_method, img_hw[0], device)
-    int8 = is_quantized(model) and fmt != 'darknet'
-    save_dir = increment_path(project, name, exist_ok)
     stem = save_dir / Path(weights).stem
     if half:
         model = model.half()
     onnx_kw = {'dynamic': dynamic, 'opset': opset, 'nms': nms, 'simplify': simplify,
                'qdq': qdq}
-    if fmt == 'darknet':
-        files = export_darknet(model.float(), stem)
-    elif fmt == 'c':
-        files = export_c_project(model, stem, img_hw, int_format)
-    elif fmt == 'onnx':
-        files = export_onnx(model, stem, img_hw, batch, **onnx_kw)
-    else:
-        files = export_engine(model, stem, img_hw, batch, half, device, int8, dla, **onnx_kw)
-    atomic_write_text(save_dir / 'export.json', json.dumps(
-        {'weights': str(weights), 'format': fmt, 'img_size': list(img_hw), 'batch': batch,
-         'dynamic': dynamic, 'half': half, 'int8': int8, 'qdq': qdq if int8 else None,
-         'nms': nms, 'files': files}, indent=2))
+    outputs = [f'{stem}{suffix}' for suffix in ('.cfg', '.weights', '.onnx', '.engine', '_c')]
+    with whole_or_none(outputs):  # export.json, written last, says the set is whole
+        if fmt == 'darknet':
+            files = export_darknet(model.float(), stem)
+        elif fmt == 'c':
+            files = export_c_project(model, stem, img_hw, int_format)
+        elif fmt == 'onnx':
+            files = export_onnx(model, stem, img_hw, batch, **onnx_kw)
+        else:
+            files = export_engine(model, stem, img_hw, batch, half, device, int8, dla, **onnx_kw)
+        atomic_write_text(save_dir / 'export.json', json.dumps(
+            {'weights': str(weights), 'format': fmt, 'img_size': list(img_hw), 'batch': batch,
+             'dynamic': dynamic, 'half': half, 'int8': int8, 'qdq': qdq if int8 else None,
+             'nms': nms, 'files': files}, indent=2))
     LOGGER.info(f"exported {', '.join(files)}")
     return files
 
@@ -373,11 +390,12 @@ def parser():
                    help='int8: the engine the Q/DQ graph is for (quantize/qdq.py); '
                         'onnxruntime-u8: uint8 weights, exact on x86 CPUs without VNNI')
     p.add_argument('--calib-images', default='', help='--int8: image list file, folder or glob')
-    p.add_argument('--calib', type=int, default=256, help='--int8: calibration images')
+    p.add_argument('--calib', type=at_least(1), default=256, help='--int8: calibration images')
     p.add_argument('--calib-method', default='entropy',
                    choices=['max', 'percentile', 'mse', 'entropy'])
     p.add_argument('--dla', type=int, default=None, help='engine: DLA core (Jetson)')
-    p.add_argument('--opset', type=int, default=17)
+    p.add_argument('--opset', type=at_least(MIN_OPSET), default=17,
+                   help=f'ONNX opset, {MIN_OPSET} or more ({MIN_OPSET_INT8} or more for int8)')
     p.add_argument('--nms', action='store_true', help='ONNX: add a NonMaxSuppression node')
     p.add_argument('--simplify', action='store_true', help='ONNX: simplify with onnxslim')
     p.add_argument('--int-format', default='', choices=['', *INT_FORMATS],

@@ -20,7 +20,7 @@ from utils.errors import OptionError
 from utils.evaluate import evaluate_model
 from utils.files import atomic_write_text
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, one_size, unit_float
+from utils.options import Parser, add_shared, at_least, one_size, unit_float
 from utils.plots import save_figure
 from utils.runs import increment_path
 from utils.torch_utils import select_device
@@ -95,7 +95,7 @@ def parser():
                device='', workers=2, project='runs/test', name='exp', exist_ok=False)
     p.add_argument('--conf-thres', type=unit_float, default=0.001)
     p.add_argument('--iou-thres', type=unit_float, default=0.6, help='NMS IoU threshold')
-    p.add_argument('--max-det', type=int, default=300, help='detections kept per image')
+    p.add_argument('--max-det', type=at_least(1), default=300, help='detections kept per image')
     p.add_argument('--task', default='val', choices=['val', 'test', 'study'])
     p.add_argument('--save-json', action='store_true', help='write COCO predictions.json')
     return p

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import dataclasses
 import math
 import os
@@ -41,12 +42,12 @@ from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
 from utils.errors import OptionError, ToolkitError
 from utils.evaluate import evaluate_model
-from utils.files import atomic_write_text
+from utils.files import atomic_write_text, check_room, check_writable
 from utils.hooks import build_hooks
 from utils.hyp import load_hyp
 from utils.log import LOGGER
 from utils.loss import Criterion, scaled_gains
-from utils.options import Options, Parser, field
+from utils.options import Options, Parser, at_least, field, positive_float, unit_float
 from utils.plots import plot_results
 from utils.runs import increment_path, project_dir, save_options
 from utils.torch_utils import ModelEMA, param_groups, select_device, unwrap
@@ -107,11 +108,12 @@ class TrainOptions(Options):
     sr_target: float = field(None, 'aim at the slim cut leaving KEEP of the BFLOPs (e.g. 0.3): '
                              'its channels get the push and drop out of a growing share of the '
                              'images, gone at --sr-fade of the epochs (then prune with '
-                             'slim_prune.py --rank layer)', type=float, metavar='KEEP')
+                             'slim_prune.py --rank layer)', type=unit_float, metavar='KEEP')
     sr_fade: float = field(FADE, 'with --sr-target: share of the epochs over which the cut fades '
-                           'out', type=float, metavar='SHARE')
+                           'out', type=unit_float, metavar='SHARE')
     sr_round: int = field(1, 'with --sr-target: every layer keeps a multiple of N channels (8 or '
-                          '16 suit CPU and GPU kernels; then prune with --round N)', type=int,
+                          '16 suit CPU and GPU kernels; then prune with --round N)',
+                          type=at_least(1),
                           metavar='N')
     t_cfg: str = field('', 'teacher cfg (a .pt holds its own)', flags=['--t_cfg', '--t-cfg'])
     t_weights: str = field('', 'teacher weights: distill', flags=['--t_weights', '--t-weights'])
@@ -120,7 +122,7 @@ class TrainOptions(Options):
                        choices=[1, 2, 3, 4, 5])
     kd_weight: float = field(1.0, 'gain of the distillation terms', type=float)
     kd_T: float = field(3.0, 'softmax temperature for classes', flags=['--kd-T', '--kd-t'],
-                        type=float)
+                        type=positive_float)
     kd_feature: str = field('l2', 'feature distance for --KDstr 4 and 5', choices=['l2', 'l1'])
     quantized: int = field(0, 'QAT: 1 Google 8-bit, 2 DoReFa, 3 TensorRT-style (0: off)',
                            type=int, choices=[0, 1, 2, 3])
@@ -133,7 +135,7 @@ class TrainOptions(Options):
     quant_observer: str = field('', 'activation ranges (default: ema)',
                                 choices=['', 'minmax', 'ema', 'percentile'])
     quant_freeze_epoch: int = field(-1, 'freeze observers and folded BN from this epoch '
-                                    '(default: at 70%% of the epochs)', type=int)
+                                    '(default: at 70%% of the epochs)', type=at_least(-1))
     sparse24: bool = field(False, "2:4 structured sparsity (the cfg's sparse=1 convs, else all "
                            'that can): magnitude masks from the start weights, kept every step',
                            action='store_true')
@@ -331,12 +333,18 @@ def _is_range(key):
 
 
 def append_results(path, row):
-    new = not path.exists()
-    with open(path, 'a', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    """Add the epoch's row to results.csv, dropping rows of this epoch or later (left by a run
+    killed after writing them, which --resume redoes); the file is replaced whole."""
+    rows = []
+    if path.exists():
+        with open(path, newline='') as f:
+            rows = [r for r in csv.DictReader(f)
+                    if str(r.get('epoch', '')).isdigit() and int(r['epoch']) < row['epoch']]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(row), restval='', extrasaction='ignore')
+    writer.writeheader()
+    writer.writerows([*rows, row])
+    atomic_write_text(path, text.getvalue())
 
 
 def run(**kw):
@@ -402,6 +410,8 @@ class Trainer:
         for h in self.hooks:
             h.hyp = hyp
         add_hook_parameters(self.optimizer, self.hooks, self.device)
+        if self.main and not opt.nosave:
+            self._check_checkpoint_room()
         self.lf = lr_lambda(hyp, opt.epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lf)
         self.ema = ModelEMA(self.model) if self.main else None
@@ -434,6 +444,16 @@ class Trainer:
         self.metrics = ({k: 0.0 for k in DET_KEYS} if model.yolo_layers else {}) | \
             ({k: 0.0 for k in SEG_KEYS} if model.seg_layers else {})
         self.last_plot = time.time()
+
+    def _check_checkpoint_room(self):
+        """weights/ takes last.pt and best.pt (model, EMA and optimizer state each), one written
+        beside its old copy: a read-only or full disk fails now, not after the first epoch."""
+        wdir = self.save_dir / 'weights'
+        wdir.mkdir(exist_ok=True)
+        check_writable(wdir)
+        n = sum(p.numel() for p in self.model.parameters())
+        moments = 2 if self.opt.adam else 1
+        check_room(wdir, 3 * n * 4 * (2 + moments), 'last.pt and best.pt')
 
     def _run_folder(self, save_dir):
         if self.main and save_dir is None:
@@ -602,9 +622,9 @@ class Trainer:
         if not opt.nosave:
             ckpt = checkpoint(self.model, self.ema, self.optimizer, self.scheduler, self.scaler,
                               epoch, self.best, opt.to_dict(), self.names, self.hooks, m)
-            save_checkpoint(ckpt, self.save_dir / 'weights' / 'last.pt')
-            if improved:
+            if improved:  # best.pt first: a last.pt of epoch k means best.pt has seen epoch k
                 save_checkpoint(ckpt, best_pt)
+            save_checkpoint(ckpt, self.save_dir / 'weights' / 'last.pt')
 
 
 def check_tasks(model, opt, nc, seg_names):

@@ -13,6 +13,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from utils.files import atomic_write_text
+
 
 def convert(json_path, out_dir, images_dir=None):
     coco = json.loads(Path(json_path).read_text())
@@ -39,11 +41,11 @@ def convert(json_path, out_dir, images_dir=None):
                          f'{bw / w:.6f} {bh / h:.6f}')
         n_labels += len(lines)
         (out / f"{Path(img['file_name']).stem}.txt").write_text(''.join(f'{x}\n' for x in lines))
-    (out.parent / f'{out.name}.names').write_text(''.join(f"{c['name']}\n" for c in cats))
+    atomic_write_text(out.parent / f'{out.name}.names', ''.join(f"{c['name']}\n" for c in cats))
     if images_dir:
         listing = ''.join(f"{Path(images_dir).resolve() / img['file_name']}\n"
                           for img in coco['images'])
-        (out.parent / f'{out.name}.txt').write_text(listing)
+        atomic_write_text(out.parent / f'{out.name}.txt', listing)
     print(f"{json_path}: {len(coco['images'])} images, {n_labels} labels, {len(cats)} classes, "
           f'{skipped} crowd annotations skipped -> {out}')
     return n_labels

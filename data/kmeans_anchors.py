@@ -21,6 +21,8 @@ from models.darknet import Darknet
 from utils.boxes import wh_iou
 from utils.cli import friendly_errors
 from utils.datasets import DataError, load_items, parse_data_cfg
+from utils.errors import OptionError
+from utils.options import Parser, at_least, image_size, positive_float
 
 
 def label_sizes(data, img_size):
@@ -83,11 +85,7 @@ def write_anchors(cfg_in, cfg_out, anchors):
     head with the finest grid. Another anchor count per head changes the conv before each head
     (filters = anchors x (5 + classes)): said, since those convs then train from scratch."""
     blocks = parse_cfg(cfg_in)
-    finest_first = _yolo_blocks_finest_first(blocks)
-    if len(anchors) % len(finest_first):
-        raise DataError(f'{cfg_in}: {len(anchors)} anchors do not split over '
-                        f'{len(finest_first)} heads (--n must be a multiple of '
-                        f'{len(finest_first)})')
+    finest_first = yolo_blocks(cfg_in, blocks, len(anchors))
     per = len(anchors) // len(finest_first)
     text = ',  '.join(f'{w:.0f},{h:.0f}' for w, h in anchors)
     for rank, j in enumerate(finest_first):
@@ -105,6 +103,15 @@ def write_anchors(cfg_in, cfg_out, anchors):
     save_cfg(blocks, cfg_out)
 
 
+def yolo_blocks(cfg, blocks, n):
+    """The [yolo] blocks finest first, checked to share ``n`` anchors evenly."""
+    heads = _yolo_blocks_finest_first(blocks)
+    if not heads or n % len(heads):
+        raise DataError(f'{cfg}: {n} anchors do not split over {len(heads)} [yolo] heads (--n '
+                        f'must be a multiple of {len(heads)})')
+    return heads
+
+
 def _yolo_blocks_finest_first(blocks):
     """Indexes (in blocks) of the [yolo] blocks, finest grid first."""
     model = Darknet(blocks)
@@ -115,6 +122,11 @@ def _yolo_blocks_finest_first(blocks):
 
 def run(data='data/shapes.data', n=9, img_size=320, cfg=None, out=None, generations=1000,
         seed=0, ratio=4.0):
+    if bool(cfg) != bool(out):
+        raise OptionError('--cfg and --out go together: the anchors are written into a copy of '
+                          '--cfg at --out')
+    if cfg:
+        yolo_blocks(cfg, parse_cfg(cfg), n)  # a bad cfg fails before the k-means
     wh = label_sizes(data, img_size)
     anchors = kmeans_iou(wh, n, seed)
     iou0, bpr0 = scores(anchors, wh, ratio)
@@ -132,15 +144,15 @@ def run(data='data/shapes.data', n=9, img_size=320, cfg=None, out=None, generati
 
 @friendly_errors
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
+    p = Parser(prog='data/kmeans_anchors.py', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data', default='data/shapes.data')
-    p.add_argument('--n', type=int, default=9, help='number of anchors')
-    p.add_argument('--img-size', type=int, default=320)
+    p.add_argument('--n', type=at_least(1), default=9, help='number of anchors')
+    p.add_argument('--img-size', type=image_size, default=320)
     p.add_argument('--cfg', default=None, help='cfg to write the anchors into (with --out)')
     p.add_argument('--out', default=None, help='output cfg path')
-    p.add_argument('--generations', type=int, default=1000)
-    p.add_argument('--ratio', type=float, default=4.0, help='BPR width/height ratio limit')
+    p.add_argument('--generations', type=at_least(0), default=1000)
+    p.add_argument('--ratio', type=positive_float, default=4.0, help='BPR width/height ratio limit')
     p.add_argument('--seed', type=int, default=0)
     opt = p.parse_args(argv)
     run(opt.data, opt.n, opt.img_size, opt.cfg, opt.out, opt.generations, opt.seed, opt.ratio)

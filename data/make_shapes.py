@@ -163,7 +163,9 @@ def generate(out=HERE / 'shapes', n_train=3000, n_val=300, img_size=320, seed=0,
         with Pool(workers, initializer=_init_worker) as pool:
             counts[split] = sum(pool.map(_write, jobs, chunksize=32))
         listing = ''.join(f'images/{split}/{i:06d}.jpg\n' for i in range(n))
-        (out / f'{split}.txt').write_text(listing)
+        tmp = out / f'.{split}.txt.partial'  # renamed last: the list marks a whole split
+        tmp.write_text(listing)
+        tmp.replace(out / f'{split}.txt')
     seconds = time.time() - t0
     if verbose:
         print(f'shapes dataset in {out}: {n_train} train images ({counts["train"]} objects), '

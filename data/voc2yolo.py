@@ -13,6 +13,8 @@ import argparse
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from utils.files import atomic_write_text
+
 VOC_NAMES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
              'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
              'train', 'tvmonitor')
@@ -47,7 +49,7 @@ def convert(voc_dir, split, keep_difficult=False):
         n_labels += len(lines)
         (voc / 'labels' / f'{i}.txt').write_text(''.join(f'{x}\n' for x in lines))
     images = ''.join(f"{(voc / 'JPEGImages' / f'{i}.jpg').resolve()}\n" for i in ids)
-    (voc / f'{split}.txt').write_text(images)
+    atomic_write_text(voc / f'{split}.txt', images)  # last: the list marks a whole split
     print(f"{voc} {split}: {len(ids)} images, {n_labels} labels -> {voc / 'labels'}")
     return n_labels
 

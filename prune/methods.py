@@ -11,21 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prune.masks import RANKS, cfg_plan, channel_plan, layer_plan
+from utils.options import at_least, unit_float
 
 # option name -> (flags, argparse keywords): the selection flags the methods share
 OPTIONS = {
-    'percent': (['--percent'], {'type': float, 'default': 0.5,
+    'percent': (['--percent'], {'type': unit_float, 'default': 0.5,
                                 'help': 'share of the ranked gammas to prune'}),
     'min_keep': (['--min-keep'], {'type': float, 'default': 0.0, 'help': 'every layer keeps at '
                                   'least this share of its channels (and one), or it is an error'}),
-    'layer_keep': (['--layer_keep', '--layer-keep'], {'type': float, 'default': 0.01, 'help':
+    'layer_keep': (['--layer_keep', '--layer-keep'], {'type': unit_float, 'default': 0.01, 'help':
                    'a layer under this share of its channels keeps its best ones instead'}),
-    'round': (['--round'], {'type': int, 'default': 1,
+    'round': (['--round'], {'type': at_least(1), 'default': 1,
                             'help': 'kept channels per layer: a multiple of this'}),
     'rank': (['--rank'], {'default': 'global', 'choices': RANKS,
                           'help': 'global: raw |gamma|; layer: |gamma| over the largest of its '
                                   'layer (layers whose scale the sparse training shrank)'}),
-    'shortcuts': (['--shortcuts', '--shortcut'], {'type': int, 'default': 2,
+    'shortcuts': (['--shortcuts', '--shortcut'], {'type': at_least(1), 'default': 2,
                                                   'help': 'residual blocks to drop'}),
 }
 

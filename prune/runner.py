@@ -16,9 +16,9 @@ from prune.surgery import PruneError, layer_masks, masked_model, prune_model, re
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
 from utils.evaluate import evaluate_model
-from utils.files import atomic_write_text
+from utils.files import atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, one_size
+from utils.options import Parser, add_shared, at_least, one_size
 from utils.runs import increment_path
 from utils.torch_utils import select_device
 
@@ -32,7 +32,8 @@ def parser(method, doc):
                name='exp', exist_ok=False)
     p.add_argument('--eval', action=argparse.BooleanOptionalAction, default=True,
                    help='evaluate mAP of the original, masked and pruned models')
-    p.add_argument('--latency-runs', type=int, default=20, help='0: skip the latency figures')
+    p.add_argument('--latency-runs', type=at_least(0), default=20,
+                   help='0: skip the latency figures')
     m = METHODS[method]
     for option in m.options:
         flags, kw = OPTIONS[option]
@@ -137,21 +138,23 @@ def prune_and_report(method, tag, select, cfg='', data='data/shapes.data',
         layer = f'first at layer {where[0]} ({where[1]:.2e})' if where else 'at the outputs'
         raise PruneError(f'pruned and masked outputs differ by {diff:.2e}, {layer}: nothing '
                          f'was written; please report this with the cfg')
+    loader = _val_loader(data_cfg, size, batch_size, workers, model.seg_nc) if eval else None
     save_dir = increment_path(project, name, exist_ok)
     stem = save_dir / '_'.join(filter(None, (_source_cfg_name(weights, cfg), method, tag)))
-    _save(pruned, stem, data_cfg['names'], {'method': method, 'source': str(weights)})
-    loader = _val_loader(data_cfg, size, batch_size, workers, model.seg_nc) if eval else None
-    stages = {}
-    for stage, net in (('original', model), ('masked', masked), ('pruned', pruned)):
-        metrics = evaluate_model(net, loader, data_cfg['names'], verbose=False, plots=False,
-                                 seg_names=data_cfg.get('seg_names')) if loader else None
-        stages[stage] = stage_figures(net, size, device, metrics, latency_runs)
-    rows = channel_rows(model, layer_masks(model, plan), plan.dropped_layers())
-    report = {'method': method, 'cfg': f'{stem}.cfg', 'weights': f'{stem}.weights',
-              'pt': f'{stem}.pt', 'source': str(weights), 'img_size': size,
-              'dropped_blocks': plan.dropped, 'max_abs_diff_pruned_vs_masked': diff,
-              **stages, 'channels': rows}
-    atomic_write_text(save_dir / 'prune.json', json.dumps(report, indent=2))
+    outputs = [Path(f'{stem}{suffix}') for suffix in ('.cfg', '.weights', '.pt')]
+    with whole_or_none(outputs):  # prune.json, written last, says the set is whole
+        _save(pruned, stem, data_cfg['names'], {'method': method, 'source': str(weights)})
+        stages = {}
+        for stage, net in (('original', model), ('masked', masked), ('pruned', pruned)):
+            metrics = evaluate_model(net, loader, data_cfg['names'], verbose=False, plots=False,
+                                     seg_names=data_cfg.get('seg_names')) if loader else None
+            stages[stage] = stage_figures(net, size, device, metrics, latency_runs)
+        rows = channel_rows(model, layer_masks(model, plan), plan.dropped_layers())
+        report = {'method': method, 'cfg': str(outputs[0]), 'weights': str(outputs[1]),
+                  'pt': str(outputs[2]), 'source': str(weights), 'img_size': size,
+                  'dropped_blocks': plan.dropped, 'max_abs_diff_pruned_vs_masked': diff,
+                  **stages, 'channels': rows}
+        atomic_write_text(save_dir / 'prune.json', json.dumps(report, indent=2))
     print(summary_table(stages, f' {method} prune: {Path(weights).name} '))
     print(channel_table(rows))
     LOGGER.info(f'pruned == masked: max |diff| {diff:.1e}\nsaved {stem}.cfg, .weights, .pt and '

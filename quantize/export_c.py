@@ -18,6 +18,7 @@ import numpy as np
 
 from quantize import int_runtime
 from utils.errors import ToolkitError
+from utils.files import pause_for_tests
 
 C_DIR = Path(__file__).parent / 'c'
 ACT = {'linear': 'YINT_LINEAR', 'relu': 'YINT_RELU', 'leaky': 'YINT_LEAKY'}
@@ -266,6 +267,18 @@ computes exactly what quantize/int_runtime.py computes.
 """
 
 
+def replace_folder(new, old):
+    """Put the finished folder ``new`` in ``old``'s place; an earlier ``old`` is moved aside
+    first and removed after, so a kill leaves either folder whole, never a mix."""
+    aside = old.with_name(old.name + '.old')
+    shutil.rmtree(aside, ignore_errors=True)
+    if old.exists():
+        old.rename(aside)
+    pause_for_tests(old)
+    new.rename(old)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def export_c(manifest, arrays, img_hw, out_dir):
     """Write the project into out_dir (built beside it, renamed when whole); returns the files."""
     if manifest['number_format'] not in int_runtime.WIDTH:
@@ -278,10 +291,14 @@ def export_c(manifest, arrays, img_hw, out_dir):
     texts = {'yint_config.h': writer.config_h(), 'model.h': writer.model_h(),
              'model.c': writer.model_c(), 'weights.c': writer.weights_c(),
              'README.md': writer.readme(out_dir.name)}
-    for name, text in texts.items():
-        (tmp / name).write_text(text)
-    for name in ('yint.h', 'yint.c', 'main.c'):
-        shutil.copyfile(C_DIR / name, tmp / name)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    name = ''
+    try:
+        for name, text in texts.items():
+            (tmp / name).write_text(text)
+        for name in ('yint.h', 'yint.c', 'main.c'):
+            shutil.copyfile(C_DIR / name, tmp / name)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(e.errno, e.strerror, str(out_dir / name)) from e
+    replace_folder(tmp, out_dir)
     return [str(out_dir / n) for n in (*texts, 'yint.h', 'yint.c', 'main.c')]

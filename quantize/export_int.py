@@ -48,7 +48,7 @@ from quantize.modules import QuantConvBNAct, QuantShortcut
 from quantize.qdq import act_qparams, output_quantizers
 from utils.cli import friendly_errors
 from utils.errors import ToolkitError
-from utils.files import atomic_path, atomic_write_text
+from utils.files import atomic_path, atomic_write_text, whole_or_none
 from utils.log import LOGGER
 from utils.options import Parser
 from utils.runs import increment_path
@@ -262,9 +262,10 @@ def run(weights='', format='', project='runs/int', name='exp', exist_ok=False):
     manifest, arrays = integer_model(model, format)
     save_dir = increment_path(project, name, exist_ok)
     stem = save_dir / f'{Path(weights).stem}_int'
-    with atomic_path(f'{stem}.npz') as tmp:
-        np.savez(tmp, **arrays)
-    atomic_write_text(f'{stem}.json', json.dumps(manifest, indent=1))  # last: the set is whole
+    with whole_or_none([f'{stem}.npz']):
+        with atomic_path(f'{stem}.npz') as tmp:
+            np.savez(tmp, **arrays)
+        atomic_write_text(f'{stem}.json', json.dumps(manifest, indent=1))  # last: a whole set
     n = sum(a.size for k, a in arrays.items() if k.startswith('w') and not k.startswith('ws'))
     LOGGER.info(f"wrote {stem}.npz ({n:,} integer weights, {manifest['number_format']}) and "
                 f"{stem}.json ({len(manifest['layers'])} layers)")

@@ -29,9 +29,9 @@ from quantize.fixed_point import requantize
 from utils.cli import friendly_errors
 from utils.datasets import DataError
 from utils.errors import ToolkitError
-from utils.files import atomic_path
+from utils.files import atomic_path, atomic_write_bytes, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser
+from utils.options import Parser, image_size
 
 FORMAT = 'yolo-int/2'
 WIDTH = {'s8': np.int8, 'q8': np.int8, 'q16': np.int16}
@@ -188,12 +188,14 @@ def dump(manifest, outs, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     width = WIDTH[manifest['number_format']]
     names = {'input': 'input', **layer_names(manifest)}
-    for key, t in outs.items():
-        a = t[0].astype(width)
-        with atomic_path(out_dir / f'{names[key]}.npy') as tmp:
-            np.save(tmp, a)
-        with atomic_path(out_dir / f'{names[key]}.bin') as tmp:
-            Path(tmp).write_bytes(a.astype(a.dtype.newbyteorder('<')).tobytes())
+    files = [out_dir / f'{names[key]}{suffix}' for key in outs for suffix in ('.npy', '.bin')]
+    with whole_or_none(files):  # a failed dump leaves no tensors that look like a whole set
+        for key, t in outs.items():
+            a = t[0].astype(width)
+            with atomic_path(out_dir / f'{names[key]}.npy') as tmp:
+                np.save(tmp, a)
+            atomic_write_bytes(out_dir / f'{names[key]}.bin',
+                               a.astype(a.dtype.newbyteorder('<')).tobytes())
     return len(outs)
 
 
@@ -214,7 +216,7 @@ def parser():
     p = Parser(prog='quantize/int_runtime.py', description=__doc__.splitlines()[0])
     p.add_argument('--weights', required=True, help='an integer model: <stem>_int.json')
     p.add_argument('--source', required=True, help='one image')
-    p.add_argument('--img-size', type=int, default=None, help="default: the cfg's height")
+    p.add_argument('--img-size', type=image_size, default=None, help="default: the cfg's height")
     p.add_argument('--dump', dest='dump_dir', required=True,
                    help='folder for every layer\'s integers (.npy and .bin)')
     return p

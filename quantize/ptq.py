@@ -29,9 +29,9 @@ from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
 from utils.errors import OptionError
 from utils.evaluate import evaluate_model, headline
-from utils.files import atomic_write_text
+from utils.files import atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser, add_shared
+from utils.options import Parser, add_shared, one_size
 from utils.runs import increment_path
 from utils.torch_utils import select_device
 
@@ -74,31 +74,36 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
     device = select_device(device)
     data_cfg = parse_data_cfg(data)
     float_model = load_model(weights, cfg or None).float().to(device).eval()
+    save_dir = increment_path(project, name, exist_ok)  # an unwritable folder fails before work
     batches = calibration_batches(data_cfg['train'], len(data_cfg['names']), calib, img_size,
                                   batch_size, device, workers)
     model = calibrated(float_model, batches, method, percentile, fpga, format)
-    save_dir = increment_path(project, name, exist_ok)
     tag = '' if format == 's8' else f'_{format}'
     path = save_dir / f'{Path(weights).stem}_ptq{tag}_{method}.pt'
-    save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict(),
-                     'quant': model.quant_config, 'names': data_cfg['names'],
-                     'ptq': {'method': method, 'calib': calib}}, path)
-    report = {'weights': str(weights), 'pt': str(path), 'method': method, 'calib': calib,
-              'format': format}
-    if eval:
-        loader, _ = create_dataloader(data_cfg['valid'], len(data_cfg['names']), img_size,
-                                      batch_size, workers=workers, prefix='valid: ',
-                                      seg_nc=model.seg_nc)
-        for key, m in (('float', float_model), ('int8', model)):
-            r = evaluate_model(m, loader, data_cfg['names'], verbose=False, plots=False,
-                               seg_names=data_cfg.get('seg_names'))
-            report[key] = headline(r)
-        change = ', '.join(f"{k} {report['float'][k]:.4f} -> {report['int8'][k]:.4f}"
-                           for k in report['float'])
-        LOGGER.info(f'float -> int8: {change} ({method}, {calib} images)')
-    atomic_write_text(save_dir / 'ptq.json', json.dumps(report, indent=2))
+    with whole_or_none([path]):  # ptq.json, written last, says the checkpoint is whole
+        save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict(),
+                         'quant': model.quant_config, 'names': data_cfg['names'],
+                         'ptq': {'method': method, 'calib': calib}}, path)
+        report = {'weights': str(weights), 'pt': str(path), 'method': method, 'calib': calib,
+                  'format': format}
+        if eval:
+            report |= compare(float_model, model, data_cfg, img_size, batch_size, workers)
+            change = ', '.join(f"{k} {report['float'][k]:.4f} -> {report['int8'][k]:.4f}"
+                               for k in report['float'])
+            LOGGER.info(f'float -> int8: {change} ({method}, {calib} images)')
+        atomic_write_text(save_dir / 'ptq.json', json.dumps(report, indent=2))
     LOGGER.info(f'saved {path}')
     return report
+
+
+def compare(float_model, model, data_cfg, img_size, batch_size, workers):
+    """Headline metrics of the float and the calibrated model on the validation split."""
+    loader, _ = create_dataloader(data_cfg['valid'], len(data_cfg['names']), img_size,
+                                  batch_size, workers=workers, prefix='valid: ',
+                                  seg_nc=model.seg_nc)
+    return {key: headline(evaluate_model(m, loader, data_cfg['names'], verbose=False,
+                                         plots=False, seg_names=data_cfg.get('seg_names')))
+            for key, m in (('float', float_model), ('int8', model))}
 
 
 def parser():
@@ -118,7 +123,7 @@ def parser():
 
 def parse_opt(argv=None):
     opt = parser().parse_args(argv)
-    opt.img_size = opt.img_size[0] if isinstance(opt.img_size, list) else opt.img_size
+    opt.img_size = one_size(opt.img_size, 320)
     return opt
 
 

@@ -45,7 +45,7 @@ from utils.errors import OptionError
 from utils.evaluate import evaluate_model, headline
 from utils.files import atomic_write_text
 from utils.log import LOGGER
-from utils.options import Parser, add_shared
+from utils.options import Parser, add_shared, one_size
 from utils.plots import pyplot, save_figure
 from utils.runs import increment_path
 from utils.torch_utils import select_device
@@ -227,12 +227,12 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
     d = parse_data_cfg(data)
     nc, names, seg_names = len(d['names']), d['names'], d.get('seg_names')
     model = load_model(weights, cfg or None).float().to(device).eval()
+    save_dir = increment_path(project, name, exist_ok)  # an unwritable folder fails before work
     batches_calib = calibration_batches(d['train'], nc, calib, img_size, batch_size, device,
                                         workers)
     subset_batches = preload(d['train'], nc, subset, img_size, batch_size, workers, model.seg_nc)
     base, rows = measure(model, batches_calib, Scorer(subset_batches, names, seg_names), method,
                          int4)
-    save_dir = increment_path(project, name, exist_ok)
     report = {'weights': str(weights), 'method': method, 'calib': calib, 'subset': subset,
               'float_subset': round(base, 3), 'layers': {str(i): r for i, r in rows.items()}}
     plot(rows, save_dir / 'sensitivity.png')
@@ -309,7 +309,7 @@ def parser():
 
 def parse_opt(argv=None):
     opt = parser().parse_args(argv)
-    opt.img_size = opt.img_size[0] if isinstance(opt.img_size, list) else opt.img_size
+    opt.img_size = one_size(opt.img_size, 320)
     return opt
 
 

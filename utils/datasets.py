@@ -74,7 +74,13 @@ def parse_data_cfg(path, generate=True) -> dict:
     if not path.is_file():
         raise DataError(f'{path}: .data file not found')
     data = DataCfg(path)
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        text = '\0'
+    if '\0' in text:
+        raise DataError(f'{path}: not a text file (a .data file is key=value lines)')
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.split('#', 1)[0].strip()
         if not line:
             continue
@@ -285,7 +291,9 @@ def load_items(source, nc, prefix='', seg_nc=0):
     files = image_files(source)
     if not files:
         raise DataError(f'{source}: lists no images')
-    cache_file = cache_path_for(source) if Path(source).exists() else None
+    # a list file or a folder gets a cache beside it; one image (or a glob) is checked each time
+    single = Path(source).suffix.lower() in IMG_SUFFIXES
+    cache_file = cache_path_for(source) if Path(source).exists() and not single else None
     key = f'{CACHE_VERSION}:{nc}:{seg_nc}:{_fingerprint(files, seg_nc)}'
     cached = None
     if cache_file and cache_file.is_file():

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import glob
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from utils.errors import ToolkitError
 
 
 def _umask() -> int:
@@ -27,26 +31,99 @@ def atomic_path(path):
     np.savez, matplotlib): they write the temporary name, the final name appears complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=path.suffix, dir=path.parent)
+    _remove_orphans(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.{os.getpid()}.', suffix=path.suffix,
+                                   dir=path.parent)
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from e
     os.close(fd)
     try:
         yield Path(tmp)
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        _pause_for_tests(path)
+        pause_for_tests(path)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename not in (None, tmp):
+            raise
+        # name the file the user asked for, not the hidden temporary one
+        raise OSError(e.errno, e.strerror or f'write failed ({e})', str(path)) from e
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _pause_for_tests(path):
-    """YOLO_PAUSE_BEFORE_RENAME=<file name pattern>: stop just before renaming a matching file,
-    so that a test can kill the process at the worst moment (tests/test_bad_inputs.py)."""
-    pattern = os.environ.get('YOLO_PAUSE_BEFORE_RENAME')
-    if pattern and fnmatch.fnmatch(path.name, pattern):
+def _remove_orphans(path):
+    """Temporary files of ``path`` left by killed processes (their pid, in the name, is gone);
+    those of live writers stay."""
+    for tmp in path.parent.glob(f'.{glob.escape(path.name)}.*'):
+        pid = tmp.name[len(path.name) + 2:].split('.', 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def whole_or_none(paths):
+    """Outputs written together: when the block fails (or is interrupted), those of ``paths`` it
+    created or replaced are removed, so no partial set stays under the final names."""
+    def stamp(p):
+        return p.stat().st_mtime_ns if p.exists() else None
+    paths = [Path(p) for p in paths]
+    before = [stamp(p) for p in paths]
+    try:
+        yield
+    except BaseException:
+        for p, old in zip(paths, before):
+            if p.exists() and stamp(p) != old:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        raise
+
+
+_renames = {}
+
+
+def pause_for_tests(path):
+    """YOLO_PAUSE_BEFORE_RENAME=<file name pattern>[:N]: stop just before the N-th (default
+    first) rename of a matching file, so that a test can kill the process at the worst moment
+    (tests/test_kills.py)."""
+    pattern, _, nth = os.environ.get('YOLO_PAUSE_BEFORE_RENAME', '').partition(':')
+    if not pattern or not fnmatch.fnmatch(Path(path).name, pattern):
+        return
+    _renames[pattern] = _renames.get(pattern, 0) + 1
+    if _renames[pattern] == int(nth or 1):
         print(f'paused before renaming {path}', file=sys.stderr, flush=True)
         time.sleep(600)
+
+
+def check_writable(folder) -> None:
+    """Fail now, not after the work, when ``folder`` cannot take new files (read-only, full)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.write-test.', dir=folder)
+    except OSError as e:
+        raise OSError(e.errno, f'{e.strerror} (the output folder must be writable)',
+                      str(folder)) from e
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_room(folder, nbytes: int, what: str) -> None:
+    """Fail before the work when ``folder``'s disk cannot hold ``nbytes`` more (``what`` says
+    which files the estimate is for)."""
+    free = shutil.disk_usage(folder).free
+    if free < nbytes:
+        raise ToolkitError(f'{folder}: {free / 1e6:.1f} MB free on its disk, {what} need about '
+                           f'{nbytes / 1e6:.1f} MB: free some space or give another --project')
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -56,3 +133,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def write_image(path, image) -> None:
+    """An image file in the format its suffix names, atomically; cv2.imwrite alone reports a
+    failed write (a full disk) only as a False nobody reads."""
+    import cv2  # here, so that utils.files stays importable without OpenCV
+    ok, encoded = cv2.imencode(Path(path).suffix or '.jpg', image)
+    if not ok:
+        raise ToolkitError(f'{path}: OpenCV cannot write {Path(path).suffix or "this"} images')
+    atomic_write_bytes(path, encoded.tobytes())

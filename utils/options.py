@@ -71,6 +71,26 @@ def unit_float(text):
     return value
 
 
+def image_size(text):
+    """An argparse type: an input size in pixels, a multiple of 32 (the largest stride)."""
+    value = at_least(32)(text)
+    if value % 32:
+        raise argparse.ArgumentTypeError(f'must be a multiple of 32 (the largest stride), got '
+                                         f'{value}')
+    return value
+
+
+def positive_float(text):
+    """An argparse type: a number above 0 (temperatures, gains)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'must be above 0, got {value}')
+    return value
+
+
 # flag, argparse keywords: the options several tools take, with one meaning each
 SHARED = {
     'weights': ('--weights', {'help': '.pt checkpoint, or darknet .weights (with --cfg)'}),

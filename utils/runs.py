@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from utils.files import atomic_write_text
+from utils.files import atomic_write_text, check_writable
 
 
 def project_dir(project) -> Path:
@@ -25,11 +25,13 @@ def increment_path(project, name='exp', exist_ok=False) -> Path:
     """project/name if free (or exist_ok), else project/name2, name3, ...; created.
 
     Creating the folder claims it (mkdir fails if another process made it first), so two runs
-    started at once never share a folder."""
+    started at once never share a folder. A folder that cannot take files fails here, before
+    the work."""
     base = project_dir(project) / name
     base.parent.mkdir(parents=True, exist_ok=True)
     if exist_ok:
         base.mkdir(exist_ok=True)
+        check_writable(base)
         return base
     path, n = base, 2
     while True:
