@@ -363,6 +363,11 @@ def run(**kw):
         opt = saved.replace(resume=str(ckpt_path), device=opt.device or saved.device,
                             workers=opt.workers)
         return _train(opt, resumed, ckpt_path.parent.parent)
+    return _train(resolved(opt), None, None)
+
+
+def resolved(opt):
+    """A new run's options with the defaults that depend on others filled in, checked."""
     if not opt.hyp:
         opt = opt.replace(hyp=default_hyp(opt.weights, opt.sr))
     if not opt.cfg:
@@ -370,7 +375,7 @@ def run(**kw):
     if not opt.img_size:
         net = load_blocks(opt.cfg)[0]
         opt = opt.replace(img_size=[net.get('width')])
-    return _train(opt.check(), None, None)
+    return opt.check()
 
 
 def _train(opt, resumed, save_dir):

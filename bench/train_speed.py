@@ -1,12 +1,21 @@
 """Training throughput: images/s and peak memory of one training step (forward, loss, backward,
 optimizer) for a cfg, input size and batch, in fp32 and with --amp.
 
-    python3 bench/train_speed.py --cfg cfg/yolov3-tiny.cfg --img-size 320 --batch-size 16
-    python3 bench/train_speed.py --cfg cfg/yolov3.cfg --img-size 416 --device 0   # on a GPU
+    python3 -m bench.train_speed --cfg cfg/yolov3-tiny.cfg --img-size 320 --batch-size 16
+    python3 -m bench.train_speed --cfg cfg/yolov3.cfg --img-size 416 --device 0   # on a GPU
 
 Inputs are random images with random boxes, so the figure is the model's compute (the data
 pipeline runs in separate worker processes during training). Each measurement runs in its own
 process; peak memory is max RSS on CPU, max allocated on CUDA. Prints a table, writes JSON.
+
+    python3 -m bench.train_speed --end-to-end                     # where this machine limits
+    python3 -m bench.train_speed --end-to-end --cfg cfg/yolov3.cfg --img-size 416 \
+        --batch-size 32 --amp --device 0
+
+--end-to-end builds train.py's own Trainer on the training split of --data (mosaic and all, at
+train.py's defaults unless --workers is given) and times three things in turns: the loader
+alone, train.py's step alone on one batch already loaded, and the two together as train.py runs
+them; it says which one limits.
 """
 from __future__ import annotations
 
@@ -73,6 +82,50 @@ def measure(cfg, img_size, batch, device, amp, steps=10, warmup=3):
             'peak_mem_mb': round(peak / 2 ** 20)}
 
 
+def timed_batches(batches, steps, warmup, work):
+    """Images per second of ``work(batch)`` over ``steps`` batches after ``warmup``."""
+    n, t0 = 0, None
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            t0, n = time.perf_counter(), 0
+        work(batch)
+        n += batch[0].shape[0]
+        if i + 1 == warmup + steps:
+            break
+    return n / (time.perf_counter() - t0)
+
+
+def end_to_end(cfg, data, img_size, batch, device, amp, workers, steps, warmup=3):
+    """Loader alone, step alone, both together: img/s of each through train.py's Trainer."""
+    import train  # noqa: PLC0415 (the bench builds the real training run)
+    given = {k: v for k, v in (('workers', workers), ('amp', amp)) if v is not None}
+    opt = train.resolved(train.TrainOptions.from_kwargs(
+        cfg=cfg, data=data, img_size=[img_size], batch_size=batch, device=device, epochs=1,
+        notest=True, nosave=True, project='runs/bench', name='train_speed', **given))
+    trainer = train.Trainer(opt, None, None, 0, 1, -1)
+    trainer.model.train()
+    first = next(iter(trainer.train_loader))
+    ni = iter(range(trainer.n_warmup, 10 ** 9))  # past the lr warmup, as most steps are
+
+    def step(b):
+        trainer.train_step(0, next(ni), b[0], b[1], b[4])
+
+    def batches():
+        while True:
+            yield from trainer.train_loader
+
+    loader = timed_batches(batches(), steps, warmup, lambda b: None)
+    model = timed_batches(iter(lambda: first, None), steps, warmup, step)
+    both = timed_batches(batches(), steps, warmup, step)
+    limit = 'loader' if loader < model else 'model step'
+    return {'cfg': str(cfg), 'img_size': img_size, 'batch': batch, 'device': str(trainer.device),
+            'precision': str(trainer.amp_dtype).replace('torch.', '') if trainer.amp_dtype
+            else 'fp32', 'workers': trainer.train_loader.num_workers,
+            'loader_img_per_s': round(loader, 1), 'step_img_per_s': round(model, 1),
+            'end_to_end_img_per_s': round(both, 1), 'end_to_end_of_step': round(both / model, 3),
+            'limit': limit}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,7 +135,15 @@ def main(argv=None):
     p.add_argument('--device', default='')
     p.add_argument('--steps', type=int, default=10)
     p.add_argument('--json', default='runs/bench/train_speed.json')
+    p.add_argument('--end-to-end', action='store_true',
+                   help="loader, step and both through train.py's Trainer (see above)")
+    p.add_argument('--data', default='data/shapes.data', help='--end-to-end: the dataset')
+    p.add_argument('--workers', type=int, default=None, help="--end-to-end: train.py's default")
+    p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
+                   help="--end-to-end: mixed precision (default: train.py's)")
     opt = p.parse_args(argv)
+    if opt.end_to_end:
+        return print_end_to_end(opt)
     device = select_device(opt.device)
     # one fresh process per measurement: CPU peak memory (max RSS) is per process
     ctx = multiprocessing.get_context('spawn')
@@ -98,6 +159,21 @@ def main(argv=None):
     print(AsciiTable(rows).table)
     Path(opt.json).parent.mkdir(parents=True, exist_ok=True)
     Path(opt.json).write_text(json.dumps(results, indent=2))
+
+
+def print_end_to_end(opt):
+    results = [end_to_end(c, opt.data, opt.img_size, opt.batch_size, opt.device, opt.amp,
+                          opt.workers, opt.steps) for c in opt.cfg]
+    rows = [['cfg', 'size', 'batch', 'device', 'precision', 'workers', 'loader img/s',
+             'step img/s', 'end-to-end img/s', 'of step', 'limit']]
+    rows += [[Path(r['cfg']).stem, r['img_size'], r['batch'], r['device'], r['precision'],
+              r['workers'], r['loader_img_per_s'], r['step_img_per_s'],
+              r['end_to_end_img_per_s'], f"{r['end_to_end_of_step']:.0%}", r['limit']]
+             for r in results]
+    print(AsciiTable(rows).table)
+    Path(opt.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(opt.json).write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == '__main__':
