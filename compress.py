@@ -39,7 +39,7 @@ from quantize.loader import load_for_inference, load_model
 from quantize.qdq import dequantized_model, onnxruntime_target
 from utils.cli import friendly_errors
 from utils.compress_report import write_report
-from utils.datasets import DataError, available_memory, cache_bytes, parse_data_cfg
+from utils.datasets import DataError, fits_in_ram, parse_data_cfg
 from utils.errors import OptionError
 from utils.evaluate import evaluate_on, headline
 from utils.files import atomic_write_text
@@ -88,9 +88,8 @@ def images_fit_in_ram(opt):
     a CPU epoch then does no JPEG decoding beside the model's threads
     (docs/results/compress.md)."""
     data = parse_data_cfg(opt['data'])
-    size = max(opt['img_size'], opt['img_size_sparse'])
-    need, free = cache_bytes(data['train'], int(data['classes']), size), available_memory()
-    return free is not None and need < free / 4
+    return fits_in_ram(data['train'], int(data['classes']),
+                       max(opt['img_size'], opt['img_size_sparse']))
 
 
 def find_run(opt):

@@ -39,7 +39,7 @@ from prune.sparse24 import sparse24_hook
 from prune.sparsity import sparsity_hook
 from quantize.hook import quant_hook
 from utils.cli import friendly_errors
-from utils.datasets import create_dataloader, parse_data_cfg
+from utils.datasets import create_dataloader, default_workers, fits_in_ram, parse_data_cfg
 from utils.errors import OptionError, ToolkitError
 from utils.evaluate import evaluate_model
 from utils.files import atomic_write_text, check_room, check_writable
@@ -76,7 +76,8 @@ class TrainOptions(Options):
     batch_size: int = field(16, 'total over all processes', shared=True)
     img_size: list = field([], 'or MIN MAX [TEST] with --multi-scale', shared=True)
     device: str = field('', shared=True)
-    workers: int = field(2, shared=True)
+    workers: int = field(None, 'default: all but one of the cores on a GPU (at most 12), a '
+                         'quarter of them on a CPU', shared=True)
     resume: object = field(None, 'continue a run: its last.pt, or the newest unfinished one '
                            'under --project', nargs='?', const=True)
     name: str = field('exp', shared=True)
@@ -87,7 +88,9 @@ class TrainOptions(Options):
     seed: int = field(0, 'random seed', type=int)
     notest: bool = field(False, 'evaluate only after the last epoch', action='store_true')
     nosave: bool = field(False, 'write no checkpoints', action='store_true')
-    cache_images: bool = field(False, 'keep decoded images in RAM', action='store_true')
+    cache_images: bool = field(None, 'keep the decoded training images in RAM (default: when '
+                               'they take under a quarter of the free memory)',
+                               action=argparse.BooleanOptionalAction)
     adam: bool = field(False, "Adam even if the hyp file says 'optimizer: sgd'",
                        action='store_true')
     multi_scale: bool = field(False, 'random size per batch', action='store_true')
@@ -148,7 +151,7 @@ class TrainOptions(Options):
             raise OptionError(f'--epochs must be 1 or more, got {self.epochs}')
         if self.batch_size < 1:
             raise OptionError(f'--batch-size must be 1 or more, got {self.batch_size}')
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise OptionError(f'--workers must be 0 or more, got {self.workers}')
         if self.s < 0:
             raise OptionError(f'--s is a strength, 0 or more, got {self.s}')
@@ -426,17 +429,18 @@ class Trainer:
         if world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[local] if self.device.type == 'cuda' else None)
-        seg_nc = unwrap(self.model).seg_nc
+        seg_nc, cuda = unwrap(self.model).seg_nc, self.device.type == 'cuda'
+        self.workers = default_workers(cuda, world) if opt.workers is None else opt.workers
         self.train_loader, self.train_set = create_dataloader(
             data_cfg['train'], self.nc, self.train_size, opt.batch_size // world,
-            augment=True, hyp=hyp, rect=opt.rect, workers=opt.workers, shuffle=True,
-            cache_images=opt.cache_images, prefix='train: ' if self.main else '',
-            distributed=world > 1, seed=opt.seed, seg_nc=seg_nc)
+            augment=True, hyp=hyp, rect=opt.rect, workers=self.workers, shuffle=True,
+            cache_images=self._cache(data_cfg), prefix='train: ' if self.main else '',
+            distributed=world > 1, seed=opt.seed, seg_nc=seg_nc, pin_memory=cuda)
         self.val_loader = None
         if self.main:
             self.val_loader, _ = create_dataloader(
                 data_cfg['valid'], self.nc, test_size, opt.batch_size // world * 2,
-                workers=opt.workers, prefix='valid: ', seg_nc=seg_nc)
+                workers=self.workers, prefix='valid: ', seg_nc=seg_nc, pin_memory=cuda)
             save_options({k: v for k, v in opt.to_dict().items() if k != 'hyp_values'},
                          self.save_dir / 'opt.yaml')
             atomic_write_text(self.save_dir / 'hyp.yaml', yaml.safe_dump(hyp, sort_keys=False))
@@ -449,6 +453,13 @@ class Trainer:
         self.metrics = ({k: 0.0 for k in DET_KEYS} if model.yolo_layers else {}) | \
             ({k: 0.0 for k in SEG_KEYS} if model.seg_layers else {})
         self.last_plot = time.time()
+
+    def _cache(self, data_cfg):
+        """--cache-images as given; by default, whether the decoded training images take under
+        a quarter of the free memory (each rank holds its own copy)."""
+        if self.opt.cache_images is not None:
+            return self.opt.cache_images
+        return fits_in_ram(data_cfg['train'], self.nc, self.train_size, 0.25 / self.world)
 
     def _check_checkpoint_room(self):
         """weights/ takes last.pt and best.pt (model, EMA and optimizer state each), one written

@@ -32,7 +32,9 @@ import torch
 from terminaltables import AsciiTable
 
 from models import Darknet
+from models.cfg import load_blocks, save_cfg, with_classes
 from train import amp_settings, optimizer_step
+from utils.datasets import parse_data_cfg
 from utils.hyp import load_hyp
 from utils.loss import YoloLoss, scaled_gains
 from utils.torch_utils import select_device
@@ -95,13 +97,26 @@ def timed_batches(batches, steps, warmup, work):
     return n / (time.perf_counter() - t0)
 
 
-def end_to_end(cfg, data, img_size, batch, device, amp, workers, steps, warmup=3):
-    """Loader alone, step alone, both together: img/s of each through train.py's Trainer."""
+def for_classes(cfg, data):
+    """cfg as is when it detects the dataset's classes, else a copy that does (the cfgs of
+    COCO models on the built-in dataset)."""
+    nc = parse_data_cfg(data)['classes']
+    blocks = load_blocks(cfg)
+    if all(b.get('classes') == nc for b in blocks if b.type == 'yolo'):
+        return cfg
+    out = Path('runs/bench') / f'{Path(cfg).stem}-{nc}classes.cfg'
+    save_cfg(with_classes(blocks, nc), out)
+    return str(out)
+
+
+def end_to_end(cfg, data, img_size, batch, device, given, steps, warmup=3):
+    """Loader alone, step alone, both together: img/s of each through train.py's Trainer
+    (``given``: the train.py options set, the others at their defaults)."""
     import train  # noqa: PLC0415 (the bench builds the real training run)
-    given = {k: v for k, v in (('workers', workers), ('amp', amp)) if v is not None}
     opt = train.resolved(train.TrainOptions.from_kwargs(
-        cfg=cfg, data=data, img_size=[img_size], batch_size=batch, device=device, epochs=1,
-        notest=True, nosave=True, project='runs/bench', name='train_speed', **given))
+        cfg=for_classes(cfg, data), data=data, img_size=[img_size], batch_size=batch,
+        device=device, epochs=1, notest=True, nosave=True, project='runs/bench',
+        name='train_speed', **given))
     trainer = train.Trainer(opt, None, None, 0, 1, -1)
     trainer.model.train()
     first = next(iter(trainer.train_loader))
@@ -121,6 +136,7 @@ def end_to_end(cfg, data, img_size, batch, device, amp, workers, steps, warmup=3
     return {'cfg': str(cfg), 'img_size': img_size, 'batch': batch, 'device': str(trainer.device),
             'precision': str(trainer.amp_dtype).replace('torch.', '') if trainer.amp_dtype
             else 'fp32', 'workers': trainer.train_loader.num_workers,
+            'cached': trainer.train_set.images[0] is not None,
             'loader_img_per_s': round(loader, 1), 'step_img_per_s': round(model, 1),
             'end_to_end_img_per_s': round(both, 1), 'end_to_end_of_step': round(both / model, 3),
             'limit': limit}
@@ -141,6 +157,8 @@ def main(argv=None):
     p.add_argument('--workers', type=int, default=None, help="--end-to-end: train.py's default")
     p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
                    help="--end-to-end: mixed precision (default: train.py's)")
+    p.add_argument('--cache-images', action=argparse.BooleanOptionalAction, default=None,
+                   help="--end-to-end: decoded images in RAM (default: train.py's)")
     opt = p.parse_args(argv)
     if opt.end_to_end:
         return print_end_to_end(opt)
@@ -162,12 +180,14 @@ def main(argv=None):
 
 
 def print_end_to_end(opt):
-    results = [end_to_end(c, opt.data, opt.img_size, opt.batch_size, opt.device, opt.amp,
-                          opt.workers, opt.steps) for c in opt.cfg]
-    rows = [['cfg', 'size', 'batch', 'device', 'precision', 'workers', 'loader img/s',
+    given = {k: getattr(opt, k) for k in ('workers', 'amp', 'cache_images')
+             if getattr(opt, k) is not None}
+    results = [end_to_end(c, opt.data, opt.img_size, opt.batch_size, opt.device, given,
+                          opt.steps) for c in opt.cfg]
+    rows = [['cfg', 'size', 'batch', 'device', 'precision', 'workers', 'cached', 'loader img/s',
              'step img/s', 'end-to-end img/s', 'of step', 'limit']]
     rows += [[Path(r['cfg']).stem, r['img_size'], r['batch'], r['device'], r['precision'],
-              r['workers'], r['loader_img_per_s'], r['step_img_per_s'],
+              r['workers'], r['cached'], r['loader_img_per_s'], r['step_img_per_s'],
               r['end_to_end_img_per_s'], f"{r['end_to_end_of_step']:.0%}", r['limit']]
              for r in results]
     print(AsciiTable(rows).table)

@@ -151,6 +151,18 @@ def save_cfg(blocks: list[Block], path) -> None:
     atomic_write_text(path, write_cfg(blocks))
 
 
+def with_classes(blocks: list[Block], nc: int) -> list[Block]:
+    """The same network detecting ``nc`` classes: each [yolo] block's classes= and the filters=
+    of the conv before it (anchors x (5 + classes)); a copy."""
+    blocks = [b.copy() for b in blocks]
+    for j, b in enumerate(blocks):
+        if b.type == 'yolo':
+            b.options['classes'] = str(nc)
+            anchors = len(b.get('mask', None) or range(b.get('num')))
+            blocks[j - 1].options['filters'] = str(anchors * (5 + nc))
+    return blocks
+
+
 def load_blocks(cfg) -> list[Block]:
     """Accept a path, cfg text (as found in checkpoints) or an already parsed block list."""
     if isinstance(cfg, list):

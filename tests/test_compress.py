@@ -14,6 +14,7 @@ import yaml
 
 import compress
 from quantize.loader import load_model
+from utils import datasets
 from utils.datasets import parse_data_cfg
 from tests.conftest import ROOT
 
@@ -107,8 +108,8 @@ def test_training_images_are_cached_only_when_they_fit(tiny_data, tmp_path, monk
     opt = vars(compress.parse_opt(tiny_args(tiny_data, tmp_path, 'm')))
     assert compress.Run(tmp_path / 'm', opt).cache
     assert not compress.Run(tmp_path / 'm', opt | {'no_cache': True}).cache
-    need = compress.cache_bytes(parse_data_cfg(tiny_data)['train'], 6, 128)
-    monkeypatch.setattr(compress, 'available_memory', lambda: 4 * need)  # exactly a quarter
+    need = datasets.cache_bytes(parse_data_cfg(tiny_data)['train'], 6, 128)
+    monkeypatch.setattr(datasets, 'available_memory', lambda: 4 * need)  # exactly a quarter
     assert not compress.Run(tmp_path / 'm', opt).cache
-    monkeypatch.setattr(compress, 'available_memory', lambda: None)  # unknown: no cache
+    monkeypatch.setattr(datasets, 'available_memory', lambda: None)  # unknown: no cache
     assert not compress.Run(tmp_path / 'm', opt).cache

@@ -213,3 +213,13 @@ def test_detections_are_clipped_to_the_image_before_scoring(tmp_path):
     loader, _ = create_dataloader(tmp_path / 'border' / 'images', 6, 128, 1, workers=0)
     m = evaluate_model(_BoxModel([120, 60, 40, 40]), loader, list('abcdef'), verbose=False)
     assert m['map50_95'] == pytest.approx(1.0)
+
+
+def test_loader_workers_default_to_the_cores_a_rank_has(monkeypatch):
+    from utils.datasets import default_workers
+    monkeypatch.setattr('os.sched_getaffinity', lambda pid: set(range(16)))
+    assert default_workers(cuda=True) == 12  # capped
+    assert default_workers(cuda=True, world=4) == 3  # 4 cores per rank, one for the rank
+    assert default_workers(cuda=False) == 4  # the step's threads take the rest
+    monkeypatch.setattr('os.sched_getaffinity', lambda pid: {0, 1})
+    assert default_workers(cuda=False) == default_workers(cuda=True) == 1

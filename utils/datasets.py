@@ -364,6 +364,21 @@ def available_memory():
     return None
 
 
+def default_workers(cuda, world=1):
+    """Loader processes per rank: on a GPU nearly every core this rank has (the step runs on the
+    device), capped; on a CPU a quarter of them, since the step's threads want the rest
+    (docs/results/training-speed.md)."""
+    per_rank = max(1, len(os.sched_getaffinity(0)) // world)
+    return max(1, min(per_rank - 1, 12)) if cuda else max(1, per_rank // 4)
+
+
+def fits_in_ram(source, nc, img_size, share=0.25):
+    """Whether a source's decoded images take under ``share`` of the free memory: then a CPU
+    epoch decodes no JPEG beside the model's threads (docs/results/compress.md)."""
+    free = available_memory()
+    return free is not None and cache_bytes(source, nc, img_size) < free * share
+
+
 class YoloDataset(torch.utils.data.Dataset):
     """Items: (image uint8 tensor (3, H, W) RGB, labels (n, 6) = [0, class, cx, cy, w, h]
     normalized to the returned image, path, (original (h, w), (ratio, (pad_x, pad_y))), mask
@@ -385,6 +400,10 @@ class YoloDataset(torch.utils.data.Dataset):
         if cache_images:  # threads: cv2 decodes without the GIL
             with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
                 self.images = list(pool.map(lambda f: load_image(f, img_size), self.files))
+            if prefix:
+                size = sum(im[0].nbytes for im in self.images) / 1e9
+                LOGGER.info(f'{prefix}{len(self.images)} decoded images held in RAM ({size:.2f} '
+                            'GB)')
 
     def _rect_shapes(self, batch_size):
         """Sort by aspect ratio; each batch gets the smallest stride-multiple shape that fits."""
@@ -492,11 +511,12 @@ class YoloDataset(torch.utils.data.Dataset):
 
 def _worker_init(worker_id):
     cv2.setNumThreads(0)  # the loader already runs one process per worker
+    os.nice(10)  # where cores are few, the step's threads come first; idle cores are the same
 
 
 def create_dataloader(source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
                       rect=False, stride=32, workers=2, shuffle=False, cache_images=False,
-                      prefix='', distributed=False, seed=0, seg_nc=0):
+                      prefix='', distributed=False, seed=0, seg_nc=0, pin_memory=False):
     """A DataLoader over a YoloDataset; with distributed=True each process gets its share."""
     dataset = YoloDataset(source, nc, img_size, batch_size, augment, hyp, rect, stride,
                           cache_images, prefix, seg_nc=seg_nc)
@@ -508,6 +528,6 @@ def create_dataloader(source, nc, img_size=320, batch_size=16, augment=False, hy
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle and sampler is None and not rect,
         sampler=sampler, num_workers=workers, collate_fn=YoloDataset.collate_fn,
-        worker_init_fn=_worker_init, persistent_workers=workers > 0, pin_memory=False,
+        worker_init_fn=_worker_init, persistent_workers=workers > 0, pin_memory=pin_memory,
         prefetch_factor=4 if workers > 0 else None)
     return loader, dataset
