@@ -364,6 +364,10 @@ def check_reachable(model, opt):
                           f'layers, heads and the per-layer floor stay)')
 
 
+def image_size_or_0(text):
+    return 0 if text.strip() == '0' else image_size(text)
+
+
 def defaults():
     return vars(parse_opt([]))
 
@@ -373,7 +377,7 @@ def parser():
     add_shared(p, cfg='', weights='weights/yolov3-mini.pt', data='data/shapes.data',
                batch_size=16, device='', workers=2, project='runs/compress', name='exp')
     p.add_argument('--img-size', type=image_size, default=320, help='evaluation and training size')
-    p.add_argument('--img-size-sparse', type=lambda t: 0 if t == '0' else image_size(t), default=0,
+    p.add_argument('--img-size-sparse', type=image_size_or_0, default=0,
                    help='train size of the sparse stage (0: --img-size); it is evaluated and '
                         'fine-tuned at --img-size')
     p.add_argument('--no-cache', action='store_true',

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import dataclasses
+import io
 import math
 import os
 import random
@@ -116,8 +116,7 @@ class TrainOptions(Options):
                            'out', type=unit_float, metavar='SHARE')
     sr_round: int = field(1, 'with --sr-target: every layer keeps a multiple of N channels (8 or '
                           '16 suit CPU and GPU kernels; then prune with --round N)',
-                          type=at_least(1),
-                          metavar='N')
+                          type=at_least(1), metavar='N')
     t_cfg: str = field('', 'teacher cfg (a .pt holds its own)', flags=['--t_cfg', '--t-cfg'])
     t_weights: str = field('', 'teacher weights: distill', flags=['--t_weights', '--t-weights'])
     KDstr: int = field(1, '1 outputs, 2 teacher-bounded, 3 imitation, 4 +features, 5 '

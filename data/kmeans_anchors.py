@@ -145,7 +145,7 @@ def run(data='data/shapes.data', n=9, img_size=320, cfg=None, out=None, generati
 @friendly_errors
 def main(argv=None):
     p = Parser(prog='data/kmeans_anchors.py', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data', default='data/shapes.data')
     p.add_argument('--n', type=at_least(1), default=9, help='number of anchors')
     p.add_argument('--img-size', type=image_size, default=320)

@@ -60,12 +60,16 @@ def at_least(low):
     return parse
 
 
-def unit_float(text):
-    """An argparse type: a number in [0, 1] (thresholds, shares)."""
+def _number(text):
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+
+
+def unit_float(text):
+    """An argparse type: a number in [0, 1] (thresholds, shares)."""
+    value = _number(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f'must be in [0, 1], got {value}')
     return value
@@ -82,10 +86,7 @@ def image_size(text):
 
 def positive_float(text):
     """An argparse type: a number above 0 (temperatures, gains)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f'must be above 0, got {value}')
     return value
