@@ -7,7 +7,9 @@ pruned model needs nothing replayed: its reduced cfg is the checkpoint's own.
 """
 from __future__ import annotations
 
-from models.darknet import Darknet
+import torch
+
+from models.darknet import Darknet, is_quantized
 from models.onnx_model import OnnxModel
 from models.weights import WeightsError, load_checkpoint, model_from_checkpoint
 from models.weights import load_model as load_float_model
@@ -37,9 +39,19 @@ def load_for_inference(weights, cfg, device):
     if weights and str(weights).endswith('.json'):
         return IntModel(weights)
     if weights:
-        return load_model(weights, cfg or None).to(device).eval()
+        return inference_form(load_model(weights, cfg or None).to(device).eval())
     if not cfg:
         raise WeightsError('give --weights (a .pt or darknet .weights with --cfg) or at least '
                            '--cfg')
     LOGGER.warning(f'WARNING: no --weights: {cfg} runs with random initial weights')
-    return Darknet(cfg).to(device).eval()
+    return inference_form(Darknet(cfg).to(device).eval())
+
+
+def inference_form(model):
+    """A float model as it runs fastest with the same outputs: each BN folded into its conv
+    and the tensors channels-last, oneDNN's layout on CPUs and the tensor cores' on GPUs
+    (docs/results/evaluation.md); a quantized one as it is (its fake-quant works on the
+    unfolded weights). Changes ``model``."""
+    if is_quantized(model):
+        return model
+    return model.fuse().to(memory_format=torch.channels_last)
