@@ -625,3 +625,18 @@ def test_a_disk_that_fills_up_during_training_loses_no_finished_file(tiny_data, 
     assert not list((run / 'weights').iterdir())
     with open(run / 'results.csv', newline='') as f:
         assert [r['epoch'] for r in csv.DictReader(f)] == ['0']
+
+
+def test_a_read_only_weights_folder_fails_before_the_first_epoch(ws, tmp_path, capsys,
+                                                                 monkeypatch):
+    """The run folder takes files but its weights/ does not: refused before any epoch, not
+    when the first checkpoint is due."""
+    from tests.limits import read_only
+    weights = tmp_path / 'exp' / 'weights'
+    weights.mkdir(parents=True)
+    with read_only(weights):
+        test_bad_input_gets_one_line('train', ['--data', '{data}', '--weights', '{mini}',
+                                               '--project', str(tmp_path), '--exist-ok'], 1,
+                                     r'Permission denied .*must be writable.*exp/weights', ws,
+                                     capsys, monkeypatch)
+    assert not [p for p in (tmp_path / 'exp').rglob('*') if p.is_file()]
