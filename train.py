@@ -60,6 +60,7 @@ class TrainingError(ToolkitError, RuntimeError):
 
 
 DEFAULT_CFG = 'cfg/yolov3-mini.cfg'
+LOADER_BOUND = 0.2  # share of an epoch the step waits for batches that earns a warning
 
 
 @dataclasses.dataclass
@@ -452,6 +453,7 @@ class Trainer:
         self.metrics = ({k: 0.0 for k in DET_KEYS} if model.yolo_layers else {}) | \
             ({k: 0.0 for k in SEG_KEYS} if model.seg_layers else {})
         self.last_plot = time.time()
+        self.warned_loader = False
 
     def _cache(self, data_cfg):
         """--cache-images as given; by default, whether the decoded training images take under
@@ -561,7 +563,12 @@ class Trainer:
         bar = tqdm(self.train_loader, total=nb, disable=not self.main, ncols=110,
                    bar_format='{l_bar}{bar:20}{r_bar}',
                    mininterval=0.1 if sys.stderr.isatty() else 30)  # keep logs short
+        waited, ready = 0.0, time.perf_counter()
         for i, (imgs, targets, _, _, masks) in enumerate(bar):
+            if i:  # the first batch waits for the workers to start
+                waited += time.perf_counter() - ready
+            else:
+                t_first = time.perf_counter()
             terms = self.train_step(epoch, i + nb * epoch, imgs, targets, masks)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -570,8 +577,21 @@ class Trainer:
                 bar.set_description(f"{epoch + 1}/{self.opt.epochs} {shown} lr "
                                     f"{self.optimizer.param_groups[1]['lr']:.2e} "
                                     f'{imgs.shape[-1]}px', refresh=False)
+            ready = time.perf_counter()
+        if nb > 1:
+            self._warn_if_loader_bound(waited / (ready - t_first))
         means = {k: round(v / nb, 5) for k, v in sums.items()}
         return means | {'total': round(sum(means.values()), 5)}
+
+    def _warn_if_loader_bound(self, share):
+        """Once per run: the step waited for batches over LOADER_BOUND of the epoch."""
+        if share < LOADER_BOUND or not self.main or self.warned_loader:
+            return
+        self.warned_loader = True
+        cached = self.train_set.images[0] is not None
+        LOGGER.warning(f'WARNING: the data loader limits training: the step waited for batches '
+                       f'{share:.0%} of the epoch; raise --workers (now {self.workers})'
+                       + ('' if cached else ' or keep the images in RAM (--cache-images)'))
 
     def train_step(self, epoch, ni, imgs, targets, masks=None):
         """Forward, loss (with hook terms), backward; an optimizer step when enough has

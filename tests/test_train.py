@@ -213,3 +213,27 @@ def test_default_hyp_fine_tunes_from_weights_but_sparse_training_keeps_scratch_r
     assert finetune['lr0'] < scratch['lr0']
     assert finetune['warmup_bias_lr'] <= finetune['lr0'] < scratch['warmup_bias_lr']
     assert set(finetune) == set(scratch)
+
+
+def test_a_slow_loader_is_named_once_with_what_to_raise(tiny_data, tmp_path, monkeypatch,
+                                                        caplog):
+    """Batches that take longer to load than to train on: one warning for the run, naming
+    --workers and --cache-images; a fast loader gets none."""
+    from utils.datasets import YoloDataset
+    slow = YoloDataset.__getitem__
+
+    def slowly(self, i):
+        time.sleep(0.1)
+        return slow(self, i)
+
+    monkeypatch.setattr(YoloDataset, '__getitem__', slowly)
+    train.run(data=str(tiny_data), epochs=2, batch_size=8, img_size=[64], hyp=FAST,
+              project=str(tmp_path), workers=0, notest=True, nosave=True, cache_images=False)
+    warned = [r.message for r in caplog.records if 'data loader limits' in r.message]
+    assert len(warned) == 1 and '--workers (now 0)' in warned[0], warned
+    assert '--cache-images' in warned[0]
+    caplog.clear()
+    monkeypatch.setattr(YoloDataset, '__getitem__', slow)
+    train.run(data=str(tiny_data), epochs=1, batch_size=8, img_size=[64], hyp=FAST,
+              project=str(tmp_path), workers=1, notest=True, nosave=True, cache_images=True)
+    assert not [r for r in caplog.records if 'data loader limits' in r.message]
