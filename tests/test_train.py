@@ -223,7 +223,7 @@ def test_a_slow_loader_is_named_once_with_what_to_raise(tiny_data, tmp_path, mon
     slow = YoloDataset.__getitem__
 
     def slowly(self, i):
-        time.sleep(0.1)
+        time.sleep(0.05)
         return slow(self, i)
 
     monkeypatch.setattr(YoloDataset, '__getitem__', slowly)
