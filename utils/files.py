@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import glob
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -31,9 +31,9 @@ def atomic_path(path):
     np.savez, matplotlib): they write the temporary name, the final name appears complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(path)
+    _remove_orphans(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.{os.getpid()}.', suffix=path.suffix,
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.tmp{os.getpid()}.', suffix=path.suffix,
                                    dir=path.parent)
     except OSError as e:  # name the file asked for, not the temporary one
         raise OSError(e.errno, e.strerror, str(path)) from e
@@ -54,13 +54,21 @@ def atomic_path(path):
         Path(tmp).unlink(missing_ok=True)
 
 
-def _remove_orphans(path):
-    """Temporary files of ``path`` left by killed processes (their pid, in the name, is gone);
-    those of live writers stay."""
-    for tmp in path.parent.glob(f'.{glob.escape(path.name)}.*'):
-        pid = tmp.name[len(path.name) + 2:].split('.', 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+_TEMPORARY = re.compile(r'^\..+\.tmp(\d+)\.\w{8}')  # .<name>.tmp<pid>.<mkstemp's 8 characters>
+_swept = set()
+
+
+def _remove_orphans(folder):
+    """Temporary files that killed writers left in ``folder`` (the pid in the name is gone);
+    those of live writers stay. Once per folder and process: a folder of many outputs is
+    listed once, not once per file."""
+    if folder in _swept:
+        return
+    _swept.add(folder)
+    for entry in os.scandir(folder):
+        found = _TEMPORARY.match(entry.name)
+        if found and entry.is_file() and not _alive(int(found.group(1))):
+            Path(entry.path).unlink(missing_ok=True)
 
 
 def _alive(pid):
