@@ -399,14 +399,15 @@ class Trainer:
         self.device = torch.device('cuda', local) if local >= 0 and torch.cuda.is_available() \
             else select_device(opt.device)
         seed_everything(opt.seed + rank)
+        builders = (sparsity_hook, sparse24_hook, quant_hook, distill_hook)  # on_model order:
+        # sparsity and 2:4 read the float graph (the swap keeps its conv and BN tensors),
+        # distillation taps the modules the model finally has; their options fail here, before
+        # the dataset is read (or, the first time, generated)
+        self.hooks = [h for h in (b(opt) for b in builders) if h] + build_hooks(opt)
         data_cfg = parse_data_cfg(opt.data)
         self.nc, self.names = data_cfg['classes'], data_cfg['names']
         self.seg_names = data_cfg.get('seg_names')
         self.train_size, self.size_range, test_size = sizes(list(opt.img_size))
-        builders = (sparsity_hook, sparse24_hook, quant_hook, distill_hook)  # on_model order:
-        # sparsity and 2:4 read the float graph (the swap keeps its conv and BN tensors),
-        # distillation taps the modules the model finally has
-        self.hooks = [h for h in (b(opt) for b in builders) if h] + build_hooks(opt)
         self.model, hyp = self._build_model(resumed)  # bad options and files fail before ...
         self.save_dir = self._run_folder(save_dir)  # ... a run folder is made
         for h in self.hooks:
