@@ -375,7 +375,9 @@ def defaults():
 def parser():
     p = Parser(prog='compress.py', description=__doc__.splitlines()[0])
     add_shared(p, cfg='', weights='weights/yolov3-mini.pt', data='data/shapes.data',
-               batch_size=16, device='', workers=2, project='runs/compress', name='exp')
+               batch_size=16, device='', workers=None, project='runs/compress', name='exp',
+               notes={'workers': "default: train.py's (a quarter of the cores on a CPU, all but "
+                                 'one, at most 12, on a GPU)'})
     p.add_argument('--img-size', type=image_size, default=320, help='evaluation and training size')
     p.add_argument('--img-size-sparse', type=image_size_or_0, default=0,
                    help='train size of the sparse stage (0: --img-size); it is evaluated and '

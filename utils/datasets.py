@@ -517,13 +517,16 @@ def _worker_init(worker_id):
 def create_dataloader(source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
                       rect=False, stride=32, workers=2, shuffle=False, cache_images=False,
                       prefix='', distributed=False, seed=0, seg_nc=0, pin_memory=False):
-    """A DataLoader over a YoloDataset; with distributed=True each process gets its share."""
+    """A DataLoader over a YoloDataset; with distributed=True each process gets its share;
+    workers=None: default_workers for this machine."""
     dataset = YoloDataset(source, nc, img_size, batch_size, augment, hyp, rect, stride,
                           cache_images, prefix, seg_nc=seg_nc)
     sampler = None
     if distributed:
         sampler = torch.utils.data.distributed.DistributedSampler(
             dataset, shuffle=shuffle and not rect, seed=seed)
+    if workers is None:
+        workers = default_workers(torch.cuda.is_available())
     workers = min(workers, os.cpu_count() or 1, batch_size)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle and sampler is None and not rect,
