@@ -97,3 +97,12 @@ def test_cli_bad_cfg_one_line_no_traceback(tmp_path, text, line):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and 'Traceback' not in r.stderr
     assert lines[0].startswith(f'error: {path}:{line}:')
+
+
+def test_with_classes_resizes_every_head_for_another_class_count():
+    from models.cfg import with_classes
+    blocks = parse_cfg(ROOT / 'cfg' / 'yolov3-tiny.cfg')
+    model = Darknet(with_classes(blocks, 6))  # builds: filters match anchors x (5 + 6)
+    assert model.nc == 6 and len(model.yolo_layers) == 2
+    assert all(model.module_list[j - 1].conv.out_channels == 3 * 11 for j in model.yolo_layers)
+    assert Darknet(blocks).nc == 80  # the blocks given are left as they were
