@@ -1,6 +1,7 @@
 """Generate the built-in dataset: shapes on textured, noisy backgrounds, with boxes and masks.
 
     python3 data/make_shapes.py [--out data/shapes] [--n-train 3000] [--n-val 300] [--seed 0]
+    python3 data/make_shapes.py --hard      # the hard set (data/hard_shapes.py) in data/shapes-hard
 
 Six classes (data/shapes.names): circle, square, triangle, star, cross, ring. Each image holds 1-8
 objects of random color, size (6 px to half the image), aspect ratio and rotation, possibly
@@ -137,11 +138,20 @@ def make_image(seed, split, index, size):
     return img, lines, classes[owner]
 
 
+def _scene(hard, seed, split, index, size):
+    """(image, label lines, mask, JPEG quality) of one image of the easy or the hard set."""
+    if hard:
+        from data.hard_shapes import make_image as hard_image  # noqa: PLC0415 (imports this file)
+        return hard_image(seed, split, index, size)
+    return (*make_image(seed, split, index, size), 92)
+
+
 def _write(job):
-    out, seed, split, index, size = job
-    img, lines, mask = make_image(seed, split, index, size)
+    out, seed, split, index, size, hard = job
+    img, lines, mask, quality = _scene(hard, seed, split, index, size)
     stem = f'{index:06d}'
-    cv2.imwrite(str(out / 'images' / split / f'{stem}.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    cv2.imwrite(str(out / 'images' / split / f'{stem}.jpg'), img,
+                [cv2.IMWRITE_JPEG_QUALITY, quality])
     (out / 'labels' / split / f'{stem}.txt').write_text(''.join(f'{x}\n' for x in lines))
     cv2.imwrite(str(out / 'masks' / split / f'{stem}.png'), mask)
     return len(lines)
@@ -152,14 +162,14 @@ def _init_worker():
 
 
 def generate(out=HERE / 'shapes', n_train=3000, n_val=300, img_size=320, seed=0, workers=2,
-             verbose=True):
+             verbose=True, hard=False):
     t0 = time.time()
     out = Path(out)
     counts = {}
     for split, n in (('train', n_train), ('val', n_val)):
         for kind in ('images', 'labels', 'masks'):
             (out / kind / split).mkdir(parents=True, exist_ok=True)
-        jobs = [(out, seed, split, i, img_size) for i in range(n)]
+        jobs = [(out, seed, split, i, img_size, hard) for i in range(n)]
         with Pool(workers, initializer=_init_worker) as pool:
             counts[split] = sum(pool.map(_write, jobs, chunksize=32))
         listing = ''.join(f'images/{split}/{i:06d}.jpg\n' for i in range(n))
@@ -168,7 +178,8 @@ def generate(out=HERE / 'shapes', n_train=3000, n_val=300, img_size=320, seed=0,
         tmp.replace(out / f'{split}.txt')
     seconds = time.time() - t0
     if verbose:
-        print(f'shapes dataset in {out}: {n_train} train images ({counts["train"]} objects), '
+        kind = 'hard shapes' if hard else 'shapes'
+        print(f'{kind} dataset in {out}: {n_train} train images ({counts["train"]} objects), '
               f'{n_val} val images ({counts["val"]} objects), {img_size} px, seed {seed}; '
               f'generated in {seconds:.1f} s')
     return seconds
@@ -176,7 +187,10 @@ def generate(out=HERE / 'shapes', n_train=3000, n_val=300, img_size=320, seed=0,
 
 def parse_opt(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument('--out', default=str(HERE / 'shapes'), help='output folder')
+    p.add_argument('--out', default=None, help='output folder (default: data/shapes, or '
+                   'data/shapes-hard with --hard)')
+    p.add_argument('--hard', action='store_true', help='the hard set: 24 classes, look-alikes, '
+                   'small objects, clutter, a long tail (data/hard_shapes.py)')
     p.add_argument('--n-train', type=int, default=3000)
     p.add_argument('--n-val', type=int, default=300)
     p.add_argument('--img-size', type=int, default=320)
@@ -187,7 +201,8 @@ def parse_opt(argv=None):
 
 def main(argv=None):
     opt = parse_opt(argv)
-    generate(opt.out, opt.n_train, opt.n_val, opt.img_size, opt.seed, opt.workers)
+    out = opt.out or HERE / ('shapes-hard' if opt.hard else 'shapes')
+    generate(out, opt.n_train, opt.n_val, opt.img_size, opt.seed, opt.workers, hard=opt.hard)
 
 
 if __name__ == '__main__':

@@ -53,9 +53,9 @@ def _source_cfg_name(weights, cfg):
     if cfg:
         return Path(cfg).stem
     if str(weights).endswith('.pt'):
-        opt = load_checkpoint(weights).get('opt') or {}
-        if opt.get('cfg'):
-            return Path(opt['cfg']).stem
+        source = (load_checkpoint(weights).get('opt') or {}).get('cfg')
+        if source and '\n' not in source:  # a run started from a .pt keeps its cfg text
+            return Path(source).stem
     return Path(weights).stem
 
 

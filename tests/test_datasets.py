@@ -223,3 +223,49 @@ def test_loader_workers_default_to_the_cores_a_rank_has(monkeypatch):
     assert default_workers(cuda=False) == 4  # the step's threads take the rest
     monkeypatch.setattr('os.sched_getaffinity', lambda pid: {0, 1})
     assert default_workers(cuda=False) == default_workers(cuda=True) == 1
+
+
+def test_hard_shapes_are_deterministic_and_consistent(tmp_path):
+    """Same seed, same bytes (images, labels, masks) whatever the workers; labels and masks
+    agree; the names files list the generator's classes."""
+    from data.hard_shapes import CLASSES
+    generate(tmp_path / 'a', n_train=10, n_val=2, workers=2, verbose=False, hard=True)
+    generate(tmp_path / 'b', n_train=10, n_val=2, workers=1, verbose=False, hard=True)
+    files = sorted(p.relative_to(tmp_path / 'a') for p in (tmp_path / 'a').rglob('*.*'))
+    assert len(files) == 3 * 12 + 2
+    for f in files:
+        assert (tmp_path / 'a' / f).read_bytes() == (tmp_path / 'b' / f).read_bytes(), f
+    assert (ROOT / 'data' / 'shapes-hard.names').read_text().split() == list(CLASSES)
+    seen = 0
+    for label in (tmp_path / 'a' / 'labels' / 'train').glob('*.txt'):
+        rows = np.loadtxt(label, ndmin=2).reshape(-1, 5)
+        mask = cv2.imread(str(label.parent.parent.parent / 'masks' / 'train' /
+                              f'{label.stem}.png'), cv2.IMREAD_UNCHANGED)
+        assert set(np.unique(mask)) - {0} <= {int(c) + 1 for c in rows[:, 0]}
+        assert ((rows[:, 3:] * 320).max(1) >= 3).all() and (rows[:, 3:] <= 1).all()
+        seen += len(rows)
+    assert seen > 30  # 2 to 18 objects an image
+
+
+def test_the_hard_dataset_data_files_name_24_classes():
+    for name, seg in (('shapes-hard.data', 0), ('shapes-hard-seg.data', 25)):
+        cfg = parse_data_cfg(ROOT / 'data' / name, generate=False)
+        assert cfg['classes'] == 24 and cfg['seg_classes'] == seg
+
+
+@pytest.mark.parametrize('name,hard', [('shapes.data', False), ('shapes-hard-seg.data', True)])
+def test_a_builtin_data_file_generates_its_own_set(monkeypatch, tmp_path, name, hard):
+    """A missing built-in set is generated once, the hard one for the hard .data files; other
+    .data files never trigger it."""
+    import data.make_shapes
+    from utils import datasets
+    calls = []
+    monkeypatch.setattr(data.make_shapes, 'generate', lambda out, hard=False: calls.append(
+        (Path(out).name, hard)))
+    cfg = datasets.parse_data_cfg(ROOT / 'data' / name, generate=False)
+    cfg |= {'train': str(tmp_path / 'missing' / 'train.txt'), 'valid': cfg['train']}
+    datasets._generate_builtin_if_missing(ROOT / 'data' / name, cfg)
+    assert calls == [('missing', hard)]
+    (tmp_path / 'mine.data').write_text('')
+    datasets._generate_builtin_if_missing(tmp_path / 'mine.data', cfg)
+    assert len(calls) == 1

@@ -222,3 +222,14 @@ def test_inconsistent_masks_are_refused():
         layer_masks(model, PrunePlan(masks={head: torch.arange(n) > 0}))
     with pytest.raises(PruneError, match='removes all'):
         layer_masks(model, PrunePlan(masks={0: torch.zeros(16, dtype=torch.bool)}))
+
+
+def test_outputs_named_after_a_path_cfg_never_cfg_text(tmp_path):
+    """A run started from a .pt keeps the cfg text in its options: the pruned files take the
+    checkpoint's name then (the text made an OSError 'File name too long')."""
+    from models.weights import save_checkpoint
+    from prune.runner import _source_cfg_name
+    for cfg, name in (('cfg/yolov3-mini.cfg', 'yolov3-mini'), ('[net]\nwidth=64\n', 'last')):
+        pt = tmp_path / 'last.pt'
+        save_checkpoint({'model': {}, 'opt': {'cfg': cfg}}, pt)
+        assert _source_cfg_name(pt, '') == name

@@ -113,14 +113,23 @@ def parse_data_cfg(path, generate=True) -> dict:
     return data
 
 
+BUILTIN = {'shapes.data': False, 'shapes-seg.data': False,  # .data file -> the hard set?
+           'shapes-hard.data': True, 'shapes-hard-seg.data': True}
+
+
 def _generate_builtin_if_missing(path, data):
     here = Path(__file__).resolve().parents[1] / 'data'
-    builtin = path.resolve() in (here / 'shapes.data', here / 'shapes-seg.data')
-    lists = all(Path(data[k]).exists() for k in ('train', 'valid'))
-    if builtin and (not lists or not (here / 'shapes' / 'masks').is_dir()):
+    path = path.resolve()
+    if path.parent != here or path.name not in BUILTIN:
+        return
+    folder = Path(data['train']).parent
+    if not all(Path(data[k]).exists() for k in ('train', 'valid')) or \
+            not (folder / 'masks').is_dir():
         from data.make_shapes import generate  # noqa: PLC0415 (only for the built-in dataset)
-        LOGGER.info('built-in dataset not found: generating it once (about half a minute)')
-        generate(Path(data['train']).parent)
+        hard = BUILTIN[path.name]
+        LOGGER.info(f'built-in {"hard " if hard else ""}dataset not found: generating it once '
+                    f'(under a minute)')
+        generate(folder, hard=hard)
 
 
 def image_files(source) -> list[Path]:
