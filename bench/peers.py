@@ -43,6 +43,7 @@ def subset_data(data, n, out):
     files = image_files(cfg['train'])
     if n and n < len(files):
         files = sorted(random.Random(0).sample(files, n))
+    out = Path(out).resolve()  # the .data names its files from wherever it is read
     listing = out / 'train_subset.txt'
     listing.write_text(''.join(f'{Path(f).resolve()}\n' for f in files))
     path = out / 'bench.data'

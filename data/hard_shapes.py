@@ -30,9 +30,11 @@ DROP_HUES = {'red_drop': 0, 'green_drop': 60, 'blue_drop': 120}  # OpenCV hue, 0
 CLUTTER_HUES = (30, 90, 150)  # yellow, cyan, magenta drops: clutter, never labelled
 MAX_HIDDEN = 0.55  # share of an object that later objects may cover
 MIN_INSIDE = 0.4  # share of an object that must lie inside the image
-# Zipf weights over a fixed shuffle of the classes, so look-alike pairs differ in frequency
+# Zipf weights over a fixed shuffle of the classes, so look-alike pairs differ in frequency;
+# the exponent sets the tail (the most common class 24 ** TAIL times the rarest)
+TAIL = 0.6
 RANKS = np.random.default_rng(2024).permutation(len(CLASSES))
-WEIGHTS = 1.0 / (RANKS + 1.0) ** 0.9
+WEIGHTS = 1.0 / (RANKS + 1.0) ** TAIL
 WEIGHTS /= WEIGHTS.sum()
 
 
@@ -162,9 +164,10 @@ def _object_colour(rng, name, img, placed):
 
 
 def _radius(rng, size):
-    """Half the object's extent: 3 to ~100 px at 320, skewed towards small objects."""
+    """Half the object's extent: 3 to ~100 px at 320, log-uniform (as many from 3 to 10 px as
+    from 30 to 100 px)."""
     top = size * 100 / 320
-    return max(3, int(round(3 * (top / 3) ** (rng.random() ** 1.4))))
+    return max(3, int(round(3 * (top / 3) ** rng.random())))
 
 
 def _clutter(img, rng, size):
@@ -231,7 +234,7 @@ def make_image(seed, split, index, size):
     _clutter(img, rng, size)
     owner = np.zeros((size, size), np.int16)
     visible, areas, objects = np.zeros(0), np.zeros(0), []
-    n_objects = 0 if rng.random() < 0.03 else rng.integers(2, 19)
+    n_objects = 0 if rng.random() < 0.03 else rng.integers(2, 15)
     for _ in range(n_objects):
         for _attempt in range(8):
             cls = int(rng.choice(len(CLASSES), p=WEIGHTS))

@@ -82,7 +82,7 @@ def test_ptq_methods_quantize_one_graph_from_the_same_images(tmp_path, tiny_data
                                         tmp_path)
     labels = [label for label, _ in graphs]
     assert labels[0].startswith('float') and len([x for x in labels if 'toolkit' in x]) == 4
-    assert len([x for x in labels if 'quantize_static' in x]) == 3
+    assert len([x for x in labels if 'quantize_static' in x]) == 5
     for label, path in graphs:
         ops = {n.op_type for n in onnx.load(str(path)).graph.node}
         assert ('QuantizeLinear' in ops) == (not label.startswith('float')), label

@@ -61,3 +61,16 @@ def test_ptq_writes_a_calibrated_int8_checkpoint(method, tiny_data, tmp_path):
         float_out = load_model(ROOT / 'weights' / 'yolov3-mini.pt').float().eval()(x)[0]
     assert not torch.equal(out, float_out)  # really quantized
     assert (out[..., 4] - float_out[..., 4]).abs().max() < 0.2  # and close
+
+
+def test_the_calibration_sample_is_the_same_every_run(tiny_data):
+    """--calib N takes a shuffled sample seeded by itself: the same images every run, whatever
+    the global RNG did before (it drew another sample each run, and so other int8 ranges)."""
+    from quantize.ptq import calibration_batches
+    from utils.datasets import parse_data_cfg
+    train_list = parse_data_cfg(tiny_data)['train']
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        runs.append(torch.cat(calibration_batches(train_list, 6, 8, 64, 4, 'cpu', 0)))
+    assert torch.equal(*runs)

@@ -537,8 +537,11 @@ def create_dataloader(source, nc, img_size=320, batch_size=16, augment=False, hy
     if workers is None:
         workers = default_workers(torch.cuda.is_available())
     workers = min(workers, os.cpu_count() or 1, batch_size)
+    shuffle = shuffle and sampler is None and not rect
+    # seeded here, not by the global RNG: PTQ calibrated on another sample every run
+    order = torch.Generator().manual_seed(seed) if shuffle else None
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle and sampler is None and not rect,
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=order,
         sampler=sampler, num_workers=workers, collate_fn=YoloDataset.collate_fn,
         worker_init_fn=_worker_init, persistent_workers=workers > 0, pin_memory=pin_memory,
         prefetch_factor=4 if workers > 0 else None)
