@@ -40,7 +40,7 @@ from quantize.modules import ActQuant, QuantConvBNAct
 from quantize.ptq import calibration_batches
 from quantize.qat import INTEGER, quantize_model
 from utils.cli import friendly_errors
-from utils.datasets import create_dataloader, parse_data_cfg
+from utils.datasets import DataError, create_dataloader, parse_data_cfg
 from utils.errors import OptionError
 from utils.evaluate import evaluate_model, headline
 from utils.files import atomic_write_text
@@ -225,6 +225,8 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
         raise OptionError(f'--max-drop is in points, 0 or more; got {max_drop}')
     device = select_device(device)
     d = parse_data_cfg(data)
+    if 'valid' not in d:  # read last, after minutes of measuring: refuse now
+        raise DataError(f"{data}: no 'valid=' entry (the validation split --max-drop checks)")
     nc, names, seg_names = len(d['names']), d['names'], d.get('seg_names')
     model = load_model(weights, cfg or None).float().to(device).eval()
     save_dir = increment_path(project, name, exist_ok)  # an unwritable folder fails before work
