@@ -59,6 +59,10 @@ def timed(fn, *a, **kw):
     return fn(*a, **kw), time.time() - t0
 
 
+def last_pt(opt, name):
+    return Path(opt.project) / name / 'weights' / 'last.pt'
+
+
 def finetune(cfg, weights, opt, name):
     return train.run(cfg=str(cfg), weights=str(weights), data=opt.data, epochs=opt.ft_epochs,
                      img_size=[opt.img_size], project=opt.project, name=name, exist_ok=True)
@@ -67,7 +71,7 @@ def finetune(cfg, weights, opt, name):
 def sparse_run(opt, name, **kw):
     train.run(weights=opt.weights, data=opt.data, epochs=opt.sr_epochs, img_size=[opt.img_size],
               project=opt.project, name=name, exist_ok=True, **kw)
-    return Path(opt.project) / name / 'weights' / 'last.pt'
+    return last_pt(opt, name)
 
 
 def toolkit_row(opt, keep):
@@ -82,9 +86,8 @@ def toolkit_row(opt, keep):
     tuned, t_ft = timed(finetune, report['cfg'], report['pt'], opt, f'{tag}_ft')
     p = report['pruned']
     return {'method': 'toolkit slim (aimed)', 'keep': keep, 'setting': f'--percent {pct}',
-            'pruned': {'map50': p['map50'], 'map50_95': p['map50_95']},
-            'cfg': report['cfg'], 'weights': str(Path(opt.project) / f'{tag}_ft' / 'weights' /
-                                                  'last.pt'),
+            'pruned': headline(p), 'cfg': report['cfg'],
+            'weights': str(last_pt(opt, f'{tag}_ft')),
             'tuned': headline(tuned), 'seconds': {'sparse': t_sparse, 'prune': t_prune,
                                                    'finetune': t_ft}}
 
@@ -106,13 +109,13 @@ def torch_pruning_rows(opt, kind, names):
         tuned, t_ft = timed(finetune, '', pt, opt, f'{tag}_{keep}_ft')
         yield {'method': f'Torch-Pruning {kind}', 'keep': keep, 'setting': f'ratio {ratio:.3f}',
                'pruned': pruned, 'tuned': headline(tuned),
-               'weights': str(Path(opt.project) / f'{tag}_{keep}_ft' / 'weights' / 'last.pt'),
+               'weights': str(last_pt(opt, f'{tag}_{keep}_ft')),
                'seconds': {'sparse': t_sparse, 'prune': t_prune, 'finetune': t_ft}}
 
 
 def prune_rows(opt, notes):
     names = parse_data_cfg(opt.data)['names']
-    rows = [row for keep in opt.keep for row in [toolkit_row(opt, keep)]]
+    rows = [toolkit_row(opt, keep) for keep in opt.keep]
     try:
         import torch_pruning  # noqa: F401, PLC0415
     except ImportError:
