@@ -28,7 +28,7 @@ from utils.torch_utils import select_device
 
 def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size=None,
         conf_thres=0.001, iou_thres=0.6, task='val', save_json=False, project='runs/test',
-        name='exp', exist_ok=False, device='', workers=2, max_det=300, plots=True, verbose=True):
+        name='exp', exist_ok=False, device='', workers=None, max_det=300, plots=True, verbose=True):
     """Load the model, evaluate it on the .data file's valid (or test) split, write a run folder;
     returns the metrics dict."""
     if task == 'study':
@@ -91,8 +91,10 @@ def study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, proje
 
 def parser():
     p = Parser(prog='test.py', description=__doc__)
-    add_shared(p, cfg=None, data='data/shapes.data', weights=None, img_size=None, batch_size=16,
-               device='', workers=2, project='runs/test', name='exp', exist_ok=False)
+    add_shared(p, {'workers': "default: train.py's (on a CPU a quarter of the cores: workers "
+                              "beside the model's threads slow it, docs/results/evaluation.md)"},
+               cfg=None, data='data/shapes.data', weights=None, img_size=None, batch_size=16,
+               device='', workers=None, project='runs/test', name='exp', exist_ok=False)
     p.add_argument('--conf-thres', type=unit_float, default=0.001)
     p.add_argument('--iou-thres', type=unit_float, default=0.6, help='NMS IoU threshold')
     p.add_argument('--max-det', type=at_least(1), default=300, help='detections kept per image')

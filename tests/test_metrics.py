@@ -106,3 +106,19 @@ def test_agrees_with_pycocotools(tmp_path):
     assert 0.15 < ours['map50_95'] < 0.9  # a non-trivial case
     assert ours['map50_95'] == pytest.approx(ev.stats[0], abs=0.01)
     assert ours['map50'] == pytest.approx(ev.stats[1], abs=0.01)
+
+
+def test_a_batch_in_one_update_equals_its_images_one_by_one():
+    images, nc = synthetic_set(), 3
+    one_by_one, batched = DetectionStats(nc), DetectionStats(nc)
+    for labels, det in images:
+        one_by_one.update(det, labels)
+    dets, labels = [d for _, d in images], [lb for lb, _ in images]
+    batched.update(np.concatenate(dets), np.concatenate(labels),
+                   np.repeat(np.arange(len(dets)), [len(d) for d in dets]),
+                   np.repeat(np.arange(len(labels)), [len(lb) for lb in labels]))
+    want, got = one_by_one.compute(), batched.compute()
+    assert got['map50_95'] == want['map50_95'] and np.array_equal(got['ap'], want['ap'])
+    assert np.array_equal(got['images_per_class'], want['images_per_class'])
+    assert np.array_equal(batched.confusion.matrix, one_by_one.confusion.matrix)
+    assert batched.confusion.matrix.sum() > 0 and 0 < want['map50'] < 1

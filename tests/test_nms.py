@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from utils.boxes import box_iou
-from utils.nms import BLOCK, nms, non_max_suppression
+from utils import nms as nms_module
+from utils.boxes import box_iou, xywh2xyxy
+from utils.nms import BLOCK, PAD_BUDGET, nms, non_max_suppression
 
 
 def greedy_reference(boxes, scores, thr, classes=None):
@@ -73,3 +74,41 @@ def test_box_iou_numpy_and_torch_agree():
     boxes, _, _ = random_boxes(20, 9, clustered=False)
     assert np.allclose(box_iou(boxes, boxes).numpy(), box_iou(boxes.numpy(), boxes.numpy()),
                        atol=1e-6)
+
+
+def _random_prediction(batch, n, nc, seed):
+    g = torch.Generator().manual_seed(seed)
+    xy = (torch.rand(batch, n // 15 + 1, 2, generator=g) * 300).repeat_interleave(15, 1)[:, :n]
+    xy = xy + torch.randn(batch, n, 2, generator=g) * 8
+    wh = torch.rand(batch, n, 2, generator=g) * 50 + 4
+    return torch.cat((xy, wh, torch.rand(batch, n, 1 + nc, generator=g)), 2)
+
+
+def _per_image(pred, conf_thres, iou_thres, max_det, multi_label):
+    """The definition: each image on its own, greedy NMS per class, best max_det."""
+    out = []
+    for x in pred:
+        x = x[x[:, 4] > conf_thres]
+        scores = x[:, 5:] * x[:, 4:5]
+        if multi_label:
+            i, j = (scores > conf_thres).nonzero(as_tuple=True)
+            det = torch.cat((xywh2xyxy(x[i, :4]), scores[i, j, None], j[:, None].float()), 1)
+        else:
+            conf, j = scores.max(1, keepdim=True)
+            det = torch.cat((xywh2xyxy(x[:, :4]), conf, j.float()), 1)[conf.view(-1) > conf_thres]
+        keep = greedy_reference(det[:, :4], det[:, 4].tolist(), iou_thres, det[:, 5].tolist())
+        out.append(det[keep[:max_det]])
+    return out
+
+
+@pytest.mark.parametrize('budget', [PAD_BUDGET, 60000, 30])  # one pad; many chunks; the fallback
+@pytest.mark.parametrize('multi_label', [True, False])
+def test_batched_nms_equals_each_image_on_its_own(budget, multi_label, monkeypatch):
+    monkeypatch.setattr(nms_module, 'PAD_BUDGET', budget)
+    pred = _random_prediction(3, 200, 4, seed=11)
+    pred[1, :, 4] = 0  # an image with nothing above the threshold
+    got = non_max_suppression(pred, 0.05, 0.45, max_det=40, multi_label=multi_label)
+    want = _per_image(pred, 0.05, 0.45, 40, multi_label)
+    assert [len(d) for d in got] == [len(d) for d in want] and len(got[1]) == 0
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)

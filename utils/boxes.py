@@ -24,15 +24,15 @@ def xyxy2xywh(x):
 
 
 def box_iou(a, b):
-    """IoU of every box in a (n, 4) with every box in b (m, 4), xyxy -> (n, m). Torch or numpy."""
+    """IoU of every box in a (..., n, 4) with every box in b (..., m, 4), xyxy -> (..., n, m);
+    leading dimensions are batch dimensions. Torch or numpy. One coordinate at a time, so that
+    every temporary is a plain (..., n, m) array (NMS calls this on large padded batches)."""
     lib = torch if isinstance(a, torch.Tensor) else np
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lt = lib.maximum(a[:, None, :2], b[None, :, :2])
-    rb = lib.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clip(0)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+    ax1, ay1, ax2, ay2 = (a[..., :, None, k] for k in range(4))
+    bx1, by1, bx2, by2 = (b[..., None, :, k] for k in range(4))
+    inter = ((lib.minimum(ax2, bx2) - lib.maximum(ax1, bx1)).clip(0)
+             * (lib.minimum(ay2, by2) - lib.maximum(ay1, by1)).clip(0))
+    return inter / ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter + 1e-9)
 
 
 def wh_iou(wh1, wh2):

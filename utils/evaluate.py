@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from terminaltables import AsciiTable
 
-from utils.boxes import scale_boxes, xywh2xyxy
+from utils.boxes import xywh2xyxy
 from utils.datasets import DataError, create_dataloader, parse_data_cfg
 from utils.files import atomic_write_text
 from utils.metrics import DetectionStats, SegmentationStats
@@ -52,7 +52,7 @@ def evaluate(model, dataloader, nc, device, conf_thres=0.001, iou_thres=0.6, max
     stats = DetectionStats(nc) if nc else None
     seg = SegmentationStats(seg_nc) if seg_nc else None
     jdict, seen = [], 0
-    timing = {'inference': 0.0, 'nms': 0.0, 'segment': 0.0}
+    timing = {'inference': 0.0, 'nms': 0.0, 'metrics': 0.0, 'segment': 0.0}
     for imgs, targets, paths, shapes, masks in dataloader:
         t0 = time_sync()
         imgs = imgs.to(device, non_blocking=True).float() / 255
@@ -61,32 +61,45 @@ def evaluate(model, dataloader, nc, device, conf_thres=0.001, iou_thres=0.6, max
         timing['inference'] += t1 - t0
         if stats is not None:
             dets = non_max_suppression(decoded.float(), conf_thres, iou_thres, max_det=max_det)
-            timing['nms'] += time_sync() - t1
+            t2 = time_sync()
+            timing['nms'] += t2 - t1
             _score_detections(stats, dets, targets, paths, shapes, imgs.shape[2:], jdict,
                               collect_json)
+            timing['metrics'] += time_sync() - t2
         if seg is not None:
-            t2 = time_sync()
+            t3 = time_sync()
             pred = model.segment_classes(heads, imgs.shape[2:])
             seg.update(pred, masks.to(pred.device))
-            timing['segment'] += time_sync() - t2
+            timing['segment'] += time_sync() - t3
         seen += imgs.shape[0]
     speed = {k: 1000 * v / max(seen, 1) for k, v in timing.items() if v or k == 'inference'}
     speed['total'] = sum(speed.values())
     return stats, seg, jdict, speed, seen
 
 
+def _to_original(boxes, image, shapes):
+    """xyxy boxes of several images (image: each row's index in shapes) from the network input
+    to their image's original pixels, clipped to it (scale_boxes for a whole batch)."""
+    gain = torch.tensor([r for _, (r, _) in shapes], dtype=boxes.dtype)[image]
+    pad = torch.tensor([p for _, (_, p) in shapes], dtype=boxes.dtype)[image]
+    size = torch.tensor([(w, h) for (h, w), _ in shapes], dtype=boxes.dtype)[image]
+    xy = (boxes.view(-1, 2, 2) - pad[:, None]) / gain[:, None, None]
+    return torch.minimum(xy.clamp(min=0), size[:, None]).view(-1, 4)
+
+
 def _score_detections(stats, dets, targets, paths, shapes, hw, jdict, collect_json):
-    for k, det in enumerate(dets):
-        # score in original pixels, as COCOeval does: detections are clipped to the image
-        shape0, ratio_pad = shapes[k]
-        det = det.cpu()
-        det[:, :4] = scale_boxes(det[:, :4], hw, shape0, ratio_pad)
-        t = targets[targets[:, 0] == k]
-        boxes = xywh2xyxy(t[:, 2:6]) * torch.tensor([hw[1], hw[0], hw[1], hw[0]])
-        labels = torch.cat((t[:, 1:2], scale_boxes(boxes, hw, shape0, ratio_pad)), 1)
-        stats.update(det.numpy(), labels.numpy())
-        if collect_json:
-            jdict += to_coco(det, paths[k])
+    """Score a batch in original pixels, as COCOeval does (detections clipped to the image)."""
+    counts = [len(d) for d in dets]
+    det = torch.cat(dets).cpu()
+    det_image = torch.arange(len(dets)).repeat_interleave(torch.tensor(counts))
+    det[:, :4] = _to_original(det[:, :4], det_image, shapes)
+    label_image = targets[:, 0].long()
+    boxes = xywh2xyxy(targets[:, 2:6]) * torch.tensor([hw[1], hw[0], hw[1], hw[0]])
+    labels = torch.cat((targets[:, 1:2], _to_original(boxes, label_image, shapes)), 1)
+    stats.update(det.numpy(), labels.numpy(), det_image.numpy(), label_image.numpy())
+    if collect_json:
+        for d, path in zip(det.split(counts), paths):
+            jdict += to_coco(d, path)
 
 
 def seg_metrics(res, seg_names):
@@ -175,7 +188,7 @@ def evaluate_model(model, dataloader, names, conf_thres=0.001, iou_thres=0.6, ma
     return metrics
 
 
-def evaluate_on(model, data, img_size, batch_size=16, workers=2, split='valid', **kw):
+def evaluate_on(model, data, img_size, batch_size=16, workers=None, split='valid', **kw):
     """evaluate_model on a .data file's split (valid by default) at img_size."""
     data_cfg = parse_data_cfg(data)
     if split not in data_cfg:

@@ -90,8 +90,11 @@ class ConfusionMatrix:
         self.matrix = np.zeros((nc + 1, nc + 1), np.int64)
         self.nc, self.conf, self.iou_thres = nc, conf, iou_thres
 
-    def update(self, det, labels):
-        det = det[det[:, 4] > self.conf]
+    def update(self, det, labels, det_image=None, label_image=None):
+        """det (n, 6) xyxy, conf, cls; labels (m, 5) cls, xyxy; with det_image and label_image
+        (each row's image) the rows of several images, which never match across images."""
+        live = det[:, 4] > self.conf
+        det = det[live]
         gt_cls = labels[:, 0].astype(int)
         if len(det) == 0:
             np.add.at(self.matrix, (self.nc, gt_cls), 1)
@@ -101,6 +104,8 @@ class ConfusionMatrix:
             np.add.at(self.matrix, (det_cls, self.nc), 1)
             return
         iou = box_iou(labels[:, 1:], det[:, :4])
+        if det_image is not None:
+            iou[label_image[:, None] != det_image[live][None]] = 0.0
         gi, di = np.nonzero(iou > self.iou_thres)
         pairs = sorted(zip(-iou[gi, di], gi, di))
         used_g, used_d = set(), set()
@@ -109,10 +114,10 @@ class ConfusionMatrix:
                 used_g.add(g)
                 used_d.add(d)
                 self.matrix[det_cls[d], gt_cls[g]] += 1
-        for g in set(range(len(labels))) - used_g:
-            self.matrix[self.nc, gt_cls[g]] += 1
-        for d in set(range(len(det))) - used_d:
-            self.matrix[det_cls[d], self.nc] += 1
+        missed = np.setdiff1d(np.arange(len(labels)), list(used_g))
+        spurious = np.setdiff1d(np.arange(len(det)), list(used_d))
+        np.add.at(self.matrix, (self.nc, gt_cls[missed]), 1)
+        np.add.at(self.matrix, (det_cls[spurious], self.nc), 1)
 
 
 class DetectionStats:
@@ -124,16 +129,26 @@ class DetectionStats:
         self.images_per_class = np.zeros(nc, np.int64)
         self.confusion = ConfusionMatrix(nc) if confusion else None
 
-    def update(self, det, labels):
-        """det (n, 6) xyxy, conf, cls (any order); labels (m, 5) cls, xyxy; same pixel frame."""
-        det = det[np.argsort(-det[:, 4], kind='stable')]
-        self.correct.append(match_detections(det, labels))
+    def update(self, det, labels, det_image=None, label_image=None):
+        """det (n, 6) xyxy, conf, cls (any order); labels (m, 5) cls, xyxy; same pixel frame.
+        With det_image and label_image (the image of each row, rows grouped by image) a whole
+        batch at once: a detection only matches labels of its own image."""
+        if det_image is None:
+            det_image, label_image = np.zeros(len(det), int), np.zeros(len(labels), int)
+        order = np.argsort(-det[:, 4], kind='stable')
+        det, det_image = det[order], det_image[order]
+        # one class per (image, class): matching never crosses images
+        keyed_det, keyed_labels = det.copy(), labels.copy()
+        keyed_det[:, 5] += det_image * self.nc
+        keyed_labels[:, 0] += label_image * self.nc
+        self.correct.append(match_detections(keyed_det, keyed_labels))
         self.conf.append(det[:, 4])
         self.pred_cls.append(det[:, 5])
         self.target_cls.append(labels[:, 0])
-        self.images_per_class[np.unique(labels[:, 0]).astype(int)] += 1
+        present = np.unique(keyed_labels[:, 0]).astype(int) % self.nc
+        np.add.at(self.images_per_class, present, 1)
         if self.confusion is not None:
-            self.confusion.update(det, labels)
+            self.confusion.update(det, labels, det_image, label_image)
 
     def compute(self) -> dict:
         cat = (lambda xs, shape: np.concatenate(xs, 0) if xs else np.zeros(shape))  # noqa: E731
