@@ -1,9 +1,11 @@
-"""Export a checkpoint for deployment: darknet cfg + weights, ONNX, or a TensorRT engine.
+"""Export a checkpoint for deployment: darknet cfg + weights, ONNX, an OpenVINO IR, or a TensorRT
+engine.
 
     python3 export.py --weights weights/yolov3-mini.pt --format onnx --dynamic
     python3 export.py --weights best.pt --format darknet
     python3 export.py --cfg cfg/yolov3-tiny.cfg --weights yolov3-tiny.weights --format onnx --nms
     python3 export.py --weights best.pt --format engine --half --device 0   # needs TensorRT
+    python3 export.py --weights qat.pt --format openvino      # OpenVINO IR (.xml + .bin), int8
     python3 export.py --weights qat.pt --format onnx          # int8 Q/DQ graph (QAT/PTQ checkpoint)
     python3 export.py --weights best.pt --format onnx --int8 --calib-images data/shapes/train.txt
     python3 export.py --weights runs/ptq/exp/yolov3-mini_ptq_q8_max.pt --format c   # C99, MCUs
@@ -14,14 +16,16 @@ also ``selected`` (k, 3) = (image, class, box index) from an ONNX NonMaxSuppress
 A quantized checkpoint (train.py --quantized 1|3, quantize/ptq.py) becomes an int8 graph:
 QuantizeLinear/DequantizeLinear pairs on activations (per tensor; int8 with zero point 0 for
 TensorRT, or --qdq onnxruntime: uint8 and one more pair before each activation, which onnxruntime's
-CPU kernels need to fuse) and int8 weights per output channel (axis 0), BN folded in;
-quantize/qdq.py says where each pair sits. Outputs go to runs/export/exp*/ (a new folder each
-run).
+CPU kernels need to fuse; --qdq openvino: TensorRT's with weights within +-63) and int8 weights
+per output channel (axis 0), BN folded in; quantize/qdq.py says where each pair sits. An
+OpenVINO IR is converted from that ONNX graph (float or int8). Outputs go to runs/export/exp*/
+(a new folder each run).
 """
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import tempfile
 import warnings
@@ -34,6 +38,7 @@ from torch import nn
 from models.cfg import save_cfg
 from models.darknet import is_quantized
 from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
+from models.openvino_model import OpenVinoModel
 from models.sparse24 import sparse_weights
 from models.weights import save_darknet_weights
 from quantize.export_c import export_c
@@ -51,7 +56,7 @@ from utils.options import Parser, add_shared, at_least
 from utils.runs import increment_path
 from utils.torch_utils import DeviceError, select_device
 
-FORMATS = ('darknet', 'onnx', 'engine', 'c')
+FORMATS = ('darknet', 'onnx', 'openvino', 'engine', 'c')
 MIN_OPSET = 11  # Resize and dynamic Slice as exported; Q/DQ per channel needs 13
 MIN_OPSET_INT8 = 13
 
@@ -155,6 +160,27 @@ def export_onnx(model, stem, img_hw, batch=1, dynamic=False, opset=17, nms=False
         onnx.checker.check_model(graph)
         onnx.save(graph, str(tmp))
     return [path]
+
+
+def export_openvino(model, stem, img_hw, batch=1, **onnx_kw):
+    """An OpenVINO IR (<stem>.xml and .bin) converted from the ONNX export: fp32 weights and
+    arithmetic, or, from a quantized model's Q/DQ graph, int8 layers (OpenVINO turns the pairs
+    into int8 kernels; symmetric int8 activations run fastest there, and --qdq openvino keeps
+    the weights within +-63 so that x86 CPUs without VNNI compute them exactly,
+    docs/results/latency.md)."""
+    try:
+        import openvino as ov  # noqa: PLC0415 (optional dependency, needed only here)
+    except ImportError:
+        raise ExportError('--format openvino needs openvino: pip install openvino') from None
+    scratch = f'.{Path(stem).name}.tmp{os.getpid()}.'  # swept like a temporary file if killed
+    with tempfile.TemporaryDirectory(prefix=scratch, dir=Path(stem).parent) as tmp:
+        graph = export_onnx(model, Path(tmp) / 'graph', img_hw, batch, **onnx_kw)[0]
+        ov.save_model(ov.Core().read_model(graph), str(Path(tmp) / 'graph.xml'),
+                      compress_to_fp16=False)
+        for suffix in ('.bin', '.xml'):  # the .xml last: readers open it, then its .bin
+            with atomic_path(f'{stem}{suffix}') as final:
+                os.replace(Path(tmp) / f'graph{suffix}', final)
+    return [f'{stem}.xml', f'{stem}.bin']
 
 
 def add_nms(graph, iou_thres, conf_thres, max_det):
@@ -287,6 +313,23 @@ def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', 
         yield {'backend': backend, 'batch': b}, make
 
 
+def openvino_runners(model, size, batches, tmp, backend='openvino fp32', threads=0):
+    """The OpenVINO IR of a model (int8 layers from its --qdq openvino graph when it is
+    quantized), one static graph per batch size, on the CPU; a freshly compiled model per
+    block, as onnx_runners."""
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    cpu_model = copy.deepcopy(model).float().cpu()
+    for b in batches:
+        xml = export_openvino(cpu_model, folder / f'ir_b{b}', (size, size), batch=b,
+                              qdq='openvino')[0]
+        x = np.random.rand(b, 3, size, size).astype(np.float32)
+
+        def make(xml=xml, x=x):
+            ir = OpenVinoModel(xml, threads)
+            return lambda: ir.raw(x)
+        yield {'backend': backend, 'batch': b}, make
+
+
 def int8_model(model, calib_images, calib, method, img_size, device):
     """A float model calibrated now (quantize/ptq.py's calibrators) for an int8 export."""
     from quantize.ptq import calibrated, calibration_batches  # noqa: PLC0415
@@ -310,11 +353,12 @@ def check_options(fmt, batch, dla, int_format):
 
 
 def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, batch=1,
-        dynamic=False, half=False, int8=False, qdq='tensorrt', calib_images='', calib=256,
+        dynamic=False, half=False, int8=False, qdq=None, calib_images='', calib=256,
         calib_method='entropy', dla=None, opset=17, nms=False, simplify=False, int_format='',
         device='', project='runs/export', name='exp', exist_ok=False):
     """Export; returns the list of files written."""
     check_options(fmt, batch, dla, int_format)
+    qdq = qdq or ('openvino' if fmt == 'openvino' else 'tensorrt')
     device = select_device(device)
     if half and device.type != 'cuda':
         raise DeviceError('--half exports fp16, which needs a CUDA --device')
@@ -336,7 +380,8 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, bat
         model = model.half()
     onnx_kw = {'dynamic': dynamic, 'opset': opset, 'nms': nms, 'simplify': simplify,
                'qdq': qdq}
-    outputs = [f'{stem}{suffix}' for suffix in ('.cfg', '.weights', '.onnx', '.engine', '_c')]
+    outputs = [f'{stem}{suffix}'
+               for suffix in ('.cfg', '.weights', '.onnx', '.xml', '.bin', '.engine', '_c')]
     with whole_or_none(outputs):  # export.json, written last, says the set is whole
         if fmt == 'darknet':
             files = export_darknet(model.float(), stem)
@@ -344,6 +389,8 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, bat
             files = export_c_project(model, stem, img_hw, int_format)
         elif fmt == 'onnx':
             files = export_onnx(model, stem, img_hw, batch, **onnx_kw)
+        elif fmt == 'openvino':
+            files = export_openvino(model, stem, img_hw, batch, **onnx_kw)
         else:
             files = export_engine(model, stem, img_hw, batch, half, device, int8, dla, **onnx_kw)
         atomic_write_text(save_dir / 'export.json', json.dumps(
@@ -386,8 +433,9 @@ def parser():
     p.add_argument('--int8', action='store_true',
                    help='int8 Q/DQ: calibrate a float checkpoint on --calib-images (QAT and PTQ '
                         'checkpoints are int8 already)')
-    p.add_argument('--qdq', default='tensorrt', choices=TARGETS,
-                   help='int8: the engine the Q/DQ graph is for (quantize/qdq.py); '
+    p.add_argument('--qdq', default=None, choices=TARGETS,
+                   help='int8: the engine the Q/DQ graph is for (quantize/qdq.py; default: '
+                        'openvino for --format openvino, else tensorrt); '
                         'onnxruntime-u8: uint8 weights, exact on x86 CPUs without VNNI')
     p.add_argument('--calib-images', default='', help='--int8: image list file, folder or glob')
     p.add_argument('--calib', type=at_least(1), default=256, help='--int8: calibration images')

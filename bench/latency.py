@@ -5,13 +5,15 @@
 
 Backends: torch eager fp32, torch channels_last, torch.compile (--compile; slow to warm up on
 CPUs), onnxruntime fp32 (the ONNX export of export.py), onnxruntime int8 (the Q/DQ export of a
-QAT/PTQ checkpoint, or with --int8 of a float one calibrated on --calib-images). A quantized
+QAT/PTQ checkpoint, or with --int8 of a float one calibrated on --calib-images), and with
+--openvino OpenVINO fp32 and int8 (export.py --format openvino, --qdq openvino). A quantized
 checkpoint's float rows run its dequantized weights. Each: --runs timed runs per batch size in
 five blocks, every checkpoint and backend taking turns (each block after --warmup runs); median
 and p90 latency in ms and images/s from the median. Prints a table and writes latency.json
-(--out). --threads N sets torch's and onnxruntime's intra-op threads (default: torch's, one per
-core): at batch 1 a pruned network's small convolutions gain less from a second thread than
-the original's, so its ratio to the original depends on the thread count (README, Export).
+(--out). --threads N sets torch's, onnxruntime's and OpenVINO's intra-op threads (default:
+torch's, one per core): at batch 1 a pruned network's small convolutions gain less from a second
+thread than the original's, so its ratio to the original depends on the thread count (README,
+Export).
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ def int8_version(model, opt, device):
 
 
 def runners_of(weights, opt, device, tmp):
-    """Every (row, make) of one checkpoint: torch backends, onnxruntime fp32 and int8."""
+    """Every (row, make) of one checkpoint: torch backends, onnxruntime fp32 and int8, OpenVINO
+    fp32 and int8 with --openvino."""
     model = load_model(weights).float().to(device).eval()
     int8 = int8_version(model, opt, device)
     if is_quantized(model):
@@ -52,6 +55,12 @@ def runners_of(weights, opt, device, tmp):
     if int8 is not None:
         runners += export.onnx_runners(int8, opt.img_size, opt.batch, device, tmp,
                                        'onnxruntime int8', opt.threads)
+    if opt.openvino:
+        runners += export.openvino_runners(model, opt.img_size, opt.batch, tmp,
+                                           threads=opt.threads)
+        if int8 is not None:
+            runners += export.openvino_runners(int8, opt.img_size, opt.batch, tmp,
+                                               'openvino int8', opt.threads)
     info = model.info(opt.img_size)
     for meta, _ in runners:
         meta.update(weights=str(weights), params=info['params'], bflops=info['bflops'])
@@ -78,13 +87,16 @@ def main(argv=None):
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--device', default='cpu')
     p.add_argument('--compile', action='store_true', help='also time torch.compile')
+    p.add_argument('--openvino', action='store_true',
+                   help='also time OpenVINO (its int8 rows from --qdq openvino graphs)')
     p.add_argument('--int8', action='store_true',
                    help='also time an int8 version of float checkpoints (calibrated on '
                         '--calib-images); quantized checkpoints always get their own')
     p.add_argument('--calib-images', default='data/shapes/train.txt')
     p.add_argument('--calib', type=int, default=32)
     p.add_argument('--threads', type=int, default=0,
-                   help="intra-op threads of torch and onnxruntime (0: torch's current count)")
+                   help="intra-op threads of torch, onnxruntime and OpenVINO (0: torch's current "
+                        "count)")
     p.add_argument('--out', default='runs/bench/latency.json')
     opt = p.parse_args(argv)
     device = select_device(opt.device)

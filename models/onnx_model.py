@@ -18,28 +18,19 @@ from utils.boxes import xyxy2xywh
 from utils.errors import OptionError
 
 
-class OnnxModel:
+class GraphModel:
+    """What an exported graph's runtime shares: the checks on its inputs and outputs and the
+    decoding back to the Darknet interface. A subclass opens the graph (``_open``: input shape,
+    output names) and runs it (``raw``: a float32 array in, the outputs in ``names`` order)."""
+
+    runtime = ''
+
     def __init__(self, path, threads=0):
-        try:
-            import onnxruntime as ort  # noqa: PLC0415
-        except ImportError:
-            raise WeightsError(f'{path}: running ONNX models needs onnxruntime: '
-                               'pip install onnxruntime') from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
         self.path = str(path)
-        try:
-            self.session = ort.InferenceSession(self.path, options,
-                                                providers=['CPUExecutionProvider'])
-        except Exception as e:  # onnxruntime raises its own types for unreadable graphs
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise WeightsError(f'{path}: onnxruntime cannot load it ({first})') from None
-        inp = self.session.get_inputs()[0]
-        self.input_name, self.input_shape = inp.name, inp.shape
+        self.input_shape, self.names = self._open(threads)
         fixed = self.input_shape[2:]
         # the size the graph was exported at, or None for a dynamic graph (any size)
         self.img_size = tuple(fixed) if all(isinstance(s, int) for s in fixed) else None
-        self.names = [o.name for o in self.session.get_outputs()]
         known = {'boxes', 'scores', 'seg', 'selected'}
         if not set(self.names) <= known or ('boxes' in self.names) != ('scores' in self.names) \
                 or not ({'boxes', 'seg'} & set(self.names)):
@@ -49,15 +40,28 @@ class OnnxModel:
         self.nc = shapes['scores'][-1] if 'scores' in shapes else 0
         self.seg_nc = shapes['seg'][1] if 'seg' in shapes else 0
 
+    def _open(self, threads):
+        raise NotImplementedError
+
+    def raw(self, x):
+        raise NotImplementedError
+
+    def _declared_shapes(self):
+        raise NotImplementedError
+
+    def _cannot_load(self, e):
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        return WeightsError(f'{self.path}: {self.runtime} cannot load it ({first})')
+
     def _output_shapes(self):
         """Output shapes; a dynamic graph may not state its class counts: run it once."""
-        shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        shapes = self._declared_shapes()
         if all(isinstance(v[1], int) for k, v in shapes.items() if k == 'seg') and \
                 all(isinstance(v[-1], int) for k, v in shapes.items() if k == 'scores'):
             return shapes
         dims = [d if isinstance(d, int) else 64 for d in self.input_shape[1:]]
         dims[0] = self.input_shape[1] if isinstance(self.input_shape[1], int) else 3
-        outs = self.session.run(None, {self.input_name: np.zeros((1, *dims), np.float32)})
+        outs = self.raw(np.zeros((1, *dims), np.float32))
         return {n: o.shape for n, o in zip(self.names, outs)}
 
     def eval(self):
@@ -77,8 +81,7 @@ class OnnxModel:
         self.check_size(*images.shape[2:])
         x = images.detach().cpu().float().numpy()
         step = self.input_shape[0] if isinstance(self.input_shape[0], int) else len(x)
-        parts = [dict(zip(self.names, self.session.run(None, {self.input_name: x[i:i + step]})))
-                 for i in range(0, len(x), step)]
+        parts = [dict(zip(self.names, self.raw(x[i:i + step]))) for i in range(0, len(x), step)]
         outs = {k: torch.from_numpy(np.concatenate([p[k] for p in parts]))
                 for k in self.names if k != 'selected'}
         decoded = None
@@ -92,3 +95,32 @@ class OnnxModel:
     def segment_classes(self, heads, size=None):
         """The class of every pixel from the graph's seg logits, as Darknet.segment_classes."""
         return class_map(heads['seg'], size)
+
+
+class OnnxModel(GraphModel):
+    """An exported .onnx graph run by onnxruntime on the CPU."""
+
+    runtime = 'onnxruntime'
+
+    def _open(self, threads):
+        try:
+            import onnxruntime as ort  # noqa: PLC0415
+        except ImportError:
+            raise WeightsError(f'{self.path}: running ONNX models needs onnxruntime: '
+                               'pip install onnxruntime') from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(self.path, options,
+                                                providers=['CPUExecutionProvider'])
+        except Exception as e:  # onnxruntime raises its own types for unreadable graphs
+            raise self._cannot_load(e) from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        return inp.shape, [o.name for o in self.session.get_outputs()]
+
+    def _declared_shapes(self):
+        return {o.name: o.shape for o in self.session.get_outputs()}
+
+    def raw(self, x):
+        return self.session.run(None, {self.input_name: x})

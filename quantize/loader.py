@@ -11,6 +11,7 @@ import torch
 
 from models.darknet import Darknet, is_quantized
 from models.onnx_model import OnnxModel
+from models.openvino_model import OpenVinoModel
 from models.weights import WeightsError, load_checkpoint, model_from_checkpoint
 from models.weights import load_model as load_float_model
 from quantize.config import QuantConfig
@@ -31,11 +32,13 @@ def load_model(weights, cfg=None):
 
 def load_for_inference(weights, cfg, device):
     """What test.py and detect.py run: a checkpoint (float, QAT, PTQ), darknet weights, an
-    exported .onnx graph (run by onnxruntime on the CPU), an integer model's ``_int.json``
-    (run by quantize/int_runtime.py) or, with a cfg alone, its random initial
+    exported .onnx graph (run by onnxruntime on the CPU), an OpenVINO IR's .xml, an integer
+    model's ``_int.json`` (run by quantize/int_runtime.py) or, with a cfg alone, its random initial
     weights (with a warning); in eval mode on ``device``."""
     if weights and str(weights).endswith('.onnx'):
         return OnnxModel(weights)
+    if weights and str(weights).endswith('.xml'):
+        return OpenVinoModel(weights)
     if weights and str(weights).endswith('.json'):
         return IntModel(weights)
     if weights:

@@ -1,10 +1,17 @@
 """bench/latency.py: backends take turns in blocks, and every row is timed and written."""
+import copy
 import json
 
+import pytest
 import torch
 
 import export
 from bench import latency
+from models.weights import save_checkpoint
+from quantize.config import QuantConfig
+from quantize.qat import quantize_model
+from tests.conftest import _built
+from tests.test_quantize import calibrate, x_batch
 from utils import timing
 
 
@@ -82,3 +89,16 @@ def test_onnx_rows_export_a_copy_and_leave_the_timed_model_alone(tmp_path):
     model = Darknet(cfg_path('yolov3-mini')).half()  # .float().cpu() in place would change it
     rows = list(export.onnx_runners(model, 64, [1], torch.device('cpu'), tmp_path))
     assert len(rows) == 1 and next(model.parameters()).dtype == torch.float16
+
+
+def test_openvino_rows_for_float_and_int8(tmp_path):
+    pytest.importorskip('openvino')
+    out = tmp_path / 'latency.json'
+    qat = quantize_model(copy.deepcopy(_built('yolov3-mini')), QuantConfig(mode=3))
+    qat = calibrate(qat, x_batch())
+    save_checkpoint({'cfg': qat.cfg_text, 'model': qat.state_dict(), 'quant': qat.quant_config},
+                    tmp_path / 'qat.pt')
+    latency.main(['--weights', str(tmp_path / 'qat.pt'), '--img-size', '64', '--batch', '1',
+                  '--runs', '2', '--warmup', '1', '--openvino', '--out', str(out)])
+    rows = {r['backend'] for r in json.loads(out.read_text())['results']}
+    assert {'openvino fp32', 'openvino int8', 'onnxruntime int8'} <= rows

@@ -67,8 +67,11 @@ def _remove_orphans(folder):
     _swept.add(folder)
     for entry in os.scandir(folder):
         found = _TEMPORARY.match(entry.name)
-        if found and entry.is_file() and not _alive(int(found.group(1))):
-            Path(entry.path).unlink(missing_ok=True)
+        if found and not _alive(int(found.group(1))):
+            if entry.is_dir(follow_symlinks=False):  # a writer's scratch folder
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
 
 
 def _alive(pid):
