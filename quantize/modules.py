@@ -71,14 +71,15 @@ class QuantConvBNAct(nn.Module):
     def to_float(self) -> ConvBNAct:
         return ConvBNAct(self.conv, self.bn, self.act)
 
-    def quant_weight(self, w):
+    def quant_weight(self, w, bits=None):
+        bits = bits or self.w_bits
         if not self.enabled:
             return w
         if self.config.mode == 2:
-            return dorefa_weight(w, self.w_bits)
+            return dorefa_weight(w, bits)
         amax = w.detach().abs().flatten(1).amax(1)
-        scale = symmetric_scale(amax, self.w_bits, self.config.fpga).view(-1, 1, 1, 1)
-        qmin, qmax = symmetric_range(self.w_bits, narrow=True)
+        scale = symmetric_scale(amax, bits, self.config.fpga).view(-1, 1, 1, 1)
+        qmin, qmax = symmetric_range(bits, narrow=True)
         return fake_quant(w, scale.to(w.dtype), 0, qmin, qmax)
 
     def folded_weight_bias(self):
@@ -86,11 +87,12 @@ class QuantConvBNAct(nn.Module):
         return fold_conv_bn(self.conv, self.bn)
 
     @torch.no_grad()
-    def integer_weights(self):
+    def integer_weights(self, bits=None):
         """(q, step, bias): the deployed conv as integer weights q (per output channel c the
         real weights are q[c] * step[c]) and a float bias, BN folded in. Without --BN_Fold the
         BN scales channel c by k after the quantized conv: that maps (q, s) to (sign(k) q,
-        |k| s), exactly, so the integers are the fake-quant model's own."""
+        |k| s), exactly, so the integers are the fake-quant model's own. ``bits``: quantize the
+        float weights to that many bits instead of the model's own (a narrower deployment)."""
         if self.fold:
             w, b = self.folded_weight_bias()
             k = torch.ones_like(b)
@@ -101,21 +103,21 @@ class QuantConvBNAct(nn.Module):
             if isinstance(self.bn, nn.BatchNorm2d):
                 k = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
                 b = self.bn.bias + (b - self.bn.running_mean) * k
-        wq = self.quant_weight(w)
-        step = self.weight_step(w, wq)
+        wq = self.quant_weight(w, bits)
+        step = self.weight_step(w, wq, bits)
         sign = torch.where(k < 0, -1.0, 1.0)
         q = torch.round(wq / step.view(-1, 1, 1, 1)) * sign.view(-1, 1, 1, 1)
         return q, step * k.abs(), b.detach()
 
-    def weight_step(self, w, wq):
-        """The spacing of the quantized weights wq = quant_weight(w), per output channel."""
+    def weight_step(self, w, wq, bits=None):
+        """The spacing of the quantized weights wq = quant_weight(w, bits), per output channel."""
+        bits = bits or self.w_bits
         n = w.shape[0]
-        if self.config.mode == 2 and self.w_bits == 1:  # sign(w) x mean |w|: one magnitude
+        if self.config.mode == 2 and bits == 1:  # sign(w) x mean |w|: one magnitude
             return wq.abs().max().expand(n).clone()
         if self.config.mode == 2:  # DoReFa: (2j - m) / m on the whole layer, m = 2^bits - 1
-            return torch.full((n,), 1.0 / (2 ** self.w_bits - 1), dtype=wq.dtype,
-                              device=wq.device)
-        return symmetric_scale(w.abs().flatten(1).amax(1), self.w_bits, self.config.fpga)
+            return torch.full((n,), 1.0 / (2 ** bits - 1), dtype=wq.dtype, device=wq.device)
+        return symmetric_scale(w.abs().flatten(1).amax(1), bits, self.config.fpga)
 
     def _conv(self, x, w, b=None):
         c = self.conv

@@ -72,11 +72,11 @@ class QDQConv(nn.Module):
     froms: list = []
 
     def __init__(self, m: QuantConvBNAct, pre_activation=False, uint8_weights=False,
-                 weight_max=127):
+                 weight_bits=8):
         super().__init__()
         # the symmetric integers -127..127 as they are (int8), or shifted by 128 (uint8)
         self.w_zero, self.w_range = (128, (0, 255)) if uint8_weights else (0, (-128, 127))
-        q, scale, bias = narrowed(*m.integer_weights(), weight_max)
+        q, scale, bias = m.integer_weights(weight_bits)
         c = m.conv
         self.conv = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
                               c.dilation, c.groups, bias=True).to(q.device)
@@ -100,14 +100,6 @@ class QDQConv(nn.Module):
         if self.pre_q is not None:
             y = fake_q(y, self.pre_q)
         return fake_q(self.act(y), self.out_q)
-
-
-def narrowed(q, scale, bias, weight_max):
-    """Integer weights requantized per channel to within +-weight_max (the same real weights
-    on a coarser grid); channels already inside keep theirs."""
-    top = q.abs().flatten(1).amax(1).clamp(min=1)
-    factor = torch.where(top > weight_max, top / weight_max, torch.ones_like(top))
-    return torch.round(q / factor.view(-1, 1, 1, 1)), scale * factor, bias
 
 
 class QDQAfter(nn.Module):
@@ -167,8 +159,9 @@ def as_uint8(p):
 
 TARGETS = ('tensorrt', 'openvino', 'onnxruntime', 'onnxruntime-u8')
 # x86 without VNNI multiplies uint8 by int8 with vpmaddubsw, which saturates a sum of two
-# products at 16 bits: with weights within +-63, 2 x 255 x 63 < 2^15 and no sum can
-SAFE_WEIGHT_MAX = 63
+# products at 16 bits: 7-bit weights (within +-63) keep 2 x 255 x 63 < 2^15, so no sum can
+SAFE_WEIGHT_BITS = 7
+SAFE_WEIGHT_MAX = 2 ** (SAFE_WEIGHT_BITS - 1) - 1
 
 
 def exact_int8_weights_here() -> bool:
@@ -200,9 +193,9 @@ def qdq_model(model, target='tensorrt'):
     without VNNI (AVX2 only) onnxruntime multiplies uint8 activations by int8 weights with an
     instruction that saturates sums of two products at 16 bits, so int8 weights can come out
     wrong there; uint8 x uint8 is exact everywhere, and slower (docs/results/quantization.md).
-    'openvino': tensorrt's graph with each channel's weights requantized to within +-63 (7 bits),
-    so that the fast int8 kernels cannot saturate on those CPUs either, at the cost of a coarser
-    weight grid (OpenVINO's int8 path, docs/results/latency.md)."""
+    'openvino': tensorrt's graph with the float weights quantized to 7 bits per channel (within
+    +-63), so that the fast int8 kernels cannot saturate on those CPUs either, at the cost of a
+    coarser weight grid than training saw (OpenVINO's int8 path, docs/results/latency.md)."""
     if target not in TARGETS:
         raise QDQError(f"Q/DQ target must be one of {', '.join(TARGETS)}, got '{target}'")
     check_quantized(model)
@@ -216,7 +209,7 @@ def qdq_model(model, target='tensorrt'):
     for i, m in enumerate(ml):
         if isinstance(m, QuantConvBNAct):
             ml[i] = QDQConv(m, pre_activation=ort, uint8_weights=target == 'onnxruntime-u8',
-                            weight_max=SAFE_WEIGHT_MAX if target == 'openvino' else 127)
+                            weight_bits=SAFE_WEIGHT_BITS if target == 'openvino' else 8)
         elif isinstance(m, QuantShortcut):
             ml[i] = QDQAfter(m.shortcut, act_qparams(m.out_quant))
         elif isinstance(m, (Route, *PASS_THROUGH)) and quantizers[i] is not None:
