@@ -72,7 +72,7 @@ class QDQConv(nn.Module):
     froms: list = []
 
     def __init__(self, m: QuantConvBNAct, pre_activation=False, uint8_weights=False,
-                 weight_bits=8):
+                 weight_bits=None):
         super().__init__()
         # the symmetric integers -127..127 as they are (int8), or shifted by 128 (uint8)
         self.w_zero, self.w_range = (128, (0, 255)) if uint8_weights else (0, (-128, 127))
@@ -209,7 +209,8 @@ def qdq_model(model, target='tensorrt'):
     for i, m in enumerate(ml):
         if isinstance(m, QuantConvBNAct):
             ml[i] = QDQConv(m, pre_activation=ort, uint8_weights=target == 'onnxruntime-u8',
-                            weight_bits=SAFE_WEIGHT_BITS if target == 'openvino' else 8)
+                            weight_bits=min(m.w_bits, SAFE_WEIGHT_BITS)
+                            if target == 'openvino' else None)
         elif isinstance(m, QuantShortcut):
             ml[i] = QDQAfter(m.shortcut, act_qparams(m.out_quant))
         elif isinstance(m, (Route, *PASS_THROUGH)) and quantizers[i] is not None:

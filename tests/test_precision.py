@@ -54,6 +54,9 @@ def test_a_cfg_without_precision_keys_quantizes_every_conv_as_before():
 
 
 def test_the_qdq_graph_rounds_only_around_int8_layers_and_equals_torch(tmp_path):
+    # seeded: about one random model in twelve has a rounding tie early enough to move the
+    # median score past 1e-4 (its 99th percentile stays near 4e-4, as in the others)
+    torch.manual_seed(0)
     model = calibrated(mixed_cfg(FLOAT))
     path = export.export_onnx(model, tmp_path / 'mixed', (64, 64), qdq='onnxruntime-u8')[0]
     graph = onnx.load(path).graph
@@ -70,6 +73,7 @@ def test_the_qdq_graph_rounds_only_around_int8_layers_and_equals_torch(tmp_path)
         want = export.DeployHead(qdq_model(model, 'onnxruntime-u8'))(x)
     # as for all-int8 graphs (test_qdq.py): equal but at rounding ties
     assert np.median(np.abs(got[1] - want[1].numpy())) < 1e-4
+    assert np.quantile(np.abs(got[1] - want[1].numpy()), 0.99) < 1e-3
     assert np.abs(got[1] - want[1].numpy()).max() < 0.05
     assert np.median(np.abs(got[0] - want[0].numpy())) < 0.05  # pixels
 
