@@ -17,6 +17,7 @@ report.md / report.json / plots at the end.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -68,10 +69,9 @@ class Run:
     def save(self):
         atomic_write_text(self.path, json.dumps(self.state, indent=2))
 
-    def done(self, stage, info, row=None):
+    def done(self, stage, info, *rows):
         self.state['done'][stage] = info
-        if row:
-            self.state['rows'].append(row)
+        self.state['rows'] += [r for r in rows if r]
         self.save()
 
     def latest_weights(self):
@@ -244,12 +244,26 @@ def export_stage(run):
     row = model_row('export', cfg, weights, opt, run, evaluate(onnx_path, opt, run, 'onnx'))
     row.update(stage='export (onnxruntime)', weights=onnx_path,
                size_mb=round(Path(onnx_path).stat().st_size / 1e6, 3))
-    run.done('export', {'files': files, 'onnx': onnx_path}, row)
+    rows = [row]
+    if openvino_here():
+        files['openvino'] = export.run(fmt='openvino', name='export/openvino', **common)
+        xml, bin_ = files['openvino']
+        row = model_row('export', cfg, weights, opt, run, evaluate(xml, opt, run, 'openvino'))
+        row.update(stage='export (openvino)', weights=xml,
+                   size_mb=round(Path(bin_).stat().st_size / 1e6, 3))
+        rows.append(row)
+    run.done('export', {'files': files, 'onnx': onnx_path}, *rows)
+
+
+def openvino_here():
+    """Whether OpenVINO is installed: then the export gets an IR and the latency a column."""
+    return importlib.util.find_spec('openvino') is not None
 
 
 def latency(run):
     """Batch-1 latency of each distinct network: torch eager fp32 (the dequantized weights for
-    int8 rows) and onnxruntime (fp32, or the int8 Q/DQ graph for int8 rows), all taking turns
+    int8 rows), onnxruntime (fp32, or the int8 Q/DQ graph for int8 rows) and, where installed,
+    OpenVINO (fp32, or the int8 IR of --qdq openvino), all taking turns
     (utils/timing.py's interleaved timer: the machine's speed drifts between stages)."""
     opt, device, size = run.opt, select_device('cpu'), run.opt['img_size']
     runners = []
@@ -264,6 +278,9 @@ def latency(run):
             runners.append(((row, 'latency_torch_ms'), eager))
             runners += [((row, 'latency_ort_ms'), make)
                         for _, make in export.onnx_runners(model, size, [1], device, tmp)]
+            if openvino_here():
+                runners += [((row, 'latency_ov_ms'), make)
+                            for _, make in export.openvino_runners(model, size, [1], tmp)]
         for ((row, key), _), (median, _) in zip(runners, interleaved(
                 runners, opt['latency_runs'], 3)):
             row[key] = round(median, 2)

@@ -45,11 +45,13 @@ def test_pipeline_writes_a_report_whose_artefacts_load(tiny_data, tmp_path):
         assert yaml.safe_load((out / stage / 'hyp.yaml').read_text())['lr0'] == pytest.approx(lr0)
     assert json.loads((out / 'report.json').read_text())['stages'] == report['stages']
     stages = [r['stage'] for r in report['stages']]
-    assert stages == ['baseline', 'sparse', 'prune', 'finetune', 'qat', 'export (onnxruntime)']
+    assert stages == ['baseline', 'sparse', 'prune', 'finetune', 'qat', 'export (onnxruntime)',
+                      'export (openvino)']  # openvino is in the dev extra
     for r in report['stages']:
         assert {'params', 'bflops', 'size_mb', 'map50', 'map50_95', 'vs_baseline'} <= set(r)
         if r['stage'] in ('baseline', 'prune', 'finetune', 'qat'):
             assert r['latency_torch_ms'] > 0 and r['latency_ort_ms'] > 0
+            assert r['latency_ov_ms'] > 0
     rows = {r['stage']: r for r in report['stages']}
     assert rows['prune']['bflops'] < rows['baseline']['bflops']
     assert rows['qat']['int8'] and not rows['finetune']['int8']
@@ -74,6 +76,7 @@ def test_pipeline_writes_a_report_whose_artefacts_load(tiny_data, tmp_path):
         sess = ort.InferenceSession(files[key][0], providers=['CPUExecutionProvider'])
         boxes, scores = sess.run(None, {'images': x.numpy()})
         assert np.isfinite(scores).all() and scores.shape[-1] == 6
+    assert abs(rows['export (openvino)']['map50'] - rows['qat']['map50']) < 0.05  # 7-bit weights
 
 
 def test_killed_run_resumes_at_the_stage_it_was_in(tiny_data, tmp_path):

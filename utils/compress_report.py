@@ -13,7 +13,8 @@ from utils.plots import GAMMA_BINS, gamma_histogram, pyplot, save_figure
 
 COLUMNS = [('stage', 'stage'), ('params', 'params'), ('bflops', 'BFLOPs'),
            ('size_mb', 'size MB'), ('map50', 'mAP@0.5'), ('map50_95', 'mAP@0.5:0.95'),
-           ('miou', 'mIoU'), ('latency_torch_ms', 'torch ms'), ('latency_ort_ms', 'onnxruntime ms')]
+           ('miou', 'mIoU'), ('latency_torch_ms', 'torch ms'), ('latency_ort_ms', 'onnxruntime ms'),
+           ('latency_ov_ms', 'OpenVINO ms')]
 
 
 def columns(rows):
@@ -26,7 +27,8 @@ def with_ratios(rows):
     base = rows[0]
     for r in rows:
         r['vs_baseline'] = {k: round(r[k] / base[k], 4) for k in
-                            ('params', 'bflops', 'size_mb', 'latency_torch_ms', 'latency_ort_ms')
+                            ('params', 'bflops', 'size_mb', 'latency_torch_ms', 'latency_ort_ms',
+                             'latency_ov_ms')
                             if r.get(k) and base.get(k)}
         for key in ('map50', 'miou'):  # points against the baseline
             if key in r and key in base:
