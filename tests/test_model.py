@@ -2,9 +2,10 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models import Darknet, parse_cfg_text
-from models.layers import YoloLayer
+from models.layers import MaxPool, YoloLayer
 from tests.conftest import CFGS, cfg_path
 
 DARKNET_BFLOPS = [('yolov3', 416, 65.879), ('yolov3-tiny', 416, 5.571), ('yolov4', 608, 128.459),
@@ -198,3 +199,19 @@ def test_dilation_and_groups():
     assert conv.dilation == (2, 2) and conv.groups == 2 and conv.padding == (2, 2)
     assert model.info(16)['layers'][0]['output'] == [8, 16, 16]
     assert model.info(16)['layers'][0]['bflops'] == 2 * (4 // 2) * 8 * 9 * 256 / 1e9
+
+
+@pytest.mark.parametrize('size,stride,padding', [(2, 2, 1), (2, 1, 1), (3, 2, 2), (3, 1, 2),
+                                                 (5, 1, 4), (2, 2, 0), (3, 2, 1)])
+@pytest.mark.parametrize('hw', [(8, 8), (9, 7), (13, 13)])
+def test_maxpool_pads_only_what_a_window_reaches(size, stride, padding, hw):
+    """Skipping padding no window reaches gives darknet's pool (-inf padding) exactly, values
+    and gradients."""
+    pool = MaxPool(size, stride, padding)
+    x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    ref = F.max_pool2d(F.pad(x, pool.pad, value=float('-inf')), size, stride)
+    got = pool(x)
+    assert got.shape == ref.shape == (2, 3, *pool.out_shape((3, *hw))[1:])
+    assert torch.equal(got, ref)
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(ref, x, g)[0])
