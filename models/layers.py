@@ -94,7 +94,7 @@ class MaxPool(nn.Module):
     def _reached(self, h, w):
         """The padding some window reaches: yolov3-tiny's size-2 stride-2 pools on even sizes
         never reach the trailing row and column, and padding them cost a copy forward and a
-        zero-fill backward of the largest activations (5% of a training step)."""
+        zero-fill backward of the largest activations (docs/results/training-speed.md)."""
         pad = []
         for n, (before, _) in ((w, self.pad[:2]), (h, self.pad[2:])):  # F.pad: last dim first
             out = (n + self.padding - self.size) // self.stride + 1
