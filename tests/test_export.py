@@ -59,12 +59,15 @@ def test_deploy_head_decodes_as_the_model_does(new_coords, tmp_path):
 @pytest.mark.parametrize('name', CFGS)
 def test_onnx_equals_torch_static_and_dynamic(name, tmp_path):
     model = _built(name)
-    static = export.export_onnx(model, tmp_path / 'static', (64, 96))[0]
     dynamic = export.export_onnx(model, tmp_path / 'dynamic', (64, 96), dynamic=True)[0]
     g = torch.Generator().manual_seed(0)
-    cases = [(static, torch.rand(1, 3, 64, 96, generator=g)),
-             (dynamic, torch.rand(1, 3, 64, 96, generator=g)),
+    cases = [(dynamic, torch.rand(1, 3, 64, 96, generator=g)),
              (dynamic, torch.rand(2, 3, 96, 64, generator=g))]
+    # a static graph differs only in its fixed axes: the full-size networks (10-15 s an
+    # export) are checked dynamic only, every layer type still goes through both
+    if sum(p.numel() for p in model.parameters()) < 2e7:
+        static = export.export_onnx(model, tmp_path / 'static', (64, 96))[0]
+        cases.append((static, torch.rand(1, 3, 64, 96, generator=g)))
     for path, x in cases:
         got = session(path).run(None, {'images': x.numpy()})
         for a, b in zip(got, torch_outputs(model, x)):
