@@ -1,8 +1,10 @@
 """Does distillation help a pruned student recover? The same fine-tune without KD and with each
 --KDstr, from the same pruned checkpoint, against the teacher it was pruned from.
 
-    python3 bench/kd_table.py --cfg runs/prune/exp/yolov3-mini_slim_0.83.cfg \
+    python3 -m bench.kd_table --cfg runs/prune/exp/yolov3-mini_slim_0.83.cfg \
         --weights runs/prune/exp/yolov3-mini_slim_0.83.pt --teacher weights/yolov3-mini.pt
+    python3 -m bench.kd_table --cfg S.cfg --weights S.pt --teacher weights/yolov3-mini-hard.pt \
+        --data data/shapes-hard.data --epochs 10 --seeds 0 1 2 --train-images 1000
 
 Prints a table (mAP and the share of the student-teacher gap each strategy closes; with
 --seeds, the mean and each seed's mAP, so differences can be set against the spread), writes
@@ -10,18 +12,18 @@ kd_table.json into the run folder.
 """
 from __future__ import annotations
 
-import argparse
 import json
-
 
 import numpy as np
 from terminaltables import AsciiTable
 
+import train
+from bench.subset import subset_data
 from quantize.loader import load_for_inference
 from utils.evaluate import evaluate_on
-from utils.torch_utils import select_device
-import train
+from utils.options import Parser
 from utils.runs import increment_path
+from utils.torch_utils import select_device
 
 NAMES = {0: 'no KD', 1: 'KDstr 1 outputs', 2: 'KDstr 2 teacher-bounded',
          3: 'KDstr 3 imitation', 4: 'KDstr 4 +features', 5: 'KDstr 5 +fine-grained mask'}
@@ -31,9 +33,10 @@ def fine_tune(opt, out, strategy):
     """One row: the mean over --seeds (and each seed's mAP, to show the spread)."""
     kd = {'t_weights': opt.teacher, 'KDstr': strategy, 'kd_weight': opt.kd_weight} \
         if strategy else {}
+    hyp = {'hyp': opt.hyp} if opt.hyp else {}
     runs = [train.run(cfg=opt.cfg, weights=opt.weights, data=opt.data, epochs=opt.epochs,
                       img_size=[opt.img_size], project=str(out), name=f'kd{strategy}_s{seed}',
-                      exist_ok=True, notest=True, seed=seed, **kd) for seed in opt.seeds]
+                      exist_ok=True, notest=True, seed=seed, **kd, **hyp) for seed in opt.seeds]
     row = {'strategy': strategy, 'name': NAMES[strategy]}
     for key in ('map50', 'map50_95'):
         values = [m[key] for m in runs]
@@ -58,7 +61,7 @@ def table(teacher, rows):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(prog='bench/kd_table.py', description=__doc__.splitlines()[0])
     p.add_argument('--cfg', required=True, help='the pruned student cfg')
     p.add_argument('--weights', required=True, help='the pruned student weights')
     p.add_argument('--teacher', default='weights/yolov3-mini.pt')
@@ -70,16 +73,20 @@ def main(argv=None):
                    help='KDstr values to compare with the fine-tune without KD')
     p.add_argument('--seeds', type=int, nargs='+', default=[0],
                    help='repeat each fine-tune with these seeds; rows show the mean and each')
+    p.add_argument('--train-images', type=int, default=0,
+                   help='fine-tune every row on the same N training images (0: all)')
+    p.add_argument('--hyp', default='', help="train.py's --hyp for every fine-tune")
     p.add_argument('--project', default='runs/bench/kd')
     opt = p.parse_args(argv)
     out = increment_path(opt.project, 'exp')
+    opt.data = subset_data(opt.data, opt.train_images, out)
     m = evaluate_on(load_for_inference(opt.teacher, None, select_device('')), opt.data,
                     opt.img_size, verbose=False, plots=False)
     teacher = {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
     rows = [fine_tune(opt, out, k) for k in [0] + [k for k in opt.strategies if k]]
     print(table(teacher, rows))
     result = {'teacher': teacher, 'student': opt.weights, 'epochs': opt.epochs,
-              'seeds': opt.seeds, 'rows': rows}
+              'seeds': opt.seeds, 'train_images': opt.train_images, 'rows': rows}
     (out / 'kd_table.json').write_text(json.dumps(result, indent=2))
     print(f'saved {out}/kd_table.json')
 

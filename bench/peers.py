@@ -17,7 +17,6 @@ with a one-line note (pip install -e .[peers]).
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
 
@@ -26,32 +25,16 @@ from terminaltables import AsciiTable
 
 import train
 from bench import peer_ptq
+from bench.subset import subset_data
 from models.weights import load_model, save_checkpoint
 from prune import slim_prune
 from prune.cost import percent_for_bflops
 from quantize.loader import inference_form
-from utils.datasets import image_files, parse_data_cfg
+from utils.datasets import parse_data_cfg
 from utils.evaluate import evaluate_on, headline
 from utils.options import Parser
 from utils.runs import increment_path
 from utils.timing import rows_of
-
-
-def subset_data(data, n, out):
-    """A .data file whose training list holds n images of ``data``'s (a fixed sample)."""
-    cfg = parse_data_cfg(data)
-    files = image_files(cfg['train'])
-    if n and n < len(files):
-        files = sorted(random.Random(0).sample(files, n))
-    out = Path(out).resolve()  # the .data names its files from wherever it is read
-    listing = out / 'train_subset.txt'
-    listing.write_text(''.join(f'{Path(f).resolve()}\n' for f in files))
-    path = out / 'bench.data'
-    names = out / 'bench.names'
-    names.write_text(''.join(f'{x}\n' for x in cfg['names']))
-    path.write_text(f"classes={cfg['classes']}\ntrain={listing}\nvalid={cfg['valid']}\n"
-                    f'names={names}\n')
-    return str(path)
 
 
 def timed(fn, *a, **kw):
