@@ -43,16 +43,23 @@ def wh_iou(wh1, wh2):
 
 
 def clip_boxes(boxes, shape):
-    """Clip xyxy boxes in place to an image of shape (h, w)."""
-    boxes[..., [0, 2]] = boxes[..., [0, 2]].clip(0, shape[1])
-    boxes[..., [1, 3]] = boxes[..., [1, 3]].clip(0, shape[0])
+    """Clip xyxy boxes in place to an image of shape (h, w); h and w may be columns (n, 1), one
+    image size per row."""
+    for cols, limit in (([0, 2], shape[1]), ([1, 3], shape[0])):
+        if isinstance(boxes, torch.Tensor):
+            limit = torch.as_tensor(limit, dtype=boxes.dtype, device=boxes.device)
+            boxes[..., cols] = torch.minimum(boxes[..., cols].clamp(min=0), limit)
+        else:
+            boxes[..., cols] = np.clip(boxes[..., cols], 0, limit)
     return boxes
 
 
 def scale_boxes(boxes, letterbox_shape, orig_shape, ratio_pad=None):
     """Map xyxy boxes from a letterboxed image back to the original image (in place).
 
-    ratio_pad = (gain, (pad_x, pad_y)) as the dataset reports it; computed when None.
+    ratio_pad = (gain, (pad_x, pad_y)) as the dataset reports it; computed when None. With
+    ratio_pad given, gain, the pads and orig_shape's h and w may be columns (n, 1): the rows of
+    several images at once.
     """
     if ratio_pad is None:
         gain = min(letterbox_shape[0] / orig_shape[0], letterbox_shape[1] / orig_shape[1])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from terminaltables import AsciiTable
 
-from utils.boxes import xywh2xyxy
+from utils.boxes import scale_boxes, xywh2xyxy
 from utils.datasets import DataError, create_dataloader, parse_data_cfg
 from utils.files import atomic_write_text
 from utils.metrics import DetectionStats, SegmentationStats
@@ -79,12 +79,13 @@ def evaluate(model, dataloader, nc, device, conf_thres=0.001, iou_thres=0.6, max
 
 def _to_original(boxes, image, shapes):
     """xyxy boxes of several images (image: each row's index in shapes) from the network input
-    to their image's original pixels, clipped to it (scale_boxes for a whole batch)."""
-    gain = torch.tensor([r for _, (r, _) in shapes], dtype=boxes.dtype)[image]
-    pad = torch.tensor([p for _, (_, p) in shapes], dtype=boxes.dtype)[image]
-    size = torch.tensor([(w, h) for (h, w), _ in shapes], dtype=boxes.dtype)[image]
-    xy = (boxes.view(-1, 2, 2) - pad[:, None]) / gain[:, None, None]
-    return torch.minimum(xy.clamp(min=0), size[:, None]).view(-1, 4)
+    to their image's original pixels, clipped to it: scale_boxes with one column per image."""
+    def column(values):
+        return torch.tensor(values, dtype=boxes.dtype)[image][:, None]
+    gain = column([r for _, (r, _) in shapes])
+    pad = [column([p[k] for _, (_, p) in shapes]) for k in (0, 1)]
+    size = [column([hw[k] for hw, _ in shapes]) for k in (0, 1)]
+    return scale_boxes(boxes, None, size, (gain, pad))
 
 
 def _score_detections(stats, dets, targets, paths, shapes, hw, jdict, collect_json):
