@@ -300,33 +300,39 @@ def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', 
             backend += ' (CPU)'
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per core
-    folder = Path(tempfile.mkdtemp(dir=tmp))  # every graph lives until the timing ends
-    cpu_model = copy.deepcopy(model).float().cpu()  # .cpu() would move the torch rows' model
-    for b in batches:
-        path = export_onnx(cpu_model, folder / f'graph_b{b}', (size, size), batch=b,
-                           qdq=onnxruntime_target())[0]
-        x = np.random.rand(b, 3, size, size).astype(np.float32)
 
-        def make(path=path, x=x):
-            sess = ort.InferenceSession(path, options, providers=providers)
-            return lambda: sess.run(None, {'images': x})
-        yield {'backend': backend, 'batch': b}, make
+    def write(cpu_model, stem, b):
+        return export_onnx(cpu_model, stem, (size, size), batch=b, qdq=onnxruntime_target())[0]
+
+    def open_graph(path):
+        sess = ort.InferenceSession(path, options, providers=providers)
+        return lambda x: sess.run(None, {'images': x})
+    yield from _graph_runners(model, size, batches, tmp, backend, write, open_graph)
 
 
 def openvino_runners(model, size, batches, tmp, backend='openvino fp32', threads=0):
     """The OpenVINO IR of a model (int8 layers from its --qdq openvino graph when it is
     quantized), one static graph per batch size, on the CPU; a freshly compiled model per
     block, as onnx_runners."""
-    folder = Path(tempfile.mkdtemp(dir=tmp))
+    def write(cpu_model, stem, b):
+        return export_openvino(cpu_model, stem, (size, size), batch=b, qdq='openvino')[0]
+    yield from _graph_runners(model, size, batches, tmp, backend, write,
+                              lambda path: OpenVinoModel(path, threads).raw)
+
+
+def _graph_runners(model, size, batches, tmp, backend, write, open_graph):
+    """(row, make) per batch size: ``write(model, stem, batch)`` exports a static graph of a CPU
+    copy of the model (.cpu() would move the torch rows' model), ``open_graph(path)`` gives the
+    function that runs it on an input; each ``make()`` opens the graph afresh."""
+    folder = Path(tempfile.mkdtemp(dir=tmp))  # every graph lives until the timing ends
     cpu_model = copy.deepcopy(model).float().cpu()
     for b in batches:
-        xml = export_openvino(cpu_model, folder / f'ir_b{b}', (size, size), batch=b,
-                              qdq='openvino')[0]
+        path = write(cpu_model, folder / f'graph_b{b}', b)
         x = np.random.rand(b, 3, size, size).astype(np.float32)
 
-        def make(xml=xml, x=x):
-            ir = OpenVinoModel(xml, threads)
-            return lambda: ir.raw(x)
+        def make(path=path, x=x):
+            run = open_graph(path)
+            return lambda: run(x)
         yield {'backend': backend, 'batch': b}, make
 
 
