@@ -8,13 +8,12 @@ import torch
 from onnx import numpy_helper
 
 import export
-import test as evaluation
 from models.onnx_model import OnnxModel
 from models.openvino_model import OpenVinoModel
 from models.weights import WeightsError
 from quantize.qdq import SAFE_WEIGHT_MAX, QDQConv, exact_int8_weights_here, qdq_model
-from tests.conftest import ROOT, _built
-from tests.test_qdq import CONFIGS, quantized
+from tests.conftest import _built
+from tests.test_qdq import CONFIGS, quantized, scored_like_the_checkpoint
 from tests.test_quantize import x_batch
 
 pytest.importorskip('openvino')
@@ -90,16 +89,8 @@ def test_int8_ir_of_int8_weights_gives_onnxruntimes_outputs(tmp_path):
 
 
 def test_test_py_scores_an_ir_like_the_checkpoint(tiny_data, tmp_path):
-    weights = str(ROOT / 'weights' / 'yolov3-mini.pt')
-    xml = export.run(weights=weights, fmt='openvino', img_size=(128,), project=str(tmp_path),
-                     name='ir')[0]
-    kw = {'data': str(tiny_data), 'img_size': 128, 'batch_size': 4, 'workers': 0,
-          'project': str(tmp_path), 'plots': False, 'verbose': False}
-    from_ir = evaluation.run(weights=xml, name='ir', **kw)
-    from_torch = evaluation.run(weights=weights, name='torch', **kw)
-    assert from_torch['map50'] > 0
-    assert abs(from_ir['map50'] - from_torch['map50']) < 1e-3
-    assert abs(from_ir['map50_95'] - from_torch['map50_95']) < 1e-3
+    xml, _ = scored_like_the_checkpoint('openvino', tiny_data, tmp_path)
+    assert xml.endswith('.xml')
 
 
 def test_an_ir_without_its_bin_is_one_clear_error(tmp_path):

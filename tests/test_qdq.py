@@ -218,16 +218,24 @@ def test_export_int8_calibrates_a_float_checkpoint(tiny_data, tmp_path):
     assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
 
 
-def test_test_py_scores_an_onnx_export_like_the_checkpoint(tiny_data, tmp_path):
+def scored_like_the_checkpoint(fmt, tiny_data, tmp_path):
+    """Export the shipped checkpoint in ``fmt`` at 128 px, check test.py scores the export as
+    the checkpoint (within 1e-3); returns the export's path and test.py's keywords."""
     weights = str(ROOT / 'weights' / 'yolov3-mini.pt')
-    path = export.run(weights=weights, img_size=(128,), project=str(tmp_path), name='fp32')[0]
+    path = export.run(weights=weights, fmt=fmt, img_size=(128,), project=str(tmp_path),
+                      name=fmt)[0]
     kw = {'data': str(tiny_data), 'img_size': 128, 'batch_size': 4, 'workers': 0,
           'project': str(tmp_path), 'plots': False, 'verbose': False}
-    from_onnx = evaluation.run(weights=path, name='onnx', **kw)
+    from_export = evaluation.run(weights=path, name=f'{fmt}_eval', **kw)
     from_torch = evaluation.run(weights=weights, name='torch', **kw)
     assert from_torch['map50'] > 0
-    assert abs(from_onnx['map50'] - from_torch['map50']) < 1e-3
-    assert abs(from_onnx['map50_95'] - from_torch['map50_95']) < 1e-3
+    assert abs(from_export['map50'] - from_torch['map50']) < 1e-3
+    assert abs(from_export['map50_95'] - from_torch['map50_95']) < 1e-3
+    return path, kw
+
+
+def test_test_py_scores_an_onnx_export_like_the_checkpoint(tiny_data, tmp_path):
+    path, kw = scored_like_the_checkpoint('onnx', tiny_data, tmp_path)
     with pytest.raises(ValueError, match='--img-size 128'):
         evaluation.run(weights=path, name='size', **{**kw, 'img_size': 160})
 
