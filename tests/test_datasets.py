@@ -213,6 +213,7 @@ def test_detections_are_clipped_to_the_image_before_scoring(tmp_path):
     loader, _ = create_dataloader(tmp_path / 'border' / 'images', 6, 128, 1, workers=0)
     m = evaluate_model(_BoxModel([120, 60, 40, 40]), loader, list('abcdef'), verbose=False)
     assert m['map50_95'] == pytest.approx(1.0)
+    assert {'inference', 'nms', 'metrics', 'total'} <= set(m['speed_ms'])  # scoring is timed
 
 
 def test_loader_workers_default_to_the_cores_a_rank_has(monkeypatch):
@@ -223,6 +224,18 @@ def test_loader_workers_default_to_the_cores_a_rank_has(monkeypatch):
     assert default_workers(cuda=False) == 4  # the step's threads take the rest
     monkeypatch.setattr('os.sched_getaffinity', lambda pid: {0, 1})
     assert default_workers(cuda=False) == default_workers(cuda=True) == 1
+
+
+def test_evaluation_takes_the_machines_default_workers():
+    """test.py and evaluate_on leave the loader workers to default_workers (on 2 cores two
+    workers beside the model's threads slowed evaluation, docs/results/evaluation.md)."""
+    import inspect
+
+    import test as evaluation
+    from utils import evaluate
+    assert evaluation.parse_opt([]).workers is None
+    assert inspect.signature(evaluation.run).parameters['workers'].default is None
+    assert inspect.signature(evaluate.evaluate_on).parameters['workers'].default is None
 
 
 def test_hard_shapes_are_deterministic_and_consistent(tmp_path):

@@ -33,6 +33,17 @@ def test_the_first_write_into_a_folder_sweeps_only_dead_writers_temporaries(tmp_
     assert not dead.exists() and live.exists() and other.exists()
 
 
+def test_a_dead_writers_scratch_folder_is_swept_too(tmp_path):
+    """export.py --format openvino writes into a scratch folder named like a temporary file."""
+    dead = tmp_path / f'.m.tmp{dead_pid()}.abcd1234'
+    live = tmp_path / f'.m.tmp{os.getpid()}.efgh5678'
+    for d in (dead, live):
+        d.mkdir()
+        (d / 'graph.xml').write_text('x')
+    atomic_write_text(tmp_path / 'x.txt', 'y')
+    assert not dead.exists() and (live / 'graph.xml').exists()
+
+
 def test_a_set_that_fails_halfway_removes_what_it_wrote_and_keeps_what_was_there(tmp_path):
     atomic_write_text(tmp_path / 'old.cfg', 'kept')
     with pytest.raises(OSError), whole_or_none([tmp_path / 'old.cfg', tmp_path / 'new.weights']):
