@@ -8,11 +8,13 @@
 
 Prints a table (mAP and the share of the student-teacher gap each strategy closes; with
 --seeds, the mean and each seed's mAP, so differences can be set against the spread), writes
-kd_table.json into the run folder.
+kd_table.json into the run folder. Each finished fine-tune leaves its figures in its own folder
+(result.json), so the same command with --name of a stopped table redoes only the missing ones.
 """
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 from terminaltables import AsciiTable
@@ -21,6 +23,7 @@ import train
 from bench.subset import subset_data
 from quantize.loader import load_for_inference
 from utils.evaluate import evaluate_on
+from utils.files import atomic_write_text
 from utils.options import Parser
 from utils.runs import increment_path
 from utils.torch_utils import select_device
@@ -29,19 +32,34 @@ NAMES = {0: 'no KD', 1: 'KDstr 1 outputs', 2: 'KDstr 2 teacher-bounded',
          3: 'KDstr 3 imitation', 4: 'KDstr 4 +features', 5: 'KDstr 5 +fine-grained mask'}
 
 
-def fine_tune(opt, out, strategy):
-    """One row: the mean over --seeds (and each seed's mAP, to show the spread)."""
+def fine_tune_once(opt, out, strategy, seed):
+    """One fine-tune's mAP and wall time; read back when an earlier run of the table finished it."""
+    name = f'kd{strategy}_s{seed}'
+    done = out / name / 'result.json'
+    if done.exists():
+        return json.loads(done.read_text())
     kd = {'t_weights': opt.teacher, 'KDstr': strategy, 'kd_weight': opt.kd_weight} \
         if strategy else {}
     hyp = {'hyp': opt.hyp} if opt.hyp else {}
-    runs = [train.run(cfg=opt.cfg, weights=opt.weights, data=opt.data, epochs=opt.epochs,
-                      img_size=[opt.img_size], project=str(out), name=f'kd{strategy}_s{seed}',
-                      exist_ok=True, notest=True, seed=seed, **kd, **hyp) for seed in opt.seeds]
+    t = time.perf_counter()
+    m = train.run(cfg=opt.cfg, weights=opt.weights, data=opt.data, epochs=opt.epochs,
+                  img_size=[opt.img_size], project=str(out), name=name, exist_ok=True,
+                  notest=True, seed=seed, **kd, **hyp)
+    result = {'map50': m['map50'], 'map50_95': m['map50_95'],
+              'seconds': round(time.perf_counter() - t, 1)}
+    atomic_write_text(done, json.dumps(result))
+    return result
+
+
+def fine_tune(opt, out, strategy):
+    """One row: the mean over --seeds (and each seed's mAP, to show the spread)."""
+    runs = [fine_tune_once(opt, out, strategy, seed) for seed in opt.seeds]
     row = {'strategy': strategy, 'name': NAMES[strategy]}
     for key in ('map50', 'map50_95'):
         values = [m[key] for m in runs]
         row[key] = round(float(np.mean(values)), 4)
         row[f'{key}_seeds'] = [round(v, 4) for v in values]
+    row['seconds'] = round(sum(m['seconds'] for m in runs), 1)
     return row
 
 
@@ -77,8 +95,10 @@ def main(argv=None):
                    help='fine-tune every row on the same N training images (0: all)')
     p.add_argument('--hyp', default='', help="train.py's --hyp for every fine-tune")
     p.add_argument('--project', default='runs/bench/kd')
+    p.add_argument('--name', default='',
+                   help='run folder under --project; an existing one resumes (default: a new exp)')
     opt = p.parse_args(argv)
-    out = increment_path(opt.project, 'exp')
+    out = increment_path(opt.project, opt.name or 'exp', exist_ok=bool(opt.name))
     opt.data = subset_data(opt.data, opt.train_images, out)
     m = evaluate_on(load_for_inference(opt.teacher, None, select_device('')), opt.data,
                     opt.img_size, verbose=False, plots=False)
