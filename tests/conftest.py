@@ -55,3 +55,10 @@ def tiny_data(tmp_path_factory):
     data.write_text(f'classes=6\ntrain=shapes/train.txt\nvalid=shapes/val.txt\n'
                     f'names={ROOT / "data" / "shapes.names"}\n')
     return data
+
+
+@pytest.fixture(scope='session')
+def ws(tmp_path_factory, tiny_data):
+    """The bad-input suite's workspace of broken files beside good ones; {name: path}."""
+    from tests.bad_input import workspace
+    return workspace(tmp_path_factory.mktemp('bad'), tiny_data)

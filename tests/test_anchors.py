@@ -47,3 +47,12 @@ def test_cli_writes_anchors_into_cfg(tmp_path):
 def test_data_templates_parse(name):
     cfg = parse_data_cfg(ROOT / 'data' / name)
     assert len(cfg['names']) == cfg['classes']
+
+
+def test_kmeans_into_a_cfg_with_another_anchor_count_writes_a_cfg_that_builds(tiny_data,
+                                                                              tmp_path):
+    out = tmp_path / 'k6.cfg'
+    run(str(tiny_data), n=6, img_size=128, cfg=str(ROOT / 'cfg' / 'yolov3-mini.cfg'),
+        out=str(out), generations=5)
+    model = Darknet(out)  # 2 anchors per head: the head convs were resized to match
+    assert all(model.module_list[j].na == 2 for j in model.yolo_layers)

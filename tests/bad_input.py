@@ -1,0 +1,178 @@
+"""The bad-input suite's workspace and probe runner (tests/test_bad_*.py).
+
+A probe runs a command's ``main`` in this process (a failure is found before any work, so a
+probe costs milliseconds, not an interpreter start). A row: the command, its arguments (``{x}``
+names a file of the workspace), the exit code, and a regex the one error line must match.
+"""
+import importlib
+import re
+import signal
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.weights import save_checkpoint, save_darknet_weights
+from tests.conftest import ROOT, _built
+
+COMMANDS = {'train': 'train', 'test': 'test', 'detect': 'detect', 'export': 'export',
+            'compress': 'compress', 'ptq': 'quantize.ptq', 'export_int': 'quantize.export_int',
+            'int_runtime': 'quantize.int_runtime', 'sensitivity': 'quantize.sensitivity',
+            'kmeans': 'data.kmeans_anchors', 'sparse24': 'prune.sparse24'}
+PRUNE = ('normal', 'regular', 'shortcut', 'slim', 'layer', 'layer_channel')
+
+CFG_BODY = (ROOT / 'cfg' / 'yolov3-mini.cfg').read_text()
+
+
+def workspace(d, tiny_data):
+    """A workspace of broken files beside good ones in folder d; {name: path}."""
+    files = {'data': tiny_data, 'out': d / 'runs'}
+
+    def put(name, content, key=None):
+        p = d / name
+        p.write_bytes(content) if isinstance(content, bytes) else p.write_text(content)
+        files[key or name.split('.')[0]] = p
+
+    put('binary.cfg', bytes(np.random.default_rng(0).integers(0, 256, 3000, np.uint8)))
+    put('empty.cfg', '')
+    put('noyolo.cfg', '[net]\nwidth=64\nheight=64\nchannels=3\n\n[convolutional]\nfilters=8\n'
+        'size=3\nstride=1\npad=1\nactivation=leaky\n')
+    put('typo.cfg', CFG_BODY.replace('filters=16', 'filters=sixteen', 1))
+    put('wide.cfg', CFG_BODY.replace('filters=16', 'filters=24', 1))
+    put('badkey.cfg', CFG_BODY.replace('activation=leaky', 'activation=leakyy', 1))
+    put('badroute.cfg', CFG_BODY.replace('layers=-4', 'layers=-99', 1))
+    put('random.pt', bytes(np.random.default_rng(1).integers(0, 256, 2000, np.uint8)))
+    put('zero.pt', b'')
+    put('zip.pt', zlib.compress(b'not a checkpoint'))
+    put('trunc.weights', b'\x00\x00\x00\x00\x02\x00')
+    put('text.weights', 'hello')
+    model = _built('yolov3-mini')
+    save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict()}, d / 'mini.pt')
+    files['mini'] = d / 'mini.pt'
+    save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict(), 'epoch': 0},
+                    d / 'stripped.pt')  # no optimizer: cannot --resume
+    files['stripped'] = d / 'stripped.pt'
+    torch.save({'model': 5}, d / 'wrongtypes.pt')
+    files['wrongtypes'] = d / 'wrongtypes.pt'
+    torch.save({'model': model.state_dict()}, d / 'nocfg.pt')
+    files['nocfg'] = d / 'nocfg.pt'
+    (d / 'runs' / 'done' / 'weights').mkdir(parents=True)
+    save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict()},
+                    d / 'runs' / 'done' / 'weights' / 'best.pt')
+    save_darknet_weights(model, d / 'mini.weights')
+    files['miniweights'] = d / 'mini.weights'
+    half = (d / 'mini.weights').read_bytes()
+    put('cut.weights', half[:len(half) // 2])
+    root = tiny_data.parent
+    names = ROOT / 'data' / 'shapes.names'
+    put('notrain.data', f'classes=6\nvalid={root}/shapes/val.txt\nnames={names}\n')
+    put('novalid.data', f'classes=6\ntrain={root}/shapes/train.txt\nnames={names}\n')
+    put('nonames.data', f'classes=6\ntrain={root}/shapes/train.txt\nvalid={root}/shapes/val.txt\n'
+        f'names={d}/nothere.names\n')
+    put('badclasses.data', f'classes=six\ntrain={root}/shapes/train.txt\n'
+        f'valid={root}/shapes/val.txt\n')
+    put('missinglist.data', f'classes=6\ntrain={d}/nothere.txt\nvalid={d}/nothere.txt\n'
+        f'names={names}\n')
+    put('emptylist.txt', '')
+    put('emptylist.data', f'classes=6\ntrain={d}/emptylist.txt\nvalid={d}/emptylist.txt\n'
+        f'names={names}\n')
+    put('hypmissing.yaml', 'lr0: 0.01\n')
+    put('hypbroken.yaml', 'lr0: [0.01\n')
+    put('hyplist.yaml', '- 1\n- 2\n')
+    put('hypnan.yaml', (ROOT / 'data' / 'hyp.scratch.yaml').read_text().replace(
+        'lr0: ', 'lr0: .nan #', 1))
+    put('notimage.jpg', 'not an image')
+    (d / 'folder.pt').mkdir()
+    files['folder'] = d / 'folder.pt'
+    import cv2
+    cv2.imwrite(str(d / 'thin.jpg'), np.zeros((1, 2000, 3), np.uint8))
+    files['thin'] = d / 'thin.jpg'
+    cv2.imwrite(str(d / 'ok.jpg'), np.full((96, 128, 3), 127, np.uint8))
+    files['ok'] = d / 'ok.jpg'
+    put('zero.jpg', b'', 'zerojpg')
+    put('cut.jpg', (d / 'ok.jpg').read_bytes()[:200], 'cutjpg')
+    (d / 'emptydir').mkdir()
+    files['emptydir'] = d / 'emptydir'
+    files['intjson'] = integer_export(model, d)
+    files['qpt'] = d / 'q.pt'
+    tiny = _built('yolov3-tiny')  # 80 classes: no teacher for a 6-class student
+    save_checkpoint({'cfg': tiny.cfg_text, 'model': tiny.state_dict()}, d / 'tiny80.pt')
+    files['tiny80'] = d / 'tiny80.pt'
+    (d / 'ro' / 'exp').mkdir(parents=True)
+    files['ro'] = d / 'ro'
+    put('bad_int.json', '{"format": "yolo-int/1"}')
+    put('noarrays_int.json', '{"format": "yolo-int/2"}')
+    put('nonpz_int.json', '{"format": "yolo-int/2", "cfg": "", "number_format": "q8", '
+        '"input": {}, "layers": [], "outputs": []}')
+    return files
+
+
+def integer_export(model, folder):
+    """A good integer model (QAT int8 of yolov3-mini) in folder/int; its json."""
+    from quantize.config import QuantConfig
+    from quantize.export_int import run
+    from tests.test_export_int import quantized
+    q = quantized('yolov3-mini', QuantConfig(mode=3))
+    save_checkpoint({'cfg': model.cfg_text, 'model': q.state_dict(), 'quant': q.quant_config},
+                    folder / 'q.pt')
+    return Path(run(weights=str(folder / 'q.pt'), project=str(folder), name='int')[1])
+
+
+def fill(args, ws):
+    return [a.format(**{k: str(v) for k, v in ws.items()}) for a in args]
+
+
+def files_in(folder):
+    """Every file under ``folder`` (hidden temporaries too) with its size and time."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob('*')
+            if p.is_file()}
+
+
+class DidRealWork(BaseException):
+    """Raised in a probe that runs past its budget: the bad input got through to the work
+    (a BaseException, so that no command's error handling can turn it into a pass)."""
+
+
+def _too_long(signum, frame):
+    raise DidRealWork('the probe ran past 20 s: the bad input was not refused up front')
+
+
+def run_main(command, argv, budget=20):
+    module = f'{command}_prune' if command in PRUNE else COMMANDS[command]
+    main = importlib.import_module(module).main
+    old = signal.signal(signal.SIGALRM, _too_long)
+    signal.alarm(budget)
+    try:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    return e.value.code
+
+
+T = '--project {out}'.split()  # every command that writes, writes into the workspace
+
+
+def method_args(m):
+    return ['--shortcuts', '2'] if m == 'layer' else ['--percent', '0.5']
+
+
+def probe_id(p):
+    return f"{p[0]}:{' '.join(p[1])}".replace(' --project {out}', '')
+
+
+
+def one_line(command, args, code, message, ws, capsys, monkeypatch):
+    """Run a probe: one error line matching message, exit code, no traceback, no file changed."""
+    monkeypatch.chdir(ROOT)
+    before = files_in(ws['out'].parent)
+    exit_code = run_main(command, fill(args, ws))
+    err = capsys.readouterr().err.strip()
+    assert files_in(ws['out'].parent) == before, 'a failed command left or changed a file'
+    assert 'Traceback' not in err and 'internal error' not in err, err[-1500:]
+    assert exit_code == code, (exit_code, err[-800:])
+    errors = [ln for ln in err.splitlines() if 'error:' in ln]  # ours, or argparse's prog: error:
+    assert len(errors) == 1 and re.search(message, errors[0]), err[-800:]
