@@ -16,7 +16,6 @@ import argparse
 import csv
 import dataclasses
 import io
-import math
 import os
 import random
 import sys
@@ -47,10 +46,11 @@ from utils.hooks import build_hooks
 from utils.hyp import load_hyp
 from utils.log import LOGGER
 from utils.loss import Criterion, scaled_gains
+from utils.optim import add_hook_parameters, build_optimizer, lr_lambda, optimizer_step, warmup
 from utils.options import Options, Parser, at_least, field, positive_float, unit_float
 from utils.plots import plot_results
 from utils.runs import increment_path, project_dir, save_options
-from utils.torch_utils import ModelEMA, param_groups, select_device, unwrap
+from utils.torch_utils import ModelEMA, select_device, unwrap
 
 ROOT = Path(__file__).resolve().parent
 
@@ -206,43 +206,6 @@ def amp_settings(device, enabled):
         return torch.bfloat16, False
     LOGGER.info('mixed precision: this CPU has no bf16 instructions; training in fp32')
     return None, False
-
-
-def lr_lambda(hyp, epochs):
-    if hyp['schedule'] == 'step':
-        return lambda e: 1.0 if e < 0.8 * epochs else 0.1 if e < 0.9 * epochs else 0.01
-    return lambda e: ((1 - math.cos(e * math.pi / epochs)) / 2) * (hyp['lrf'] - 1) + 1
-
-
-def build_optimizer(model, hyp, adam, batch_size, accumulate):
-    decay, bn, bias = param_groups(model)
-    wd = hyp['weight_decay'] * batch_size * accumulate / hyp['nbs']
-    if adam or hyp.get('optimizer', 'sgd') == 'adam':
-        opt = torch.optim.Adam(bn, lr=hyp['lr0'], betas=(hyp['momentum'], 0.999))
-    else:
-        opt = torch.optim.SGD(bn, lr=hyp['lr0'], momentum=hyp['momentum'], nesterov=True)
-    opt.add_param_group({'params': decay, 'weight_decay': wd})
-    opt.add_param_group({'params': bias})
-    return opt
-
-
-def add_hook_parameters(optimizer, hooks, device):
-    """Hooks' own trainable tensors (distillation adapters: trained, never part of the model),
-    decayed like the conv weights."""
-    params = [p for h in hooks for p in h.parameters(device)]
-    if params:
-        decay = optimizer.param_groups[1]['weight_decay']
-        optimizer.add_param_group({'params': params, 'weight_decay': decay})
-
-
-def warmup(optimizer, hyp, ni, n_warmup, epoch, lf):
-    """Linear warmup: bias lr falls from warmup_bias_lr, the others rise from 0; momentum rises."""
-    for j, group in enumerate(optimizer.param_groups):
-        start = hyp['warmup_bias_lr'] if j == 2 else 0.0
-        group['lr'] = float(np.interp(ni, [0, n_warmup], [start, group['initial_lr'] * lf(epoch)]))
-        if 'momentum' in group:
-            group['momentum'] = float(np.interp(ni, [0, n_warmup], [hyp['warmup_momentum'],
-                                                                     hyp['momentum']]))
 
 
 def setup_distributed():
@@ -672,23 +635,6 @@ def check_tasks(model, opt, nc, seg_names):
         have = f'{len(seg_names)} segmentation classes' if seg_names else 'no masks'
         raise WeightsError(f'{where}: the model segments {model.seg_nc} classes, {opt.data} '
                            f'has {have} (seg_classes= and seg_names= in the .data)')
-
-
-def optimizer_step(model, optimizer, scaler, hooks, epoch, clip_grad):
-    """One optimizer step; hooks see true (unscaled) gradients, once per step."""
-    if scaler:
-        scaler.unscale_(optimizer)
-    for h in hooks:
-        h.after_backward(unwrap(model), epoch)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip_grad)
-    if scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    optimizer.zero_grad()
-    for h in hooks:
-        h.after_step(unwrap(model), epoch)
 
 
 def _rescale(imgs, low, high, stride=32):
