@@ -6,7 +6,7 @@ padded into one (groups, m, m) IoU tensor; inside each group the Cluster-NMS fix
 et al., 2021: iterate "keep j unless a kept i < j overlaps it" until nothing changes) gives the
 greedy result without a Python loop over boxes or images. A group too large to pad (a weak model
 flooding the threshold) goes through ``nms``: blocks in descending score, each block first losing
-the boxes a kept box overlaps. (torchvision's NMS cannot be installed beside CPU torch here.)
+the boxes a kept box overlaps, stopping at max_det survivors. (torchvision's NMS cannot be installed beside CPU torch here.)
 """
 import torch
 
@@ -30,23 +30,17 @@ def _greedy_survivors(over, alive):
     return keep
 
 
-def nms(boxes, scores, iou_thres, classes=None, max_keep=None):
-    """Indices of the boxes greedy NMS keeps, best first; per class when ``classes`` is given
-    (boxes of different classes never suppress each other). A box is dropped when its IoU with a
+def nms(boxes, scores, iou_thres, max_keep=None):
+    """Indices of the boxes greedy NMS keeps, best first: a box is dropped when its IoU with a
     kept box exceeds iou_thres. Stops once ``max_keep`` boxes are kept."""
     order = scores.argsort(descending=True, stable=True)
     b = boxes[order].float()
-    c = classes[order] if classes is not None else torch.zeros(len(b), device=b.device)
-
-    def overlaps(i, j):  # IoU of box sets i and j, zero across classes
-        return box_iou(b[i], b[j]) * (c[i][:, None] == c[j][None])
-
     kept = torch.zeros(0, dtype=torch.long, device=b.device)
     limit = max_keep if max_keep is not None else len(b)
     for start in range(0, len(b), BLOCK):
         blk = torch.arange(start, min(start + BLOCK, len(b)), device=b.device)
-        alive = ~(overlaps(kept, blk) > iou_thres).any(0)
-        keep = _greedy_survivors((overlaps(blk, blk) > iou_thres).triu(1), alive)
+        alive = ~(box_iou(b[kept], b[blk]) > iou_thres).any(0)
+        keep = _greedy_survivors((box_iou(b[blk], b[blk]) > iou_thres).triu(1), alive)
         kept = torch.cat((kept, blk[keep]))
         if len(kept) >= limit:
             break
@@ -83,9 +77,10 @@ def _chunks(sizes):
         yield start, len(sizes)
 
 
-def grouped_nms(boxes, scores, groups, iou_thres):
+def grouped_nms(boxes, scores, groups, iou_thres, max_keep=None):
     """Greedy NMS inside each group (boxes of different groups never suppress each other), all
-    groups at once; returns a keep mask over the boxes."""
+    groups at once; returns a keep mask over the boxes. A group too large to pad stops after
+    its best ``max_keep`` survivors (the caller keeps no more than that of any group)."""
     keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
     if not len(boxes):
         return keep
@@ -96,7 +91,7 @@ def grouped_nms(boxes, scores, groups, iou_thres):
     for first, end in _chunks(sizes):
         if first is None:
             members = order[starts[by_size[end]]:][:sizes[end]]
-            keep[members[nms(boxes[members], scores[members], iou_thres)]] = True
+            keep[members[nms(boxes[members], scores[members], iou_thres, max_keep)]] = True
             continue
         g = by_size[first:end]
         pos = torch.arange(sizes[end - 1], device=boxes.device)
@@ -140,7 +135,7 @@ def non_max_suppression(prediction, conf_thres=0.001, iou_thres=0.6, classes=Non
     """
     det, image = _candidates(prediction, conf_thres, classes, multi_label)
     groups = image if agnostic else image * (prediction.shape[2] - 5) + det[:, 5].long()
-    keep = grouped_nms(det[:, :4], det[:, 4], groups, iou_thres)
+    keep = grouped_nms(det[:, :4], det[:, 4], groups, iou_thres, max_det)
     det, image = det[keep], image[keep]
     order, rank, _ = sort_within(det[:, 4], image)
     first = order[rank[order] < max_det]
