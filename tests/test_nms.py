@@ -74,6 +74,20 @@ def test_box_iou_numpy_and_torch_agree():
                        atol=1e-6)
 
 
+def test_box_iou_in_place_gives_the_same_bits_and_keeps_gradients():
+    """Without gradients box_iou reuses its temporaries; the bits are those of the plain form,
+    for batched inputs and strided views too, and a tensor that needs gradients still gets them."""
+    boxes, _, _ = random_boxes(60, 4, clustered=True)
+    batched = torch.stack((boxes[:30], boxes[30:]))
+    for a, b in ((boxes, boxes[:7]), (batched, batched), (boxes.double(), boxes.double())):
+        with torch.enable_grad():
+            plain = box_iou(a.clone().requires_grad_(), b).detach()
+        assert torch.equal(box_iou(a, b), plain)
+    leaf = boxes[:5].clone().requires_grad_()
+    box_iou(leaf, boxes[:9]).sum().backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+
+
 def _random_prediction(batch, n, nc, seed):
     g = torch.Generator().manual_seed(seed)
     xy = (torch.rand(batch, n // 15 + 1, 2, generator=g) * 300).repeat_interleave(15, 1)[:, :n]
