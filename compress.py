@@ -423,7 +423,7 @@ def parser():
                         "cut's train.py --sr-round and the prune method's --round): "
                         "onnxruntime's x86 kernels work in blocks of 8 or 16")
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
-    p.add_argument('--KDstr', type=int, default=1, choices=range(6), help='0 = no distillation')
+    p.add_argument('--KDstr', type=int, default=1, choices=range(7), help='0 = no distillation')
     p.add_argument('--kd-weight', type=float, default=1.0)
     p.add_argument('--hyp-finetune', default='',
                    help="the fine-tune's hyp file (default: train.py's, data/hyp.finetune.yaml)")

@@ -121,8 +121,8 @@ class TrainOptions(Options):
     t_cfg: str = field('', 'teacher cfg (a .pt holds its own)', flags=['--t_cfg', '--t-cfg'])
     t_weights: str = field('', 'teacher weights: distill', flags=['--t_weights', '--t-weights'])
     KDstr: int = field(1, '1 outputs, 2 teacher-bounded, 3 imitation, 4 +features, 5 '
-                       '+fine-grained mask', flags=['--KDstr', '--kdstr'], type=int,
-                       choices=[1, 2, 3, 4, 5])
+                       '+fine-grained mask, 6 objectness-scaled outputs',
+                       flags=['--KDstr', '--kdstr'], type=int, choices=[1, 2, 3, 4, 5, 6])
     kd_weight: float = field(1.0, 'gain of the distillation terms', type=float)
     kd_T: float = field(3.0, 'softmax temperature for classes', flags=['--kd-T', '--kd-t'],
                         type=positive_float)

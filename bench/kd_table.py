@@ -29,7 +29,8 @@ from utils.runs import increment_path
 from utils.torch_utils import select_device
 
 NAMES = {0: 'no KD', 1: 'KDstr 1 outputs', 2: 'KDstr 2 teacher-bounded',
-         3: 'KDstr 3 imitation', 4: 'KDstr 4 +features', 5: 'KDstr 5 +fine-grained mask'}
+         3: 'KDstr 3 imitation', 4: 'KDstr 4 +features', 5: 'KDstr 5 +fine-grained mask',
+         6: 'KDstr 6 objectness-scaled'}
 
 
 def fine_tune_once(opt, out, strategy, seed):
@@ -87,7 +88,7 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=3)
     p.add_argument('--img-size', type=int, default=320)
     p.add_argument('--kd-weight', type=float, default=1.0)
-    p.add_argument('--strategies', type=int, nargs='*', default=[1, 2, 3, 4, 5],
+    p.add_argument('--strategies', type=int, nargs='*', default=[1, 2, 3, 4, 5, 6],
                    help='KDstr values to compare with the fine-tune without KD')
     p.add_argument('--seeds', type=int, nargs='+', default=[0],
                    help='repeat each fine-tune with these seeds; rows show the mean and each')

@@ -10,6 +10,7 @@ or 0.05):
   3  kd_box kd_cls          imitation at the positive cells (distill/imitation.py)
   4  + kd_feat              and feature imitation at the head inputs (distill/feature.py)
   5  + kd_feat (masked)     with the fine-grained imitation mask
+  6  kd_box kd_cls kd_obj   objectness-scaled output distillation (distill/output.py)
 
 A network that segments adds kd_seg (distill/segment.py: per-pixel KL at --kd-T, times the hyp's
 seg gain) whatever the strategy. The teacher may be any cfg with the same classes, heads and
@@ -33,7 +34,7 @@ from utils.errors import OptionError
 from utils.hooks import TrainHook
 from utils.loss import YoloLoss
 
-STRATEGIES = (1, 2, 3, 4, 5)
+STRATEGIES = (1, 2, 3, 4, 5, 6)
 FEATURE_GAIN = 0.05  # kd_feat is relative (see feature_loss); hyp files may set 'kd_feat'
 
 
@@ -57,7 +58,7 @@ class DistillHook(TrainHook):
 
     def on_model(self, model):
         check_compatible(model, self.teacher)
-        if self.strategy >= 4 and self.tasks(model)[0]:
+        if self.strategy in (4, 5) and self.tasks(model)[0]:
             self.student_taps, self.teacher_taps = FeatureTaps(model), FeatureTaps(self.teacher)
             self.adapters = make_adapters(head_channels(model, 'student'),
                                           head_channels(self.teacher, 'teacher'))
@@ -88,8 +89,8 @@ class DistillHook(TrainHook):
             if s.shape != t.shape:
                 raise WeightsError(f'student head {tuple(s.shape)} and teacher head '
                                    f'{tuple(t.shape)} differ; distillation needs equal heads')
-        if self.strategy == 1:
-            return output_losses(preds, t_preds, heads, self.temperature)
+        if self.strategy in (1, 6):
+            return output_losses(preds, t_preds, heads, self.temperature, boxes=self.strategy == 6)
         return self._matched_losses(model, heads, preds, t_preds, targets, imgs.shape[2:])
 
     def _gain(self, name):

@@ -51,7 +51,8 @@ def test_every_loss_is_zero_when_student_is_teacher():
     heads, m = matches(model, preds, targets, 96)
     assert sum(len(x[0][0]) for x in m) > 0  # there are positives to compare
     for losses in (output_losses(preds, teacher, heads), bounded_losses(preds, teacher, heads, m),
-                   imitation_losses(preds, teacher, heads, m)):
+                   imitation_losses(preds, teacher, heads, m),
+                   output_losses(preds, teacher, heads, boxes=True)):
         for name, value in losses.items():
             assert abs(value.item()) < 1e-5, name
     feats = [torch.randn(2, 8, 4, 4)]
@@ -85,6 +86,19 @@ def test_output_losses_by_hand():
         (1 - p) / 0.5), abs=1e-6)
     assert out['kd_cls'].item() == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(2 / 3),
                                                  abs=1e-6)
+    assert 'kd_box' not in out
+
+
+def test_objectness_scaled_boxes_by_hand():
+    # two anchors: the teacher sees an object (0.75) at the first, hardly one (0.25) at the second
+    s = torch.tensor([[0, 0, 1.0, 0, 0, 0, 0], [0, 0, 0, 0.0, 0, 0, 0]]).view(1, 2, 1, 1, 7)
+    t = torch.tensor([[0, 0, 0, 0.5, math.log(3.0), 0, 0],
+                      [0, 0, 2.0, 0, -math.log(3.0), 0, 0]]).view(1, 2, 1, 1, 7)
+    out = output_losses([s], [t], [Head()], temperature=1.0, boxes=True)
+    # log-wh distances: 1 + 0.25 at the first anchor, 4 at the second; weights 0.75 and 0.25
+    assert out['kd_box'].item() == pytest.approx(0.75 * 1.25 + 0.25 * 4.0, abs=1e-6)
+    assert out['kd_obj'].item() == pytest.approx(
+        output_losses([s], [t], [Head()], temperature=1.0)['kd_obj'].item())
 
 
 def _positive(values):
@@ -121,14 +135,14 @@ def pruned_student():
     return prune_model(teacher, channel_plan(teacher, 1, 0.5, clamp=True)), teacher
 
 
-@pytest.mark.parametrize('strategy', [1, 2, 3, 4, 5])
+@pytest.mark.parametrize('strategy', [1, 2, 3, 4, 5, 6])
 def test_gradients_reach_student_and_adapters_never_the_teacher(strategy):
     student, teacher = pruned_student()
     hook = DistillHook(strategy, teacher)
     hook.hyp = train.load_hyp({})
     student = hook.on_model(student)
     adapters = hook.parameters('cpu')
-    assert bool(adapters) == (strategy >= 4)  # the pruned student's head inputs are narrower
+    assert bool(adapters) == (strategy in (4, 5))  # the student's head inputs are narrower
     imgs, targets = batch()
     losses = hook.extra_loss(student, imgs, raw_heads(student, imgs), targets)
     assert all(torch.isfinite(v) for v in losses.values())
@@ -136,8 +150,8 @@ def test_gradients_reach_student_and_adapters_never_the_teacher(strategy):
     assert all(p.grad is None for p in teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     assert all(p.grad is not None for p in adapters)
-    if strategy >= 4:
-        assert 'kd_feat' in losses
+    assert ('kd_feat' in losses) == (strategy in (4, 5))
+    assert ('kd_box' in losses) == (strategy != 1)
 
 
 def test_fine_grained_mask_covers_the_cells_around_the_object():
