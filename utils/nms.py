@@ -6,7 +6,8 @@ padded into one (groups, m, m) IoU tensor; inside each group the Cluster-NMS fix
 et al., 2021: iterate "keep j unless a kept i < j overlaps it" until nothing changes) gives the
 greedy result without a Python loop over boxes or images. A group too large to pad (a weak model
 flooding the threshold) goes through ``nms``: blocks in descending score, each block first losing
-the boxes a kept box overlaps, stopping at max_det survivors. (torchvision's NMS cannot be installed beside CPU torch here.)
+the boxes a kept box overlaps, stopping at max_det survivors. (torchvision's NMS cannot be
+installed beside CPU torch here.)
 """
 import torch
 
