@@ -2,12 +2,12 @@
 
     python3 compress.py                                   # yolov3-mini on the built-in dataset
     python3 compress.py --cfg yolov3.cfg --weights yolov3.weights --data my.data --keep-bflops 0.5
-    python3 compress.py --skip qat --KDstr 4 --name kd4   # any stage can be skipped
+    python3 compress.py --skip qat --KDstr 1 --name kd1   # any stage can be skipped
 
 Stages, each calling the toolkit's own entry points (train.run, prune/<method>.run, export.run,
 test.run): baseline evaluation -> sparse training (-sr, aimed at the cut that leaves
 --keep-bflops of the BFLOPs) -> pruning (--method at that cut, or --percent; --shortcuts) ->
-fine-tuning with distillation from the baseline (--KDstr, 0 = none) -> 2:4 structured
+fine-tuning (distilled from the baseline with --KDstr 1-6; off by default) -> 2:4 structured
 sparsity (--sparse24: magnitude masks, fine-tuned the same way; off by default) -> QAT
 (--quantized, 0 = none; keeps the 2:4 masks) -> export (int8 Q/DQ ONNX for onnxruntime and
 TensorRT, darknet) -> latency (torch and onnxruntime, batch 1). Everything goes to
@@ -423,7 +423,9 @@ def parser():
                         "cut's train.py --sr-round and the prune method's --round): "
                         "onnxruntime's x86 kernels work in blocks of 8 or 16")
     p.add_argument('--shortcuts', type=int, default=2, help='layer pruning: blocks to remove')
-    p.add_argument('--KDstr', type=int, default=1, choices=range(7), help='0 = no distillation')
+    p.add_argument('--KDstr', type=int, default=0, choices=range(7),
+                   help='distill the fine-tune from the baseline with this strategy (0: none, '
+                   'the default: none helped, docs/results/distillation.md)')
     p.add_argument('--kd-weight', type=float, default=1.0)
     p.add_argument('--hyp-finetune', default='',
                    help="the fine-tune's hyp file (default: train.py's, data/hyp.finetune.yaml)")
