@@ -35,6 +35,7 @@ from utils.hooks import TrainHook
 from utils.loss import YoloLoss
 
 STRATEGIES = (1, 2, 3, 4, 5, 6)
+FEATURE_STRATEGIES = (4, 5)  # these also imitate the head inputs, through adapters
 FEATURE_GAIN = 0.05  # kd_feat is relative (see feature_loss); hyp files may set 'kd_feat'
 
 
@@ -58,7 +59,7 @@ class DistillHook(TrainHook):
 
     def on_model(self, model):
         check_compatible(model, self.teacher)
-        if self.strategy in (4, 5) and self.tasks(model)[0]:
+        if self.strategy in FEATURE_STRATEGIES and self.tasks(model)[0]:
             self.student_taps, self.teacher_taps = FeatureTaps(model), FeatureTaps(self.teacher)
             self.adapters = make_adapters(head_channels(model, 'student'),
                                           head_channels(self.teacher, 'teacher'))
@@ -108,7 +109,7 @@ class DistillHook(TrainHook):
         if self.strategy == 2:
             return bounded_losses(preds, t_preds, heads, matches)
         losses = imitation_losses(preds, t_preds, heads, matches, self.temperature)
-        if self.strategy >= 4:
+        if self.strategy in FEATURE_STRATEGIES:
             masks = None
             if self.strategy == 5:
                 masks = [imitation_mask(h, p.shape[2:4], p.shape[0], targets, img_hw)

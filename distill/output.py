@@ -23,15 +23,15 @@ def _weighted_mean(values, weight):
 def output_losses(s_preds, t_preds, heads, temperature=3.0, boxes=False) -> dict:
     cls, obj, box = [], [], []
     for s, t, head in zip(s_preds, t_preds, heads):
-        weight = logits(t[..., 4], head).sigmoid()
-        if boxes:
+        sl, tl = logits(s, head), logits(t, head)
+        weight = tl[..., 4].sigmoid()
+        if boxes:  # box_params reads the raw values
             width = s.shape[-1]
             d = box_params(s.reshape(-1, width), head) - box_params(t.reshape(-1, width), head)
             box.append(_weighted_mean((d ** 2).sum(1), weight.reshape(-1)))
-        s, t = logits(s, head), logits(t, head)
         if head.nc > 1:
-            cls.append(_weighted_mean(class_kl(s[..., 5:], t[..., 5:], temperature), weight))
-        obj.append(bernoulli_kl(s[..., 4], t[..., 4]).mean())
+            cls.append(_weighted_mean(class_kl(sl[..., 5:], tl[..., 5:], temperature), weight))
+        obj.append(bernoulli_kl(sl[..., 4], tl[..., 4]).mean())
     zero = s_preds[0].new_zeros(()).float()
     out = {'kd_cls': torch.stack(cls).mean() if cls else zero, 'kd_obj': torch.stack(obj).mean()}
     if boxes:
