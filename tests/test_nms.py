@@ -119,7 +119,12 @@ def _per_image(pred, conf_thres, iou_thres, max_det, multi_label):
 def test_batched_nms_equals_each_image_on_its_own(budget, multi_label, max_det, monkeypatch):
     monkeypatch.setattr(nms_module, 'PAD_BUDGET', budget)
     kept = []  # what each group of the fallback kept: no more than an image can show
-    monkeypatch.setattr(nms_module, 'nms', lambda *a: kept.append(len(nms(*a))) or nms(*a))
+
+    def spy(*args):
+        keep = nms(*args)
+        kept.append(len(keep))
+        return keep
+    monkeypatch.setattr(nms_module, 'nms', spy)
     pred = _random_prediction(3, 200, 4, seed=11)
     pred[1, :, 4] = 0  # an image with nothing above the threshold
     got = non_max_suppression(pred, 0.05, 0.45, max_det=max_det, multi_label=multi_label)
