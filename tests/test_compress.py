@@ -116,3 +116,15 @@ def test_training_images_are_cached_only_when_they_fit(tiny_data, tmp_path, monk
     assert not compress.Run(tmp_path / 'm', opt).cache
     monkeypatch.setattr(datasets, 'available_memory', lambda: None)  # unknown: no cache
     assert not compress.Run(tmp_path / 'm', opt).cache
+
+
+def test_the_fine_tune_distills_only_when_asked():
+    """--KDstr defaults to 0 (no strategy beat plain fine-tuning, docs/results/distillation.md);
+    a strategy given distills from the baseline."""
+    from types import SimpleNamespace
+    baseline = {'cfg': 'b.cfg', 'weights': 'b.pt'}
+    for argv, want in (([], {}), (['--KDstr', '6'], {'t_cfg': 'b.cfg', 't_weights': 'b.pt',
+                                                     'KDstr': 6, 'kd_weight': 1.0})):
+        run = SimpleNamespace(opt=vars(compress.parse_opt(argv)),
+                              state={'done': {'baseline': baseline}})
+        assert compress.distillation(run) == want
