@@ -11,8 +11,12 @@ predictions.json with ``--save-json``. ``--task study`` sweeps the input size.
 """
 from __future__ import annotations
 
+import argparse
 import json
 
+import torch
+
+from models.darknet import is_quantized
 from quantize.loader import load_for_inference
 from utils.cli import friendly_errors
 from utils.datasets import DataError, create_dataloader, parse_data_cfg
@@ -23,21 +27,23 @@ from utils.log import LOGGER
 from utils.options import Parser, add_shared, at_least, one_size, unit_float
 from utils.plots import save_figure
 from utils.runs import increment_path
-from utils.torch_utils import select_device
+from utils.torch_utils import inference_dtype, select_device
 
 
 def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size=None,
         conf_thres=0.001, iou_thres=0.6, task='val', save_json=False, project='runs/test',
-        name='exp', exist_ok=False, device='', workers=None, max_det=300, plots=True, verbose=True):
+        name='exp', exist_ok=False, device='', workers=None, max_det=300, plots=True, verbose=True,
+        amp=None):
     """Load the model, evaluate it on the .data file's valid (or test) split, write a run folder;
-    returns the metrics dict."""
+    returns the metrics dict. amp: see inference_dtype (None: where the hardware has it)."""
     if task == 'study':
         return study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, project,
-                     name, exist_ok, device, workers, max_det)
+                     name, exist_ok, device, workers, max_det, amp)
     data_cfg = parse_data_cfg(data)
     names = data_cfg['names']
     device = select_device(device)
     model = load_for_inference(weights, cfg, device)
+    amp_dtype = autocast_dtype(model, device, amp, weights)
     size = one_size(img_size, model.img_size[1] if model.img_size else None)
     if size is None:
         raise OptionError(f'{weights}: a dynamic graph takes any size: give --img-size')
@@ -55,14 +61,24 @@ def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size
                                   prefix=f'{split}: ', seg_nc=seg_nc)
     save_dir = increment_path(project, name, exist_ok)
     metrics = evaluate_model(model, loader, names, conf_thres, iou_thres, max_det, save_json,
-                             save_dir, plots, verbose, data_cfg.get('seg_names'))
+                             save_dir, plots, verbose, data_cfg.get('seg_names'), amp_dtype)
     if verbose:
         LOGGER.info(f'Results saved to {save_dir}')
     return metrics
 
 
+def autocast_dtype(model, device, amp, weights):
+    """Reduced precision applies to float torch models; the others run their own precision."""
+    if not isinstance(model, torch.nn.Module) or is_quantized(model):
+        if amp:
+            raise OptionError(f'--amp: {weights} runs in its own precision (an exported graph, '
+                              'an integer or a quantized model); --amp applies to float models')
+        return None
+    return inference_dtype(device, amp)
+
+
 def study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, project, name,
-          exist_ok, device, workers, max_det):
+          exist_ok, device, workers, max_det, amp=None):
     """mAP and speed over a range of input sizes: study.json and study.png."""
     import matplotlib.pyplot as plt  # noqa: PLC0415 (utils.plots chose the Agg backend)
     save_dir = increment_path(project, name, exist_ok)
@@ -72,7 +88,7 @@ def study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, proje
     for size in sizes:
         m = run(data, weights, cfg, batch_size, size, conf_thres, iou_thres, 'val', False,
                 str(save_dir), f'size{size}', True, device, workers, max_det, plots=False,
-                verbose=False)
+                verbose=False, amp=amp)
         rows.append({'img_size': size, 'map50': m['map50'], 'map50_95': m['map50_95'],
                      'ms': m['speed_ms']['total']})
         print(f"{size:5d}  mAP@0.5 {m['map50']:.3f}  mAP@0.5:0.95 {m['map50_95']:.3f}  "
@@ -100,6 +116,10 @@ def parser():
     p.add_argument('--max-det', type=at_least(1), default=300, help='detections kept per image')
     p.add_argument('--task', default='val', choices=['val', 'test', 'study'])
     p.add_argument('--save-json', action='store_true', help='write COCO predictions.json')
+    p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
+                   help='reduced-precision inference of a float model: fp16 on CUDA, bf16 on a '
+                        'CPU (default: on CUDA and on CPUs with bf16 instructions; boxes are '
+                        'decoded in fp32 either way)')
     return p
 
 

@@ -50,7 +50,7 @@ from utils.optim import add_hook_parameters, build_optimizer, lr_lambda, optimiz
 from utils.options import Options, Parser, at_least, field, positive_float, unit_float
 from utils.plots import plot_results
 from utils.runs import increment_path, project_dir, save_options
-from utils.torch_utils import ModelEMA, select_device, unwrap
+from utils.torch_utils import ModelEMA, amp_settings, select_device, unwrap
 
 ROOT = Path(__file__).resolve().parent
 
@@ -194,18 +194,6 @@ def sizes(img_size):
         return img_size[0], (img_size[0], img_size[0]), img_size[0]
     low, high = img_size[0], img_size[1]
     return high, (low, high), img_size[2] if len(img_size) > 2 else high
-
-
-def amp_settings(device, enabled):
-    """(autocast dtype or None, GradScaler needed): fp16 + scaler on CUDA, bf16 on capable CPUs."""
-    if not enabled:
-        return None, False
-    if device.type == 'cuda':
-        return torch.float16, True
-    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16, False
-    LOGGER.info('mixed precision: this CPU has no bf16 instructions; training in fp32')
-    return None, False
 
 
 def setup_distributed():

@@ -33,11 +33,11 @@ from terminaltables import AsciiTable
 
 from models import Darknet
 from models.cfg import load_blocks, save_cfg, with_classes
-from train import amp_settings, optimizer_step
 from utils.datasets import parse_data_cfg
 from utils.hyp import load_hyp
 from utils.loss import YoloLoss, scaled_gains
-from utils.torch_utils import select_device
+from utils.optim import optimizer_step
+from utils.torch_utils import amp_settings, select_device
 
 
 def random_targets(batch, nc, n_per_image=6, seed=0):

@@ -234,6 +234,8 @@ class Darknet(nn.Module):
         heads = self.heads(x)
         if self.training:
             return heads
+        # decoded in fp32 under autocast too: bf16 would round box coordinates to 1-2 pixels
+        heads = [h if h.dtype == torch.float32 else h.float() for h in heads]
         return (self.decode(heads, x.shape[-2:]) if self.yolo_layers else None), heads
 
     def det_heads(self, heads):

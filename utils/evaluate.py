@@ -45,9 +45,11 @@ def to_coco(det, path):
 
 @torch.no_grad()
 def evaluate(model, dataloader, nc, device, conf_thres=0.001, iou_thres=0.6, max_det=300,
-             collect_json=False, seg_nc=0):
-    """Run the model over the loader; returns (detection stats or None, segmentation stats or
-    None, COCO predictions, speed in ms, images seen)."""
+             collect_json=False, seg_nc=0, amp_dtype=None):
+    """Run the model over the loader (under autocast to ``amp_dtype`` when given); returns
+    (detection stats or None, segmentation stats or None, COCO predictions, speed in ms, images
+    seen)."""
+    device = torch.device(device)
     model.eval()
     stats = DetectionStats(nc) if nc else None
     seg = SegmentationStats(seg_nc) if seg_nc else None
@@ -56,7 +58,8 @@ def evaluate(model, dataloader, nc, device, conf_thres=0.001, iou_thres=0.6, max
     for imgs, targets, paths, shapes, masks in dataloader:
         t0 = time_sync()
         imgs = imgs.to(device, non_blocking=True).float() / 255
-        decoded, heads = model(imgs)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            decoded, heads = model(imgs)
         t1 = time_sync()
         timing['inference'] += t1 - t0
         if stats is not None:
@@ -152,10 +155,12 @@ def print_table(m, title=''):
 
 
 def evaluate_model(model, dataloader, names, conf_thres=0.001, iou_thres=0.6, max_det=300,
-                   save_json=False, save_dir=None, plots=True, verbose=True, seg_names=None):
+                   save_json=False, save_dir=None, plots=True, verbose=True, seg_names=None,
+                   amp_dtype=None):
     """Evaluate ``model`` (``model(images)`` gives (decoded detections or None, heads);
     ``model.segment_classes(heads, size)`` the class map of a segmenting network) on the
-    loader; returns the metrics dict, also written to save_dir/metrics.json when given."""
+    loader, in fp32 or under autocast to ``amp_dtype``; returns the metrics dict, also written
+    to save_dir/metrics.json when given."""
     if model.nc and model.nc != len(names):
         raise DataError(f'the dataset has {len(names)} classes but the model predicts {model.nc}')
     seg_nc = getattr(model, 'seg_nc', 0)
@@ -165,8 +170,9 @@ def evaluate_model(model, dataloader, names, conf_thres=0.001, iou_thres=0.6, ma
     device = next(model.parameters()).device if hasattr(model, 'parameters') else 'cpu'
     stats, seg, jdict, speed, n_images = evaluate(model, dataloader, model.nc, device,
                                                   conf_thres, iou_thres, max_det, save_json,
-                                                  seg_nc)
-    metrics = {'images': n_images, 'speed_ms': {k: round(v, 3) for k, v in speed.items()}}
+                                                  seg_nc, amp_dtype)
+    metrics = {'images': n_images, 'speed_ms': {k: round(v, 3) for k, v in speed.items()},
+               'inference_dtype': str(amp_dtype or torch.float32).replace('torch.', '')}
     if stats is not None:
         res = stats.compute()
         metrics = metrics_dict(res, names, speed, n_images) | metrics

@@ -6,6 +6,7 @@ import time
 import torch
 
 from utils.errors import ToolkitError
+from utils.log import LOGGER
 
 
 class DeviceError(ToolkitError, ValueError):
@@ -23,6 +24,36 @@ def select_device(device='') -> torch.device:
     if not torch.cuda.is_available():
         raise DeviceError(f"--device {device}: CUDA is not available here; use --device cpu")
     return torch.device(f'cuda:{int(index)}')
+
+
+def cpu_has_bf16():
+    """Whether oneDNN runs bf16 natively here (AVX-512 bf16 or AMX); elsewhere it emulates it,
+    tens of times slower than fp32."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def amp_settings(device, enabled):
+    """(autocast dtype or None, GradScaler needed): fp16 + scaler on CUDA, bf16 on capable CPUs."""
+    if not enabled:
+        return None, False
+    if device.type == 'cuda':
+        return torch.float16, True
+    if cpu_has_bf16():
+        return torch.bfloat16, False
+    LOGGER.info('mixed precision: this CPU has no bf16 instructions; training in fp32')
+    return None, False
+
+
+def inference_dtype(device, amp=None):
+    """The autocast dtype evaluation runs in (None: fp32). amp None: fp16 on CUDA, bf16 on CPUs
+    that have it, else fp32; False: fp32; True: fp16 on CUDA, bf16 on any CPU (emulated without
+    bf16 instructions: slow, but it shows the mAP effect)."""
+    if amp is False or (amp is None and device.type == 'cpu' and not cpu_has_bf16()):
+        return None
+    if device.type == 'cpu' and not cpu_has_bf16():
+        LOGGER.warning('WARNING: --amp: this CPU has no bf16 instructions; bf16 is emulated and '
+                       'runs many times slower than fp32')
+    return torch.float16 if device.type == 'cuda' else torch.bfloat16
 
 
 def time_sync() -> float:
