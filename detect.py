@@ -19,7 +19,7 @@ import cv2
 import torch
 
 from models.weights import load_checkpoint
-from quantize.loader import load_for_inference
+from quantize.loader import autocast_dtype, load_for_inference
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.cli import friendly_errors
 from utils.datasets import load_names, parse_data_cfg
@@ -136,9 +136,10 @@ def show(window, img, state):
 def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, names=None,
         img_size=None, conf_thres=0.25, iou_thres=0.45, classes=None, agnostic_nms=False,
         max_det=300, save_txt=False, save_masks=False, view_img=False, device='',
-        project='runs/detect', name='exp', exist_ok=False):
+        project='runs/detect', name='exp', exist_ok=False, amp=None):
     device = select_device(device)
     model = load_for_inference(weights, cfg, device)
+    amp_dtype = autocast_dtype(model, device, amp, weights)
     size = one_size(img_size, (model.img_size or (None, None))[1])
     if size is None:
         raise OptionError(f'{weights}: a dynamic graph takes any size: give --img-size')
@@ -154,7 +155,8 @@ def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, name
         for frame in iter_frames(str(source), size):
             t0 = time_sync()
             x = torch.from_numpy(frame.input).to(device).float().div(255).unsqueeze(0)
-            decoded, heads = model(x)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                decoded, heads = model(x)
             det = torch.zeros((0, 6))
             if decoded is not None:
                 det = non_max_suppression(decoded.float(), conf_thres, iou_thres, classes,
@@ -187,7 +189,7 @@ def parser():
     p.add_argument('--source', default='data/shapes/images/val',
                    help='image, folder, glob, video file or webcam index')
     add_shared(p, weights=None, cfg=None, data=None, img_size=None, device='',
-               project='runs/detect', name='exp', exist_ok=False,
+               project='runs/detect', name='exp', exist_ok=False, amp=None,
                notes={'weights': 'none with --cfg: random initial weights',
                       'data': 'its names= file names the classes'})
     p.add_argument('--names', default=None,

@@ -11,13 +11,9 @@ predictions.json with ``--save-json``. ``--task study`` sweeps the input size.
 """
 from __future__ import annotations
 
-import argparse
 import json
 
-import torch
-
-from models.darknet import is_quantized
-from quantize.loader import load_for_inference
+from quantize.loader import autocast_dtype, load_for_inference
 from utils.cli import friendly_errors
 from utils.datasets import DataError, create_dataloader, parse_data_cfg
 from utils.errors import OptionError
@@ -27,7 +23,7 @@ from utils.log import LOGGER
 from utils.options import Parser, add_shared, at_least, one_size, unit_float
 from utils.plots import save_figure
 from utils.runs import increment_path
-from utils.torch_utils import inference_dtype, select_device
+from utils.torch_utils import select_device
 
 
 def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size=None,
@@ -35,7 +31,8 @@ def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size
         name='exp', exist_ok=False, device='', workers=None, max_det=300, plots=True, verbose=True,
         amp=None):
     """Load the model, evaluate it on the .data file's valid (or test) split, write a run folder;
-    returns the metrics dict. amp: see inference_dtype (None: where the hardware has it)."""
+    returns the metrics dict. amp: quantize.loader.autocast_dtype (None: where the hardware
+    has it)."""
     if task == 'study':
         return study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, project,
                      name, exist_ok, device, workers, max_det, amp)
@@ -65,16 +62,6 @@ def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size
     if verbose:
         LOGGER.info(f'Results saved to {save_dir}')
     return metrics
-
-
-def autocast_dtype(model, device, amp, weights):
-    """Reduced precision applies to float torch models; the others run their own precision."""
-    if not isinstance(model, torch.nn.Module) or is_quantized(model):
-        if amp:
-            raise OptionError(f'--amp: {weights} runs in its own precision (an exported graph, '
-                              'an integer or a quantized model); --amp applies to float models')
-        return None
-    return inference_dtype(device, amp)
 
 
 def study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, project, name,
@@ -110,16 +97,13 @@ def parser():
     add_shared(p, {'workers': "default: train.py's (on a CPU a quarter of the cores: workers "
                               "beside the model's threads slow it, docs/results/evaluation.md)"},
                cfg=None, data='data/shapes.data', weights=None, img_size=None, batch_size=16,
-               device='', workers=None, project='runs/test', name='exp', exist_ok=False)
+               device='', workers=None, project='runs/test', name='exp', exist_ok=False,
+               amp=None)
     p.add_argument('--conf-thres', type=unit_float, default=0.001)
     p.add_argument('--iou-thres', type=unit_float, default=0.6, help='NMS IoU threshold')
     p.add_argument('--max-det', type=at_least(1), default=300, help='detections kept per image')
     p.add_argument('--task', default='val', choices=['val', 'test', 'study'])
     p.add_argument('--save-json', action='store_true', help='write COCO predictions.json')
-    p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
-                   help='reduced-precision inference of a float model: fp16 on CUDA, bf16 on a '
-                        'CPU (default: on CUDA and on CPUs with bf16 instructions; boxes are '
-                        'decoded in fp32 either way)')
     return p
 
 

@@ -17,7 +17,9 @@ from models.weights import load_model as load_float_model
 from quantize.config import QuantConfig
 from quantize.int_model import IntModel
 from quantize.qat import quantize_model
+from utils.errors import OptionError
 from utils.log import LOGGER
+from utils.torch_utils import inference_dtype
 
 
 def load_model(weights, cfg=None):
@@ -58,3 +60,15 @@ def inference_form(model):
     if is_quantized(model):
         return model
     return model.fuse().to(memory_format=torch.channels_last)
+
+
+def autocast_dtype(model, device, amp, weights):
+    """--amp of test.py and detect.py (utils.torch_utils.inference_dtype) for a model from
+    load_for_inference: reduced precision applies to float torch models; exported graphs,
+    integer and quantized models run their own precision and refuse an explicit --amp."""
+    if not isinstance(model, torch.nn.Module) or is_quantized(model):
+        if amp:
+            raise OptionError(f'--amp: {weights} runs in its own precision (an exported graph, '
+                              'an integer or a quantized model); --amp applies to float models')
+        return None
+    return inference_dtype(device, amp)

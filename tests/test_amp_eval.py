@@ -7,6 +7,7 @@ import torch
 
 import test as evaluation
 from models.darknet import Darknet
+from quantize.loader import autocast_dtype
 from utils import torch_utils
 from utils.errors import OptionError
 from utils.torch_utils import inference_dtype
@@ -41,8 +42,8 @@ def test_heads_in_bf16_are_decoded_in_fp32():
 
 def test_amp_is_refused_for_models_that_run_their_own_precision():
     with pytest.raises(OptionError, match='--amp'):
-        evaluation.autocast_dtype(object(), CPU, True, 'model.onnx')
-    assert evaluation.autocast_dtype(object(), CPU, None, 'model.onnx') is None
+        autocast_dtype(object(), CPU, True, 'model.onnx')
+    assert autocast_dtype(object(), CPU, None, 'model.onnx') is None
 
 
 def test_bf16_evaluation_scores_like_fp32(tiny_data, tmp_path):
@@ -54,3 +55,14 @@ def test_bf16_evaluation_scores_like_fp32(tiny_data, tmp_path):
     assert fp32['map50'] > 0.3  # a model that finds the shapes, so the comparison means something
     assert bf16['map50'] == pytest.approx(fp32['map50'], abs=0.02)
     assert bf16['map50_95'] == pytest.approx(fp32['map50_95'], abs=0.02)
+
+
+def test_detect_finds_the_same_objects_in_bf16(tiny_data, tmp_path):
+    import detect
+    kw = dict(source=str(tiny_data.parent / 'shapes' / 'images' / 'val'), img_size=128,
+              weights=str(ROOT / 'weights' / 'yolov3-mini.pt'), project=str(tmp_path))
+    _, fp32 = detect.run(name='fp32', amp=False, **kw)
+    _, bf16 = detect.run(name='bf16', amp=True, **kw)
+    # a box near --conf-thres may flip on a CPU whose bf16 rounds otherwise: allow one
+    assert sum(fp32.values()) > 5
+    assert sum(abs(bf16[k] - fp32[k]) for k in fp32 | bf16) <= 1

@@ -106,6 +106,10 @@ SHARED = {
     'name': ('--name', {'help': 'run folder name (exp, exp2, ... when it exists)'}),
     'exist_ok': ('--exist-ok', {'action': 'store_true',
                                 'help': 'write into --project/--name even if it exists'}),
+    'amp': ('--amp', {'action': argparse.BooleanOptionalAction,
+                      'help': 'reduced-precision inference of a float model: fp16 on CUDA, bf16 '
+                              'on a CPU (default: on CUDA and on CPUs with bf16 instructions); '
+                              'boxes are decoded in fp32'}),
 }
 
 
