@@ -31,7 +31,7 @@ from utils.files import atomic_write_text, write_image
 from utils.plots import draw_boxes, draw_mask, palette
 from utils.runs import increment_path
 from utils.sources import iter_frames
-from utils.torch_utils import select_device, time_sync
+from utils.torch_utils import autocast, select_device, time_sync
 
 
 def resolve_names(names_file, weights, nc, data=None):
@@ -155,7 +155,7 @@ def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, name
         for frame in iter_frames(str(source), size):
             t0 = time_sync()
             x = torch.from_numpy(frame.input).to(device).float().div(255).unsqueeze(0)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with autocast(device, amp_dtype):
                 decoded, heads = model(x)
             det = torch.zeros((0, 6))
             if decoded is not None:

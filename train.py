@@ -50,7 +50,7 @@ from utils.optim import add_hook_parameters, build_optimizer, lr_lambda, optimiz
 from utils.options import Options, Parser, at_least, field, positive_float, unit_float
 from utils.plots import plot_results
 from utils.runs import increment_path, project_dir, save_options
-from utils.torch_utils import ModelEMA, amp_settings, select_device, unwrap
+from utils.torch_utils import ModelEMA, amp_settings, autocast, select_device, unwrap
 
 ROOT = Path(__file__).resolve().parent
 
@@ -558,8 +558,7 @@ class Trainer:
                                                 [1, hyp['nbs'] / opt.batch_size])))
         if opt.multi_scale:
             imgs = _rescale(imgs, *self.size_range)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+        with autocast(self.device, self.amp_dtype):
             preds = self.model(imgs)
             loss, terms = self.criterion(preds, targets.to(self.device), imgs.shape[2:], masks)
             extra = {}

@@ -37,7 +37,7 @@ from utils.datasets import parse_data_cfg
 from utils.hyp import load_hyp
 from utils.loss import YoloLoss, scaled_gains
 from utils.optim import optimizer_step
-from utils.torch_utils import amp_settings, select_device
+from utils.torch_utils import amp_settings, autocast, select_device
 
 
 def random_targets(batch, nc, n_per_image=6, seed=0):
@@ -66,7 +66,7 @@ def measure(cfg, img_size, batch, device, amp, steps=10, warmup=3):
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(device, dtype):
             loss, _ = criterion(model(imgs), targets, imgs.shape[2:])
         (scaler.scale(loss) if scaler else loss).backward()
         # the step train.py takes

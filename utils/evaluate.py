@@ -24,7 +24,7 @@ from utils.files import atomic_write_text
 from utils.metrics import DetectionStats, SegmentationStats
 from utils.nms import non_max_suppression
 from utils.plots import plot_confusion_matrix, plot_curves
-from utils.torch_utils import time_sync
+from utils.torch_utils import autocast, time_sync
 
 
 def coco_image_id(path):
@@ -58,7 +58,7 @@ def evaluate(model, dataloader, nc, device, conf_thres=0.001, iou_thres=0.6, max
     for imgs, targets, paths, shapes, masks in dataloader:
         t0 = time_sync()
         imgs = imgs.to(device, non_blocking=True).float() / 255
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             decoded, heads = model(imgs)
         t1 = time_sync()
         timing['inference'] += t1 - t0

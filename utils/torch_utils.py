@@ -32,28 +32,34 @@ def cpu_has_bf16():
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def inference_dtype(device, amp=None):
+    """The autocast dtype a float model runs in (None: fp32). amp None: fp16 on CUDA, bf16 on
+    CPUs that have it, else fp32; False: fp32; True: fp16 on CUDA, bf16 on any CPU (emulated
+    without bf16 instructions: slow, but it shows the mAP effect)."""
+    if amp is False:
+        return None
+    if device.type == 'cuda':
+        return torch.float16
+    if cpu_has_bf16():
+        return torch.bfloat16
+    if amp is None:
+        return None
+    LOGGER.warning('WARNING: --amp: this CPU has no bf16 instructions; bf16 is emulated and '
+                   'runs many times slower than fp32')
+    return torch.bfloat16
+
+
 def amp_settings(device, enabled):
     """(autocast dtype or None, GradScaler needed): fp16 + scaler on CUDA, bf16 on capable CPUs."""
-    if not enabled:
-        return None, False
-    if device.type == 'cuda':
-        return torch.float16, True
-    if cpu_has_bf16():
-        return torch.bfloat16, False
-    LOGGER.info('mixed precision: this CPU has no bf16 instructions; training in fp32')
-    return None, False
+    dtype = inference_dtype(device, None if enabled else False)
+    if enabled and dtype is None:
+        LOGGER.info('mixed precision: this CPU has no bf16 instructions; training in fp32')
+    return dtype, dtype == torch.float16
 
 
-def inference_dtype(device, amp=None):
-    """The autocast dtype evaluation runs in (None: fp32). amp None: fp16 on CUDA, bf16 on CPUs
-    that have it, else fp32; False: fp32; True: fp16 on CUDA, bf16 on any CPU (emulated without
-    bf16 instructions: slow, but it shows the mAP effect)."""
-    if amp is False or (amp is None and device.type == 'cpu' and not cpu_has_bf16()):
-        return None
-    if device.type == 'cpu' and not cpu_has_bf16():
-        LOGGER.warning('WARNING: --amp: this CPU has no bf16 instructions; bf16 is emulated and '
-                       'runs many times slower than fp32')
-    return torch.float16 if device.type == 'cuda' else torch.bfloat16
+def autocast(device, dtype):
+    """torch.autocast to ``dtype`` on ``device``'s kind, or nothing when dtype is None."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def time_sync() -> float:
