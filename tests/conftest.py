@@ -1,6 +1,7 @@
 """Shared fixtures: every shipped cfg, models with realistic (random) BN statistics."""
 import functools
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 # the *-hard cfgs are their base networks with other classes and anchors: nothing new to test
 CFGS = sorted(p.stem for p in (ROOT / 'cfg').glob('*.cfg') if not p.stem.endswith('-hard'))
+
+# label caches of the tests' datasets stay out of the user's ~/.cache (commands run by the tests
+# inherit it)
+os.environ.setdefault('YOLO_CACHE', tempfile.mkdtemp(prefix='yolo-cache-'))
 
 if os.environ.get('PYTEST_XDIST_WORKER'):  # one thread per worker: workers share the cores
     torch.set_num_threads(1)

@@ -68,6 +68,16 @@ def test_bad_items_are_skipped_and_named(dirty_set, caplog):
         assert name in skipped
 
 
+def test_nothing_is_written_beside_the_images(dirty_set, tmp_path, monkeypatch):
+    """Datasets may be shared or read-only (../shared/real): the label cache lives elsewhere."""
+    _, root = dirty_set
+    monkeypatch.setenv('YOLO_CACHE', str(tmp_path / 'caches'))
+    before = sorted(root.rglob("*"))
+    load_items(root / 'images', nc=3)
+    assert sorted(root.rglob("*")) == before
+    assert len(list((tmp_path / 'caches' / 'labels').glob('*.cache'))) == 1
+
+
 def test_label_cache_is_reused_and_invalidated(dirty_set, capfd):
     _, root = dirty_set
     load_items(root / 'images', nc=3)

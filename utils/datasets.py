@@ -10,10 +10,10 @@
   ``.../images/x.jpg`` is ``.../masks/x.png`` (the last ``images`` folder becomes ``masks``, as
   for labels), else lightNet's sibling ``x-label.png``: one channel, the class index per pixel,
   255 = not scored.
-- Every image, label and mask is checked once and the result cached (``<list>.cache``, keyed by
-  file sizes and modification times). A corrupt image, a malformed line, a class out of range, a
-  box outside the image, or a mask that is missing, unreadable, of another size or with a class
-  out of range skips that image with one warning naming the file (and line); the run goes on.
+- Every image, label and mask is checked once and the result cached (under ``cache_root()``,
+  never beside the data; keyed by file sizes and modification times). A corrupt image, a
+  malformed line, a class out of range, a box outside the image, or a mask that is missing,
+  unreadable, of another size or with a class out of range skips that image with one warning naming the file (and line); the run goes on.
 """
 from __future__ import annotations
 
@@ -289,9 +289,21 @@ def _verify_all(files, nc, seg_nc=0):
     return items, bad
 
 
+def cache_root() -> Path:
+    """Where label caches live: $YOLO_CACHE, else ~/.cache/yolo-compress (or $XDG_CACHE_HOME's).
+    Never beside the images: datasets are often read-only or shared (../shared/real)."""
+    root = os.environ.get('YOLO_CACHE')
+    if root:
+        return Path(root)
+    xdg = os.environ.get('XDG_CACHE_HOME')
+    return (Path(xdg) if xdg else Path.home() / '.cache') / 'yolo-compress'
+
+
 def cache_path_for(source) -> Path:
-    source = Path(source)
-    return source.with_suffix('.cache') if source.is_file() else Path(str(source) + '.cache')
+    """The label cache of a list file or folder: named after it, keyed by its absolute path."""
+    source = Path(source).resolve()
+    digest = hashlib.sha1(str(source).encode()).hexdigest()[:12]
+    return cache_root() / 'labels' / f'{source.stem or "root"}-{digest}.cache'
 
 
 def load_items(source, nc, prefix='', seg_nc=0):
@@ -317,6 +329,7 @@ def load_items(source, nc, prefix='', seg_nc=0):
         how = 'checked'
         if cache_file:
             try:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(cache_file, json.dumps({'key': key, 'items': items, 'bad': bad}))
                 how += ', cache saved'
             except OSError as e:
