@@ -13,7 +13,8 @@
 - Every image, label and mask is checked once and the result cached (under ``cache_root()``,
   never beside the data; keyed by file sizes and modification times). A corrupt image, a
   malformed line, a class out of range, a box outside the image, or a mask that is missing,
-  unreadable, of another size or with a class out of range skips that image with one warning naming the file (and line); the run goes on.
+  unreadable, of another size or with a class out of range skips that image with one warning
+  naming the file (and line); the run goes on.
 """
 from __future__ import annotations
 
@@ -110,7 +111,18 @@ def parse_data_cfg(path, generate=True) -> dict:
                             f'{len(data[names])} names')
     if generate:
         _generate_builtin_if_missing(path, data)
+    _check_fetched(path, data)
     return data
+
+
+def _check_fetched(path, data):
+    """A .data file with ``fetch=NAME`` names a set that data.fetch places: say how to get it."""
+    name = data.get('fetch')
+    for key in ('train', 'valid', 'test'):
+        if name and key in data and not Path(data[key]).exists():
+            raise DataError(f'{path}: {key}={data[key]} not found: fetch it with '
+                            f'python3 -m data.fetch {name} (offline: add --from DIR, a folder '
+                            f'laid out like ../shared/real)')
 
 
 BUILTIN = {'shapes.data': False, 'shapes-seg.data': False,  # .data file -> the hard set?
