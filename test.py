@@ -4,8 +4,13 @@ with a segmentation head, mIoU, IoU per class, pixel accuracy and frequency-weig
     python3 test.py --weights weights/yolov3-mini.pt --data data/shapes.data
     python3 test.py --data data/voc.data --cfg cfg/yolov3-tiny.cfg --weights yolov3-tiny.weights
     python3 test.py --weights runs/export/exp/model.onnx      # an exported graph, in onnxruntime
+    python3 test.py --data data/coco128.data --cfg cfg/yolov3-tiny.cfg \
+        --weights weights/yolov3-tiny.weights --img-size 416 --darknet  # as darknet scores it
 
 Metrics follow COCOeval (utils/evaluate.py, which train.py and the prune scripts run too).
+``--darknet`` evaluates as darknet's ``detector map`` does: each image resized to the square
+input (letterboxed only where the cfg's [net] says letter_box=1), confidence threshold 0.005, NMS
+IoU 0.45 (DARKNET below); by default images are letterboxed, 0.001 and 0.6.
 Results go to ``runs/test/exp*/``: metrics.json, PR and F1 curves, confusion matrix, and
 predictions.json with ``--save-json``. ``--task study`` sweeps the input size.
 """
@@ -26,16 +31,24 @@ from utils.runs import increment_path
 from utils.torch_utils import select_device
 
 
+# darknet's `detector map` (validate_detector_map): thresh .005, nms .45
+DARKNET = {'conf_thres': 0.005, 'iou_thres': 0.45}
+DEFAULT = {'conf_thres': 0.001, 'iou_thres': 0.6}
+
+
 def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size=None,
-        conf_thres=0.001, iou_thres=0.6, task='val', save_json=False, project='runs/test',
+        conf_thres=None, iou_thres=None, task='val', save_json=False, project='runs/test',
         name='exp', exist_ok=False, device='', workers=None, max_det=300, plots=True, verbose=True,
-        amp=None):
+        amp=None, darknet=False):
     """Load the model, evaluate it on the .data file's valid (or test) split, write a run folder;
     returns the metrics dict. amp: quantize.loader.autocast_dtype (None: where the hardware
-    has it)."""
+    has it). darknet: score as darknet does (thresholds left None take DARKNET's)."""
+    defaults = DARKNET if darknet else DEFAULT
+    conf_thres = defaults['conf_thres'] if conf_thres is None else conf_thres
+    iou_thres = defaults['iou_thres'] if iou_thres is None else iou_thres
     if task == 'study':
         return study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, project,
-                     name, exist_ok, device, workers, max_det, amp)
+                     name, exist_ok, device, workers, max_det, amp, darknet)
     data_cfg = parse_data_cfg(data)
     names = data_cfg['names']
     device = select_device(device)
@@ -54,18 +67,25 @@ def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size
     if seg_nc and data_cfg['seg_classes'] != seg_nc:
         raise DataError(f"{data}: the model segments {seg_nc} classes, the dataset has "
                         f"{data_cfg['seg_classes']} (seg_classes= in the .data)")
+    stretch = darknet and not getattr(model, 'letter_box', False)
     loader, _ = create_dataloader(data_cfg[split], len(names), size, batch_size, workers=workers,
-                                  prefix=f'{split}: ', seg_nc=seg_nc)
+                                  prefix=f'{split}: ', seg_nc=seg_nc, stretch=stretch)
+    if verbose and darknet:
+        LOGGER.info(f"darknet's scoring: images {'stretched' if stretch else 'letterboxed'} to "
+                    f'{size}x{size}, confidence > {conf_thres}, NMS IoU {iou_thres}')
     save_dir = increment_path(project, name, exist_ok)
+    scoring = {'darknet': darknet, 'resize': 'stretch' if stretch else 'letterbox',
+               'conf_thres': conf_thres, 'iou_thres': iou_thres, 'img_size': size}
     metrics = evaluate_model(model, loader, names, conf_thres, iou_thres, max_det, save_json,
-                             save_dir, plots, verbose, data_cfg.get('seg_names'), amp_dtype)
+                             save_dir, plots, verbose, data_cfg.get('seg_names'), amp_dtype,
+                             extra={'scoring': scoring})
     if verbose:
         LOGGER.info(f'Results saved to {save_dir}')
     return metrics
 
 
 def study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, project, name,
-          exist_ok, device, workers, max_det, amp=None):
+          exist_ok, device, workers, max_det, amp=None, darknet=False):
     """mAP and speed over a range of input sizes: study.json and study.png."""
     import matplotlib.pyplot as plt  # noqa: PLC0415 (utils.plots chose the Agg backend)
     save_dir = increment_path(project, name, exist_ok)
@@ -75,7 +95,7 @@ def study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, proje
     for size in sizes:
         m = run(data, weights, cfg, batch_size, size, conf_thres, iou_thres, 'val', False,
                 str(save_dir), f'size{size}', True, device, workers, max_det, plots=False,
-                verbose=False, amp=amp)
+                verbose=False, amp=amp, darknet=darknet)
         rows.append({'img_size': size, 'map50': m['map50'], 'map50_95': m['map50_95'],
                      'ms': m['speed_ms']['total']})
         print(f"{size:5d}  mAP@0.5 {m['map50']:.3f}  mAP@0.5:0.95 {m['map50_95']:.3f}  "
@@ -99,8 +119,13 @@ def parser():
                cfg=None, data='data/shapes.data', weights=None, img_size=None, batch_size=16,
                device='', workers=None, project='runs/test', name='exp', exist_ok=False,
                amp=None)
-    p.add_argument('--conf-thres', type=unit_float, default=0.001)
-    p.add_argument('--iou-thres', type=unit_float, default=0.6, help='NMS IoU threshold')
+    p.add_argument('--conf-thres', type=unit_float, default=None,
+                   help='default 0.001 (0.005 with --darknet)')
+    p.add_argument('--iou-thres', type=unit_float, default=None,
+                   help='NMS IoU threshold, default 0.6 (0.45 with --darknet)')
+    p.add_argument('--darknet', action='store_true',
+                   help="score as darknet's detector map: plain resize unless the cfg says "
+                        'letter_box=1, confidence 0.005, NMS 0.45')
     p.add_argument('--max-det', type=at_least(1), default=300, help='detections kept per image')
     p.add_argument('--task', default='val', choices=['val', 'test', 'study'])
     p.add_argument('--save-json', action='store_true', help='write COCO predictions.json')

@@ -209,6 +209,8 @@ class Darknet(nn.Module):
         net = self.blocks[0]
         self.in_channels = net.get('channels')
         self.img_size = (net.get('height'), net.get('width'))
+        # how darknet resizes images for this cfg (a training key of [net]; 0 when absent)
+        self.letter_box = net.options.get('letter_box', '0').strip() not in ('0', '')
         self.module_list, self.channels = build_modules(self.blocks)
         kinds = [(i, m) for i, m in enumerate(self.module_list)
                  if isinstance(m, (YoloLayer, SegmentHead))]

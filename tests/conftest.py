@@ -67,3 +67,24 @@ def ws(tmp_path_factory, tiny_data):
     """The bad-input suite's workspace of broken files beside good ones; {name: path}."""
     from tests.bad_input import workspace
     return workspace(tmp_path_factory.mktemp('bad'), tiny_data)
+
+
+REAL = ROOT.parent / 'shared' / 'real'
+needs_real = pytest.mark.skipif(not REAL.is_dir(),
+                                reason=f'{REAL} (the real weights and photos) is absent')
+
+
+@pytest.fixture(scope='session')
+def real(tmp_path_factory):
+    """The real files fetched as a user fetches them (python3 -m data.fetch --from ../shared/real)
+    into a temporary root: {'root', 'coco16' (a .data of the first 16 val2017 photos), ...}."""
+    from data import fetch
+    root = tmp_path_factory.mktemp('real')
+    for name in ('coco128', 'yolov3-tiny', 'yolo-fastest-1.1'):
+        fetch.fetch(name, REAL, root=root)
+    val = sorted((root / 'datasets/coco128/images/val2017').glob('*.jpg'))
+    (root / 'val16.txt').write_text(''.join(f'{p}\n' for p in val[:16]))
+    data = root / 'coco16.data'
+    data.write_text(f'classes=80\ntrain={root}/datasets/coco128/images/train2017\n'
+                    f'valid={root}/val16.txt\nnames={ROOT / "data" / "coco.names"}\n')
+    return {'root': root, 'coco16': data, 'weights': root / 'weights'}

@@ -72,9 +72,10 @@ def clip_boxes(boxes, shape):
 def scale_boxes(boxes, letterbox_shape, orig_shape, ratio_pad=None):
     """Map xyxy boxes from a letterboxed image back to the original image (in place).
 
-    ratio_pad = (gain, (pad_x, pad_y)) as the dataset reports it; computed when None. With
-    ratio_pad given, gain, the pads and orig_shape's h and w may be columns (n, 1): the rows of
-    several images at once.
+    ratio_pad = (gain, (pad_x, pad_y)) as the dataset reports it; computed when None. gain may
+    be a pair (gain_x, gain_y): an image stretched to the input as darknet does. With ratio_pad
+    given, gains, pads and orig_shape's h and w may be columns (n, 1): the rows of several images
+    at once.
     """
     if ratio_pad is None:
         gain = min(letterbox_shape[0] / orig_shape[0], letterbox_shape[1] / orig_shape[1])
@@ -82,9 +83,11 @@ def scale_boxes(boxes, letterbox_shape, orig_shape, ratio_pad=None):
                (letterbox_shape[0] - orig_shape[0] * gain) / 2)
     else:
         gain, pad = ratio_pad
+    gain_x, gain_y = gain if isinstance(gain, tuple) else (gain, gain)
     boxes[..., [0, 2]] -= pad[0]
     boxes[..., [1, 3]] -= pad[1]
-    boxes[..., :4] /= gain
+    boxes[..., [0, 2]] /= gain_x
+    boxes[..., [1, 3]] /= gain_y
     return clip_boxes(boxes, orig_shape)
 
 

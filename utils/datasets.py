@@ -420,8 +420,12 @@ class YoloDataset(torch.utils.data.Dataset):
     ``seg_nc``)."""
 
     def __init__(self, source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
-                 rect=False, stride=32, cache_images=False, prefix='', seed=None, seg_nc=0):
+                 rect=False, stride=32, cache_images=False, prefix='', seed=None, seg_nc=0,
+                 stretch=False):
         self.img_size, self.augment, self.rect, self.stride = img_size, augment, rect, stride
+        # stretch: each image resized to the square input whatever its aspect (darknet's resize
+        # unless the cfg says letter_box=1); evaluation only
+        self.stretch = stretch and not augment
         self.seed, self.draws = seed, 0  # seed: reproducible augmentation (tests, debugging)
         self.seg_nc = seg_nc
         self.hyp = {**DEFAULT_HYP, **(hyp or {})}
@@ -499,6 +503,19 @@ class YoloDataset(torch.utils.data.Dataset):
                                       masks if self.seg_nc else None)
         return self._affine(canvas, merged, mask, (self.img_size, self.img_size), rng)
 
+    def _stretched(self, i):
+        """The original image resized to the square input (bilinear, as OpenCV's darknet reader
+        does), its boxes and mask with it; the ratio per axis."""
+        img = cv2.imread(str(self.files[i]))
+        if img is None:
+            raise DataError(f'{self.files[i]}: cannot be read as an image')
+        (h0, w0), size = img.shape[:2], self.img_size
+        mask = self._load_mask(i, (h0, w0))
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+        if mask is not None:
+            mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+        return img, self._pixel_boxes(i, (size, size)), mask, (size / w0, size / h0)
+
     def __getitem__(self, i):
         self.draws += 1
         rng = np.random.default_rng(None if self.seed is None else [self.seed, i, self.draws])
@@ -506,6 +523,8 @@ class YoloDataset(torch.utils.data.Dataset):
         ratio, pad = 1.0, (0, 0)
         if self.augment and not self.rect and rng.random() < self.hyp['mosaic']:
             img, boxes, mask = self._mosaic(i, rng)
+        elif self.stretch:
+            img, boxes, mask, ratio = self._stretched(i)
         else:
             img, _ = self._load(i)
             mask = self._load_mask(i, img.shape[:2])
@@ -550,11 +569,12 @@ def _worker_init(worker_id):
 
 def create_dataloader(source, nc, img_size=320, batch_size=16, augment=False, hyp=None,
                       rect=False, stride=32, workers=2, shuffle=False, cache_images=False,
-                      prefix='', distributed=False, seed=0, seg_nc=0, pin_memory=False):
+                      prefix='', distributed=False, seed=0, seg_nc=0, pin_memory=False,
+                      stretch=False):
     """A DataLoader over a YoloDataset; with distributed=True each process gets its share;
     workers=None: default_workers for this machine."""
     dataset = YoloDataset(source, nc, img_size, batch_size, augment, hyp, rect, stride,
-                          cache_images, prefix, seg_nc=seg_nc)
+                          cache_images, prefix, seg_nc=seg_nc, stretch=stretch)
     sampler = None
     if distributed:
         sampler = torch.utils.data.distributed.DistributedSampler(

@@ -85,7 +85,8 @@ def _to_original(boxes, image, shapes):
     to their image's original pixels, clipped to it: scale_boxes with one column per image."""
     def column(values):
         return torch.tensor(values, dtype=boxes.dtype)[image][:, None]
-    gain = column([r for _, (r, _) in shapes])
+    ratios = [r if isinstance(r, tuple) else (r, r) for _, (r, _) in shapes]
+    gain = (column([r[0] for r in ratios]), column([r[1] for r in ratios]))
     pad = [column([p[k] for _, (_, p) in shapes]) for k in (0, 1)]
     size = [column([hw[k] for hw, _ in shapes]) for k in (0, 1)]
     return scale_boxes(boxes, None, size, (gain, pad))
@@ -156,11 +157,11 @@ def print_table(m, title=''):
 
 def evaluate_model(model, dataloader, names, conf_thres=0.001, iou_thres=0.6, max_det=300,
                    save_json=False, save_dir=None, plots=True, verbose=True, seg_names=None,
-                   amp_dtype=None):
+                   amp_dtype=None, extra=None):
     """Evaluate ``model`` (``model(images)`` gives (decoded detections or None, heads);
     ``model.segment_classes(heads, size)`` the class map of a segmenting network) on the
-    loader, in fp32 or under autocast to ``amp_dtype``; returns the metrics dict, also written
-    to save_dir/metrics.json when given."""
+    loader, in fp32 or under autocast to ``amp_dtype``; returns the metrics dict (with ``extra``
+    added: how it was scored), also written to save_dir/metrics.json when given."""
     if model.nc and model.nc != len(names):
         raise DataError(f'the dataset has {len(names)} classes but the model predicts {model.nc}')
     seg_nc = getattr(model, 'seg_nc', 0)
@@ -172,7 +173,8 @@ def evaluate_model(model, dataloader, names, conf_thres=0.001, iou_thres=0.6, ma
                                                   conf_thres, iou_thres, max_det, save_json,
                                                   seg_nc, amp_dtype)
     metrics = {'images': n_images, 'speed_ms': {k: round(v, 3) for k, v in speed.items()},
-               'inference_dtype': str(amp_dtype or torch.float32).replace('torch.', '')}
+               'inference_dtype': str(amp_dtype or torch.float32).replace('torch.', ''),
+               **(extra or {})}
     if stats is not None:
         res = stats.compute()
         metrics = metrics_dict(res, names, speed, n_images) | metrics
