@@ -37,7 +37,7 @@ from prune.runner import run_method
 from prune.surgery import PruneError, prune_model
 from prune.sparsity import sparse_convs
 from quantize.loader import load_for_inference, load_model
-from quantize.qdq import dequantized_model, onnxruntime_target
+from quantize.qdq import dequantized_model
 from utils.cli import friendly_errors
 from utils.compress_report import write_report
 from utils.datasets import DataError, fits_in_ram, parse_data_cfg
@@ -236,8 +236,10 @@ def export_stage(run):
               'exist_ok': True}
     files = {'darknet': export.run(fmt='darknet', name='export', **common)}
     int8 = is_quantized(load_model(weights, cfg if str(weights).endswith('.weights') else None))
-    files['onnx_onnxruntime'] = export.run(fmt='onnx', name='export/onnxruntime',
-                                           qdq=onnxruntime_target(), dynamic=True, **common)
+    # the flavour export.py's int8 check finds exact in onnxruntime here (tensorrt's graph
+    # first, then this CPU's onnxruntime one)
+    files['onnx_onnxruntime'] = export.run(fmt='onnx', name='export/onnxruntime', dynamic=True,
+                                           **common)
     if int8 and opt['quantized'] == 3:
         files['onnx_tensorrt'] = export.run(fmt='onnx', name='export/tensorrt', **common)
     onnx_path = files['onnx_onnxruntime'][0]

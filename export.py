@@ -23,6 +23,7 @@ OpenVINO IR is converted from that ONNX graph (float or int8). Outputs go to run
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -38,17 +39,21 @@ from torch import nn
 from models.cfg import save_cfg
 from models.darknet import is_quantized
 from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
+from models.onnx_model import OnnxModel
 from models.openvino_model import OpenVinoModel
 from models.sparse24 import sparse_weights
-from models.weights import save_darknet_weights
+from models.weights import load_checkpoint, save_darknet_weights
+from quantize import deploy_check
+from quantize.deploy_check import check_graph, synthetic_batches
 from quantize.export_c import export_c
 from quantize.export_int import FORMATS as INT_FORMATS
 from quantize.export_int import integer_model
 from quantize.loader import load_model
 from quantize.qat import cfg_precisions
 from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weights_here,
-                          int8_initializers, onnxruntime_target, qdq_model)
+                          has_form, int8_initializers, onnxruntime_target, qdq_model)
 from utils.cli import friendly_errors
+from utils.datasets import parse_data_cfg
 from utils.errors import ToolkitError
 from utils.files import atomic_path, atomic_write_text, whole_or_none
 from utils.log import LOGGER
@@ -59,6 +64,7 @@ from utils.torch_utils import DeviceError, select_device
 FORMATS = ('darknet', 'onnx', 'openvino', 'engine', 'c')
 MIN_OPSET = 11  # Resize and dynamic Slice as exported; Q/DQ per channel needs 13
 MIN_OPSET_INT8 = 13
+CHECK_IMAGES = 8  # images the int8 check runs
 
 
 class ExportError(ToolkitError, RuntimeError):
@@ -345,6 +351,87 @@ def int8_model(model, calib_images, calib, method, img_size, device):
     return calibrated(model, batches, method)
 
 
+def qdq_candidates(fmt, qdq, model):
+    """The Q/DQ flavours to try, best first: the one asked for, or for onnxruntime the
+    tensorrt graph then this CPU's exact onnxruntime one, for OpenVINO its symmetric graph
+    (7-bit weights where the CPU lacks VNNI) then the uint8-activation ones; those the model
+    has a form for (zero points: the onnxruntime ones only)."""
+    if qdq:
+        return [qdq]
+    if fmt == 'openvino':
+        symmetric = 'tensorrt' if exact_int8_weights_here() else 'openvino'
+        order = [symmetric, onnxruntime_target(), 'onnxruntime-u8']
+    else:
+        order = ['tensorrt', onnxruntime_target()]
+    return [t for t in order if has_form(model, t)]
+
+
+def check_batches(weights, check_images, img_hw, nc):
+    """Images for the int8 check: --check-images, else the checkpoint's calibration or
+    training images, else synthetic ones (said so)."""
+    from quantize.ptq import calibration_batches  # noqa: PLC0415
+
+    source = check_images or recorded_images(weights)
+    if source:
+        return calibration_batches(source, nc, CHECK_IMAGES, img_hw[0], CHECK_IMAGES, 'cpu', 0,
+                                   prefix='int8 check: ')
+    LOGGER.info('int8 check: no images recorded in the checkpoint; checking on synthetic '
+                'images (give --check-images for photos like those it will see)')
+    return synthetic_batches(CHECK_IMAGES, img_hw)
+
+
+def recorded_images(weights):
+    """The images a PTQ checkpoint was calibrated on, or a QAT run's training images."""
+    if not str(weights).endswith('.pt'):
+        return ''
+    ckpt = load_checkpoint(weights)
+    source = (ckpt.get('ptq') or {}).get('source', '')
+    data = (ckpt.get('opt') or {}).get('data')
+    if not source and data and Path(data).is_file():
+        with contextlib.suppress(ToolkitError):
+            source = parse_data_cfg(data, generate=False).get('train', '')
+    return source if source and Path(source).exists() else ''
+
+
+def checked_qdq(model, fmt, img_hw, qdq, batches):
+    """The Q/DQ flavour whose graph, in the runtime it is for, computes the fake-quant model
+    on ``batches`` (quantize/deploy_check.py), and its verdict: --qdq when it passes, else the
+    first of qdq_candidates that does; an ExportError naming where the graph parts when none
+    may be used."""
+    runtime = 'OpenVINO' if fmt == 'openvino' else 'onnxruntime'
+    cpu = copy.deepcopy(model).float().cpu().eval()
+
+    def verdict_of(target):
+        with tempfile.TemporaryDirectory(prefix='.check.') as tmp:
+            onnx_path = export_onnx(cpu, Path(tmp) / 'check', img_hw, qdq=target)[0]
+            if fmt == 'openvino':
+                xml = export_openvino(cpu, Path(tmp) / 'check', img_hw, qdq=target)[0]
+                graph = lambda: OpenVinoModel(xml)  # noqa: E731
+            else:
+                graph = lambda: OnnxModel(onnx_path)  # noqa: E731
+            return check_graph(onnx_path, runtime.lower(), qdq_model(cpu, target), batches,
+                               graph)
+
+    failures = []
+    for target in qdq_candidates(fmt, qdq, model):
+        verdict = verdict_of(target)
+        if verdict.ok:
+            if failures:
+                LOGGER.info(f'int8 check: {failures[0]}; --qdq {target} passes here, using it')
+            return target, verdict
+        where = ''
+        if verdict.layer is not None:
+            where = (f', outputs part at layer {verdict.layer} '
+                     f'({model.blocks[verdict.layer + 1].type})')
+        failures.append(f'--qdq {target} in {runtime} on this CPU is not the fake-quant model '
+                        f'(99% of live scores within {verdict.q99:.3f}, at most '
+                        f'{deploy_check.TOLERANCE} allowed{where})')
+    passing = next((t for t in qdq_candidates(fmt, None, model) if qdq and t != qdq and
+                    verdict_of(t).ok), None)
+    hint = f'; --qdq {passing} passes here' if passing else ''
+    raise ExportError(f'{failures[0]}; nothing written{hint} (--no-check writes it anyway)')
+
+
 def check_options(fmt, batch, dla, int_format):
     """Flags that do not go together, refused before the model is loaded."""
     if fmt not in FORMATS:
@@ -361,10 +448,10 @@ def check_options(fmt, batch, dla, int_format):
 def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, batch=1,
         dynamic=False, half=False, int8=False, qdq=None, calib_images='', calib=256,
         calib_method='entropy', dla=None, opset=17, nms=False, simplify=False, int_format='',
-        device='', project='runs/export', name='exp', exist_ok=False):
+        device='', project='runs/export', name='exp', exist_ok=False, check=True,
+        check_images=''):
     """Export; returns the list of files written."""
     check_options(fmt, batch, dla, int_format)
-    qdq = qdq or ('openvino' if fmt == 'openvino' else 'tensorrt')
     device = select_device(device)
     if half and device.type != 'cuda':
         raise DeviceError('--half exports fp16, which needs a CUDA --device')
@@ -381,6 +468,11 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, bat
     save_dir = increment_path(project, name, exist_ok)  # an unwritable folder fails before work
     if int8 and not is_quantized(model):
         model = int8_model(model, calib_images, calib, calib_method, img_hw[0], device)
+    verdict = None
+    if int8 and fmt in ('onnx', 'openvino') and check:
+        batches = check_batches(weights, check_images or calib_images, img_hw, model.nc)
+        qdq, verdict = checked_qdq(model, fmt, img_hw, qdq, batches)
+    qdq = qdq or (qdq_candidates(fmt, None, model)[0] if int8 else None)
     stem = save_dir / Path(weights).stem
     if half:
         model = model.half()
@@ -402,7 +494,7 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, bat
         atomic_write_text(save_dir / 'export.json', json.dumps(
             {'weights': str(weights), 'format': fmt, 'img_size': list(img_hw), 'batch': batch,
              'dynamic': dynamic, 'half': half, 'int8': int8, 'qdq': qdq if int8 else None,
-             'nms': nms, 'files': files}, indent=2))
+             'nms': nms, 'files': files, 'int8_check': verdict and vars(verdict)}, indent=2))
     LOGGER.info(f"exported {', '.join(files)}")
     return files
 
@@ -440,9 +532,16 @@ def parser():
                    help='int8 Q/DQ: calibrate a float checkpoint on --calib-images (QAT and PTQ '
                         'checkpoints are int8 already)')
     p.add_argument('--qdq', default=None, choices=TARGETS,
-                   help='int8: the engine the Q/DQ graph is for (quantize/qdq.py; default: '
-                        'openvino for --format openvino, else tensorrt); '
-                        'onnxruntime-u8: uint8 weights, exact on x86 CPUs without VNNI')
+                   help='int8: the engine the Q/DQ graph is for (quantize/qdq.py; default: the '
+                        'first that passes the int8 check here: tensorrt, then this CPU\'s '
+                        'onnxruntime flavour; for OpenVINO its symmetric graph, then uint8 '
+                        'activations); onnxruntime-u8: uint8 weights, exact on any x86 CPU')
+    p.add_argument('--no-check', dest='check', action='store_false',
+                   help='int8: write the graph without checking it against the fake-quant '
+                        'model in its runtime here (e.g. for another CPU)')
+    p.add_argument('--check-images', default='',
+                   help='int8 check: images (list, folder or glob; default: the ones the '
+                        'checkpoint was calibrated or trained on, else synthetic)')
     p.add_argument('--calib-images', default='', help='--int8: image list file, folder or glob')
     p.add_argument('--calib', type=at_least(1), default=256, help='--int8: calibration images')
     p.add_argument('--calib-method', default='entropy',

@@ -22,7 +22,6 @@ from utils.evaluate import evaluate_on
 from utils.torch_utils import select_device
 import train
 from quantize import ptq
-from quantize.qdq import onnxruntime_target
 from utils.runs import increment_path
 
 VARIANTS = {  # name: (description, train.py flags)
@@ -50,8 +49,8 @@ def score(weights, opt, out, name):
 
 
 def onnx_score(weights, opt, out, name):
-    path = export.run(weights=str(weights), img_size=(opt.img_size,), qdq=onnxruntime_target(),
-                      project=str(out), name=f'{name}-onnx', exist_ok=True)[0]
+    path = export.run(weights=str(weights), img_size=(opt.img_size,), project=str(out),
+                      name=f'{name}-onnx', exist_ok=True)[0]
     return score(path, opt, out, f'{name}-ort')
 
 

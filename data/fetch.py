@@ -18,7 +18,6 @@ Where the files come from (commits pinned; provenance and licences: docs/referen
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
@@ -235,7 +234,8 @@ def parser():
                    help='copy from a folder laid out like ../shared/real instead of downloading')
     p.add_argument('--mirror', metavar='URL',
                    help='download from a server holding the ../shared/real layout')
-    p.add_argument('--root', default=str(ROOT), help=argparse.SUPPRESS)
+    p.add_argument('--root', default=str(ROOT),
+                   help='the folder that gets datasets/ and weights/ (default: the repository)')
     return p
 
 

@@ -8,6 +8,8 @@ Modes (train.py --quantized):
      convs stay at 8 bits unless ``dorefa_all``.
   3  TensorRT-style: symmetric per-channel int8 weights, symmetric per-tensor activations
      (zero point 0) with a calibrated amax; what TensorRT's Q/DQ ONNX import consumes.
+With ``float_heads`` the convs that feed [yolo] (and segmentation) heads leave their output in
+float, as engines leave a network's last conv when no quantize node follows it.
 """
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ class QuantConfig:
     percentile: float = 99.99   # for observer='percentile'
     dorefa_all: bool = False    # mode 2: also the first and last convs at w_bits / a_bits
     freeze_epoch: int = -1      # observers (and folded BN statistics) freeze from this epoch
+    # the convs feeding the heads keep a float output: int8 weights and inputs, but the box
+    # regression is not rounded to one 8-bit grid shared with the class logits (on the
+    # COCO-pretrained yolov3-tiny that grid cost 0.7 point of mAP@0.5:0.95, docs/results/real.md).
+    # False in checkpoints that predate it; fixed-point targets (export_int, C) need it False
+    float_heads: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:

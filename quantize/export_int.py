@@ -107,6 +107,10 @@ def accumulator_bits(w, bias, p, i):
 
 
 def conv_entry(i, m, in_q, arrays):
+    if m.out_quant is None:
+        raise IntExportError(f'layer {i}: its output is float (quantized with float heads); '
+                             'a fixed-point export needs every output on an integer grid: '
+                             'calibrate with quantize/ptq.py --int8-heads (or --format q8/q16)')
     q, w_scale, bias = (t.double().numpy() for t in m.integer_weights())
     real = in_q['scale'] * w_scale
     acc_bits = accumulator_bits(q, bias / real, in_q, i)

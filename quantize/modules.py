@@ -53,20 +53,23 @@ class ActQuant(nn.Module):
 class QuantConvBNAct(nn.Module):
     froms: list = []
 
-    def __init__(self, conv, bn, act, config, w_bits, a_bits, quantize_input=False):
+    def __init__(self, conv, bn, act, config, w_bits, a_bits, quantize_input=False,
+                 quantize_output=True):
         super().__init__()
         self.conv, self.bn, self.act = conv, bn, act  # same names: checkpoints keep their keys
         self.config, self.w_bits, self.a_bits = config, w_bits, a_bits
         self.fold = config.bn_fold and isinstance(bn, nn.BatchNorm2d)
         self.enabled, self.bn_frozen = True, False
-        self.out_quant = ActQuant(config, a_bits)
+        # None: a float output (a head's conv with QuantConfig.float_heads)
+        self.out_quant = ActQuant(config, a_bits) if quantize_output else None
         # the image: 8 bits, or as many as the activations when they have more (q16)
         self.in_quant = ActQuant(config, max(8, a_bits)) if quantize_input else None
 
     @classmethod
-    def from_float(cls, m: ConvBNAct, config, w_bits=None, a_bits=None, quantize_input=False):
+    def from_float(cls, m: ConvBNAct, config, w_bits=None, a_bits=None, quantize_input=False,
+                   quantize_output=True):
         return cls(m.conv, m.bn, m.act, config, w_bits or config.w_bits, a_bits or config.a_bits,
-                   quantize_input)
+                   quantize_input, quantize_output)
 
     def to_float(self) -> ConvBNAct:
         return ConvBNAct(self.conv, self.bn, self.act)
@@ -154,7 +157,8 @@ class QuantConvBNAct(nn.Module):
             y = self._folded(x)
         else:
             y = self.bn(self._conv(x, self.quant_weight(self.conv.weight), self.conv.bias))
-        return self.out_quant(self.act(y))
+        y = self.act(y)
+        return y if self.out_quant is None else self.out_quant(y)
 
 
 class QuantShortcut(nn.Module):

@@ -36,10 +36,11 @@ from utils.runs import increment_path
 from utils.torch_utils import select_device
 
 
-def calibration_batches(source, nc, n, img_size, batch_size, device, workers):
+def calibration_batches(source, nc, n, img_size, batch_size, device, workers,
+                        prefix='calibration: '):
     """n images of a source (list file, folder or glob), as float batches in [0, 1]."""
     loader, _ = create_dataloader(source, nc, img_size, batch_size, workers=workers,
-                                  shuffle=True, seed=0, prefix='calibration: ')
+                                  shuffle=True, seed=0, prefix=prefix)
     batches, seen = [], 0
     for imgs, *_ in loader:
         batches.append(imgs[: n - seen].to(device).float() / 255)
@@ -53,10 +54,13 @@ FORMATS = {'s8': {}, 'q8': {'fpga': True, 'bn_fold': True},
            'q16': {'fpga': True, 'bn_fold': True, 'w_bits': 16, 'a_bits': 16}}
 
 
-def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=False, fmt='s8'):
+def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=False, fmt='s8',
+               int8_heads=False):
     """A mode-3 copy of a float model (int8, or the fixed-point format fmt) with activation
-    ranges from the batches."""
-    config = QuantConfig(mode=3, **{'fpga': fpga, **FORMATS[fmt]})
+    ranges from the batches; the heads' convs write float unless int8_heads (or a fixed-point
+    format, whose runtimes need integer outputs)."""
+    float_heads = fmt == 's8' and not int8_heads
+    config = QuantConfig(mode=3, **{'fpga': fpga, 'float_heads': float_heads, **FORMATS[fmt]})
     model = quantize_model(copy.deepcopy(float_model), config).eval()
     calibrate(model, batches, method, percentile)
     return model
@@ -65,7 +69,7 @@ def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=Fa
 def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib=256,
         method='entropy', percentile=99.99, fpga=False, format='s8', img_size=320,
         batch_size=16, device='', workers=2, eval=True, project='runs/ptq', name='exp',
-        exist_ok=False):
+        exist_ok=False, int8_heads=False):
     """Calibrate; returns the ptq.json content."""
     if calib < 1:
         raise OptionError(f'--calib is a number of images, 1 or more, got {calib}')
@@ -77,13 +81,14 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
     save_dir = increment_path(project, name, exist_ok)  # an unwritable folder fails before work
     batches = calibration_batches(data_cfg['train'], len(data_cfg['names']), calib, img_size,
                                   batch_size, device, workers)
-    model = calibrated(float_model, batches, method, percentile, fpga, format)
+    model = calibrated(float_model, batches, method, percentile, fpga, format, int8_heads)
     tag = '' if format == 's8' else f'_{format}'
     path = save_dir / f'{Path(weights).stem}_ptq{tag}_{method}.pt'
     with whole_or_none([path]):  # ptq.json, written last, says the checkpoint is whole
         save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict(),
                          'quant': model.quant_config, 'names': data_cfg['names'],
-                         'ptq': {'method': method, 'calib': calib}}, path)
+                         'ptq': {'method': method, 'calib': calib,
+                                 'source': str(data_cfg['train'])}}, path)
         report = {'weights': str(weights), 'pt': str(path), 'method': method, 'calib': calib,
                   'format': format}
         if eval:
@@ -117,6 +122,10 @@ def parser():
     p.add_argument('--fpga', '--FPGA', action='store_true', help='power-of-two scales')
     p.add_argument('--format', default='s8', choices=list(FORMATS),
                    help='fixed-point target: s8 int8, q8 / q16 power-of-two with BN folded')
+    p.add_argument('--int8-heads', action='store_true',
+                   help="quantize the heads' conv outputs too (needed by quantize/export_int.py "
+                        'with --format s8); by default they stay float, as engines run a '
+                        "network's last conv")
     p.add_argument('--eval', action=argparse.BooleanOptionalAction, default=True)
     return p
 

@@ -34,13 +34,14 @@ def quantize_model(model, config: QuantConfig, filter_fn=None):
     convs = [i for i, m in enumerate(ml) if isinstance(m, ConvBNAct)
              and (filter_fn is None or filter_fn(i, m))]
     eight_bit = {convs[0]} | {j - 1 for j in model.yolo_layers} if convs else set()
+    float_out = head_convs(model) if config.float_heads else set()
     for i in convs:
         keep8 = config.mode == 2 and not config.dorefa_all and i in eight_bit
         bits = (8, 8) if keep8 else (config.w_bits, config.a_bits)
         if written.get(i) == 'int4':
             bits = (4, 8)
         ml[i] = QuantConvBNAct.from_float(ml[i], config, *bits, quantize_input=i == convs[0] or (
-            bool(written) and not on_grid(model, i - 1)))
+            bool(written) and not on_grid(model, i - 1)), quantize_output=i not in float_out)
     for i, m in enumerate(ml):
         if isinstance(m, Shortcut):
             ml[i] = QuantShortcut(m, config, config.a_bits)
@@ -50,12 +51,22 @@ def quantize_model(model, config: QuantConfig, filter_fn=None):
     return model
 
 
+def head_convs(model) -> set:
+    """The convs whose output only a head ([yolo], segmentation) reads."""
+    ml = model.module_list
+    read = {j for m in ml for j in m.froms}
+    return {j - 1 for j in model.head_layers
+            if j > 0 and isinstance(ml[j - 1], ConvBNAct) and j - 1 not in read}
+
+
 def on_grid(model, j) -> bool:
     """Whether layer j's output is a quantized layer's (through pass-throughs and routes)."""
     if j < 0:
         return False
     m = model.module_list[j]
-    if isinstance(m, (QuantConvBNAct, QuantShortcut, Shortcut)):  # every shortcut is quantized
+    if isinstance(m, QuantConvBNAct):
+        return m.out_quant is not None
+    if isinstance(m, (QuantShortcut, Shortcut)):  # every shortcut is quantized
         return True
     if isinstance(m, PASS_THROUGH):
         return on_grid(model, j - 1)

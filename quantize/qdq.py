@@ -85,8 +85,9 @@ class QDQConv(nn.Module):
         self.register_buffer('w_scale', scale.float())
         self.act = m.act
         self.in_q = act_qparams(m.in_quant) if m.in_quant is not None else None
-        self.out_q = act_qparams(m.out_quant)
-        self.pre_q = (preact_qparams(m.out_quant, m.act) if pre_activation and
+        # a float output (a head's conv): no Q after it, the engine's conv writes float
+        self.out_q = act_qparams(m.out_quant) if m.out_quant is not None else None
+        self.pre_q = (preact_qparams(m.out_quant, m.act) if pre_activation and self.out_q and
                       isinstance(m.act, (nn.ReLU, nn.LeakyReLU)) else None)
 
     def forward(self, x):
@@ -99,7 +100,8 @@ class QDQConv(nn.Module):
                                  self.conv.dilation, self.conv.groups)
         if self.pre_q is not None:
             y = fake_q(y, self.pre_q)
-        return fake_q(self.act(y), self.out_q)
+        y = self.act(y)
+        return y if self.out_q is None else fake_q(y, self.out_q)
 
 
 class QDQAfter(nn.Module):
@@ -182,6 +184,12 @@ def onnxruntime_target() -> str:
     return 'onnxruntime' if exact_int8_weights_here() else 'onnxruntime-u8'
 
 
+def has_form(model, target) -> bool:
+    """Whether a quantized model has a Q/DQ graph for target: TensorRT's symmetric graphs take
+    no zero points (--quantized 1 has them)."""
+    return not (target in ('tensorrt', 'openvino') and model.quant_config['mode'] == 1)
+
+
 def qdq_model(model, target='tensorrt'):
     """A copy of a quantized model whose forward uses only ops torch.onnx writes as Q/DQ.
 
@@ -199,7 +207,7 @@ def qdq_model(model, target='tensorrt'):
     if target not in TARGETS:
         raise QDQError(f"Q/DQ target must be one of {', '.join(TARGETS)}, got '{target}'")
     check_quantized(model)
-    if target in ('tensorrt', 'openvino') and model.quant_config['mode'] == 1:
+    if not has_form(model, target):
         raise QDQError(f'--quantized 1 has zero points, which --qdq {target} does not take: '
                        'export it for onnxruntime (--qdq onnxruntime) or train with --quantized 3')
     ort = target.startswith('onnxruntime')

@@ -89,7 +89,9 @@ def int8_alone(qmodel, i):
         if isinstance(m, (QuantConvBNAct, ActQuant)):
             m.enabled = False
     layer = qmodel.module_list[i]
-    layer.enabled = layer.out_quant.enabled = True
+    layer.enabled = True
+    if layer.out_quant is not None:
+        layer.out_quant.enabled = True
     return qmodel
 
 

@@ -114,5 +114,19 @@ def test_ptq_format_calibrates_a_checkpoint_the_integer_export_reads_as_that_for
     from quantize.ptq import calibrated
     from tests.conftest import _built
     x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
-    model = calibrated(_built('yolov3-mini'), [x], 'max', fmt=fmt)
+    model = calibrated(_built('yolov3-mini'), [x], 'max', fmt=fmt, int8_heads=True)
     assert integer_model(model)[0]['number_format'] == fmt
+
+
+def test_float_heads_are_refused_by_the_fixed_point_export_naming_the_way_out():
+    """PTQ's default int8 model leaves the heads' outputs float (for Q/DQ engines); the
+    fixed-point runtimes need integers everywhere."""
+    from quantize.export_int import IntExportError, integer_model
+    from quantize.ptq import calibrated
+    from tests.conftest import _built
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    model = calibrated(_built('yolov3-mini'), [x], 'max')
+    heads = [j - 1 for j in model.yolo_layers]
+    assert all(model.module_list[h].out_quant is None for h in heads)
+    with pytest.raises(IntExportError, match=f'layer {heads[0]}:.*--int8-heads'):
+        integer_model(model)

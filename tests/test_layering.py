@@ -21,7 +21,8 @@ COMMANDS = {'train', 'test', 'detect', 'export', 'compress'}
 SCRIPTS = {'prune/normal_prune.py', 'prune/regular_prune.py', 'prune/shortcut_prune.py',
            'prune/slim_prune.py', 'prune/layer_prune.py', 'prune/layer_channel_prune.py',
            'quantize/ptq.py', 'quantize/export_int.py', 'quantize/sensitivity.py',
-           'data/kmeans_anchors.py', 'data/coco2yolo.py', 'data/voc2yolo.py', 'models/__main__.py'}
+           'data/kmeans_anchors.py', 'data/coco2yolo.py', 'data/voc2yolo.py', 'data/fetch.py',
+           'models/__main__.py'}
 LEVEL = {'data': 0, 'utils': 1, 'models': 2, 'quantize': 3, 'prune': 3, 'distill': 3,
          'train': 4, 'test': 4, 'detect': 4, 'export': 4, 'compress': 5}
 SIBLINGS = {'quantize', 'prune', 'distill'}  # independent of each other

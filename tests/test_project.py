@@ -43,12 +43,13 @@ def test_every_flag_is_in_its_reference_page():
     import train
     from prune import runner
     from prune.methods import METHODS
+    from data import fetch
     from quantize import export_int, ptq, sensitivity
     from utils.options import Parser
     parsers = {'train': train.TrainOptions.add_fields(Parser()), 'compress': compress.parser(),
                'test': evaluation.parser(), 'detect': detect.parser(), 'export': export.parser(),
                'quantize': ptq.parser(), 'quantize:int': export_int.parser(),
-               'quantize:sensitivity': sensitivity.parser()}
+               'quantize:sensitivity': sensitivity.parser(), 'data': fetch.parser()}
     parsers |= {f'prune:{m}': runner.parser(m, 'x') for m in METHODS}
     for name, parser in parsers.items():
         page = (ROOT / 'docs' / 'reference' / f"{name.split(':')[0]}.md").read_text()

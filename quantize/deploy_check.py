@@ -1,0 +1,150 @@
+"""Does an int8 graph compute, in the runtime it is for and on this CPU, what its fake-quant model
+computes? export.py asks before it writes one.
+
+Runtimes do not all run a Q/DQ graph as written. Measured on two x86 CPUs (docs/results/real.md):
+onnxruntime on AVX2 without VNNI multiplies uint8 activations by int8 weights with an
+instruction that saturates (yolov3-tiny lost 22 points of mAP@0.5); OpenVINO 2026 on a CPU with
+AVX-512 VNNI computes the concat of two symmetric int8 tensors on another grid (a quarter of the
+live scores moved by more than 0.05, up to 0.48), while the same model's uint8 graph agrees.
+
+The check: on a few images, every score above LIVE in either output is compared; the graph
+passes when 99% of them are within TOLERANCE of the fake-quant model's (faithful graphs stay
+under 0.04 there: rounding ties only; the whole cost of 8-bit quantization on yolov3-tiny is
+0.14). A graph that fails is examined layer by layer (every dequantized activation exposed as
+an output) to name the first layer whose values part by more than one step.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quantize.qdq import QDQAfter, QDQConv
+
+LIVE = 0.05        # scores that matter: above this in either model
+TOLERANCE = 0.1    # the 99th percentile of |score difference| a faithful graph stays under
+PARTED = 0.01      # a layer parts when this share of its values is off by more than one step
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    q99: float          # 99th percentile of |score difference| over live scores
+    worst: float        # the largest difference
+    live: int           # how many scores were compared
+    layer: int | None = None   # the first layer whose values part (when not ok and found)
+
+
+def _scores(out):
+    """Darknet-style decoded output (b, n, 5 + nc) -> scores (objectness x class)."""
+    return (out[..., 4:5] * out[..., 5:]).float()
+
+
+@torch.no_grad()
+def compare(reference, candidate, batches) -> Verdict:
+    """Scores of a candidate (the graph's runtime, behind models.onnx_model's interface)
+    against the reference (the fake-quant model's Q/DQ form in torch)."""
+    diffs = []
+    for x in batches:
+        a, b = _scores(reference(x)[0]), _scores(candidate(x)[0])
+        diffs.append((a - b).abs()[(a > LIVE) | (b > LIVE)].numpy())
+    d = np.concatenate(diffs) if diffs else np.zeros(0)
+    if not d.size:
+        return Verdict(True, 0.0, 0.0, 0)
+    q99 = float(np.quantile(d, 0.99))
+    return Verdict(q99 <= TOLERANCE, q99, float(d.max()), int(d.size))
+
+
+def _module_index(name):
+    match = re.search(r'module_list\.(\d+)/', name)
+    return int(match.group(1)) if match else None
+
+
+def _activation_outputs(graph):
+    """{layer: the name of the last dequantized activation it writes} of an ONNX Q/DQ graph."""
+    constants = {t.name for t in graph.graph.initializer}
+    constants |= {n.output[0] for n in graph.graph.node if n.op_type == 'Constant'}
+    out = {}
+    for n in graph.graph.node:
+        if n.op_type == 'DequantizeLinear' and n.input[0] not in constants:
+            i = _module_index(n.output[0])
+            if i is not None:
+                out[i] = n.output[0]
+    return out
+
+
+def _run_with_outputs(onnx_path, runtime, names, x):
+    """{name: value} of the graph's tensors ``names`` on input x, in ``runtime``."""
+    import onnx  # noqa: PLC0415
+
+    if runtime == 'onnxruntime':
+        import onnxruntime as ort  # noqa: PLC0415
+        graph = onnx.load(onnx_path)
+        for name in names:
+            graph.graph.output.append(
+                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        session = ort.InferenceSession(graph.SerializeToString(),
+                                       providers=['CPUExecutionProvider'])
+        values = session.run(names, {session.get_inputs()[0].name: x})
+        return dict(zip(names, values))
+    import openvino as ov  # noqa: PLC0415
+    core = ov.Core()
+    model = core.read_model(onnx_path)
+    model.add_outputs(names)
+    compiled = core.compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
+    result = compiled(x)
+    return {n: result[o] for o in compiled.outputs for n in o.get_names() if n in names}
+
+
+@torch.no_grad()
+def parting_layer(onnx_path, runtime, deploy, x):
+    """The first layer whose dequantized output in ``runtime`` differs from the torch Q/DQ
+    model's by more than one step in more than PARTED of its values, or None."""
+    import onnx  # noqa: PLC0415
+
+    outputs = _activation_outputs(onnx.load(onnx_path))
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, a, y, i=i: seen.__setitem__(i, y))
+             for i, m in enumerate(deploy.module_list) if isinstance(m, (QDQConv, QDQAfter))]
+    try:
+        deploy(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    values = _run_with_outputs(onnx_path, runtime, [outputs[i] for i in sorted(outputs)],
+                               x.numpy())
+    for i in sorted(outputs):
+        m = deploy.module_list[i]
+        q = m.q if isinstance(m, QDQAfter) else m.out_q
+        if i not in seen or q is None or outputs[i] not in values:
+            continue
+        steps = np.abs(values[outputs[i]] - seen[i].numpy()) / q[0]
+        if (steps > 1.5).mean() > PARTED:
+            return i
+    return None
+
+
+def check_graph(onnx_path, runtime, deploy, batches, open_graph) -> Verdict:
+    """The verdict on one written graph; ``open_graph(path)`` gives the runtime's model (the
+    ONNX file itself, or the IR converted from it), ``deploy`` the torch Q/DQ model."""
+    verdict = compare(deploy, open_graph(), batches)
+    if not verdict.ok:
+        verdict.layer = parting_layer(onnx_path, runtime, deploy, batches[0][:1])
+    return verdict
+
+
+def synthetic_batches(n, size, seed=0):
+    """Smooth random images, when no photos are at hand: every kernel runs, though on values
+    unlike a camera's (docs/reference/export.md)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, size[0] // 16 + 1, size[1] // 16 + 1, generator=g)
+    return [torch.nn.functional.interpolate(low, size=size, mode='bilinear',
+                                            align_corners=False).clamp(0, 1)]
+
+
+def scratch_folder(near):
+    return tempfile.TemporaryDirectory(prefix='.check.', dir=Path(near).parent)

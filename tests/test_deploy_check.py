@@ -1,0 +1,120 @@
+"""No silent loss: an int8 graph is checked in its runtime against the fake-quant model before
+export.py writes it; a graph that computes something else is refused (or replaced by a flavour
+that passes), naming the first layer where its values part."""
+import copy
+import json
+
+import pytest
+import torch
+
+import export
+from quantize.config import QuantConfig
+from quantize.deploy_check import check_graph, parting_layer
+from quantize.qdq import QDQConv, exact_int8_weights_here, onnxruntime_target, qdq_model
+from models.onnx_model import OnnxModel
+from models.weights import save_checkpoint
+from tests.conftest import ROOT
+
+CONFIG = QuantConfig(mode=3, float_heads=True)
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_data):
+    """The shipped yolov3-mini quantized (float heads) and calibrated on the tiny set's photos,
+    and a batch of them: a trained network, whose scores respond to what its layers compute."""
+    from models.weights import load_model
+    from quantize.ptq import calibrated, calibration_batches
+    images = str(tiny_data.parent / 'shapes' / 'train.txt')
+    batches = calibration_batches(images, 6, 16, 128, 16, 'cpu', 0)
+    model = calibrated(load_model(ROOT / 'weights' / 'yolov3-mini.pt'), batches, 'percentile')
+    return model, batches
+
+
+def moved(deploy, layer, factor=1.5):
+    """A copy of a Q/DQ model whose layer ``layer`` comes out ``factor`` times too large: what
+    a runtime that runs that layer wrongly gives."""
+    deploy = copy.deepcopy(deploy)
+    m = deploy.module_list[layer]
+    assert isinstance(m, QDQConv)
+    m.forward = lambda x, run=m.forward: run(x) * factor
+    return deploy
+
+
+def graph(model, tmp_path, target):
+    return export.export_onnx(model, tmp_path / target, (128, 128), qdq=target)[0]
+
+
+def quantized_outputs(deploy):
+    return [i for i, m in enumerate(deploy.module_list)
+            if isinstance(m, QDQConv) and m.out_q is not None]
+
+
+def test_a_faithful_graph_passes(trained, tmp_path):
+    model, batches = trained
+    target = onnxruntime_target()
+    path = graph(model, tmp_path, target)
+    verdict = check_graph(path, 'onnxruntime', qdq_model(model, target), batches,
+                          lambda: OnnxModel(path))
+    assert verdict.ok and verdict.live > 50 and verdict.q99 < 0.05 and verdict.layer is None
+
+
+def test_a_graph_that_parts_fails_and_names_the_first_layer(trained, tmp_path):
+    model, batches = trained
+    path = graph(model, tmp_path, 'tensorrt')
+    layer = quantized_outputs(qdq_model(model))[3]
+    reference = moved(qdq_model(model), layer)
+    verdict = check_graph(path, 'onnxruntime', reference, batches, lambda: OnnxModel(path))
+    assert not verdict.ok and verdict.q99 > 0.1
+    assert verdict.layer == layer
+    assert parting_layer(path, 'onnxruntime', qdq_model(model), batches[0][:1]) is None
+
+
+@pytest.fixture
+def ptq_checkpoint(trained, tmp_path):
+    model, _ = trained
+    path = tmp_path / 'q.pt'
+    save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict(),
+                     'quant': model.quant_config}, path)
+    return path
+
+
+def test_export_refuses_a_graph_its_runtime_computes_otherwise(trained, ptq_checkpoint,
+                                                               tmp_path, monkeypatch, tiny_data):
+    layer = quantized_outputs(qdq_model(trained[0]))[3]
+    monkeypatch.setattr(export, 'check_graph', lambda path, runtime, deploy, *a:
+                        check_graph(path, runtime, moved(deploy, layer), *a))
+    images = str(tiny_data.parent / 'shapes' / 'train.txt')
+    with pytest.raises(export.ExportError, match=rf'--qdq tensorrt in onnxruntime on this CPU '
+                                                 rf'is not the fake-quant model .*layer {layer} '
+                                                 rf'\(convolutional\)\); nothing written'):
+        export.run(weights=str(ptq_checkpoint), qdq='tensorrt', img_size=(128, 128),
+                   check_images=images, project=str(tmp_path), name='out')
+    assert not list((tmp_path / 'out').glob('*.onnx'))
+
+
+def test_export_checks_and_records_what_it_wrote(ptq_checkpoint, tmp_path):
+    files = export.run(weights=str(ptq_checkpoint), img_size=(128, 128), project=str(tmp_path),
+                       name='out')
+    record = json.loads((tmp_path / 'out' / 'export.json').read_text())
+    assert record['qdq'] == 'tensorrt' and record['int8_check']['ok']
+    assert record['files'] == files
+
+
+@pytest.mark.skipif(exact_int8_weights_here(),
+                    reason='this CPU has VNNI (or is not x86): onnxruntime multiplies uint8 by '
+                           'int8 exactly here; the saturating kernels exist on x86 without VNNI')
+def test_the_saturating_onnxruntime_flavour_is_caught_on_this_cpu(trained):
+    """On AVX2 without VNNI the uint8 x int8 kernels saturate: yolov3-tiny lost 22 points of
+    mAP@0.5 in such a graph (docs/results/real.md)."""
+    model, batches = trained
+    with pytest.raises(export.ExportError, match='--qdq onnxruntime in onnxruntime'):
+        export.checked_qdq(model, 'onnx', (128, 128), 'onnxruntime', batches)
+    assert export.checked_qdq(model, 'onnx', (128, 128), None, batches)[0] in (
+        'tensorrt', 'onnxruntime-u8')
+
+
+def test_synthetic_images_stand_in_when_none_are_recorded(ptq_checkpoint, tmp_path, caplog):
+    batches = export.check_batches(ptq_checkpoint, '', (64, 96), 6)
+    assert batches[0].shape == (8, 3, 64, 96)
+    assert 0 <= float(batches[0].min()) and float(batches[0].max()) <= 1
+    assert torch.equal(batches[0], export.check_batches(ptq_checkpoint, '', (64, 96), 6)[0])
