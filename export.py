@@ -43,13 +43,12 @@ from models.onnx_model import OnnxModel
 from models.openvino_model import OpenVinoModel
 from models.sparse24 import sparse_weights
 from models.weights import load_checkpoint, save_darknet_weights
-from quantize import deploy_check
 from quantize.deploy_check import check_graph, synthetic_batches
 from quantize.export_c import export_c
 from quantize.export_int import FORMATS as INT_FORMATS
 from quantize.export_int import integer_model
 from quantize.loader import load_model
-from quantize.qat import cfg_precisions
+from quantize.qat import cfg_precisions, set_quant_enabled
 from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weights_here,
                           has_form, int8_initializers, onnxruntime_target, qdq_model)
 from utils.cli import friendly_errors
@@ -400,6 +399,8 @@ def checked_qdq(model, fmt, img_hw, qdq, batches):
     may be used."""
     runtime = 'OpenVINO' if fmt == 'openvino' else 'onnxruntime'
     cpu = copy.deepcopy(model).float().cpu().eval()
+    float_model = copy.deepcopy(cpu)
+    set_quant_enabled(float_model, False)  # exactly the float network (tests/test_quantize.py)
 
     def verdict_of(target):
         with tempfile.TemporaryDirectory(prefix='.check.') as tmp:
@@ -409,8 +410,8 @@ def checked_qdq(model, fmt, img_hw, qdq, batches):
                 graph = lambda: OpenVinoModel(xml)  # noqa: E731
             else:
                 graph = lambda: OnnxModel(onnx_path)  # noqa: E731
-            return check_graph(onnx_path, runtime.lower(), qdq_model(cpu, target), batches,
-                               graph)
+            return check_graph(onnx_path, runtime.lower(), qdq_model(cpu, target), float_model,
+                               batches, graph)
 
     failures = []
     for target in qdq_candidates(fmt, qdq, model):
@@ -425,8 +426,11 @@ def checked_qdq(model, fmt, img_hw, qdq, batches):
                      f'({model.blocks[verdict.layer + 1].type})')
         failures.append(f'--qdq {target} in {runtime} on this CPU is not the fake-quant model '
                         f'(99% of live scores within {verdict.q99:.3f}, at most '
-                        f'{deploy_check.TOLERANCE} allowed{where})')
-    passing = next((t for t in qdq_candidates(fmt, None, model) if qdq and t != qdq and
+                        f'{verdict.allowed:.3f} allowed{where})')
+    if not qdq:
+        raise ExportError(f'no int8 graph passes here: {"; ".join(failures)}; nothing written '
+                          '(--no-check writes one anyway)')
+    passing = next((t for t in qdq_candidates(fmt, None, model) if t != qdq and
                     verdict_of(t).ok), None)
     hint = f'; --qdq {passing} passes here' if passing else ''
     raise ExportError(f'{failures[0]}; nothing written{hint} (--no-check writes it anyway)')

@@ -1,7 +1,9 @@
 """Calibration: choose each activation quantizer's range from a few images, without training.
 
 Two passes over the calibration images: the first records each quantizer's largest |x|, the
-second a 2048-bin histogram of |x| on [0, that max]. The methods then pick amax from it:
+second a 2048-bin histogram of |x| on [0, that max]. The methods then pick amax from it (for an
+affine quantizer, --asymmetric, the positive and the negative values each get their histogram
+and their end: a leaky output spends its levels on [-0.1 a, b], not [-b, b]):
 
   max         the largest |x| seen (no clipping, coarse steps)
   percentile  the |x| below which ``percentile`` % of the values lie
@@ -22,23 +24,43 @@ METHODS = ('max', 'percentile', 'mse', 'entropy')
 
 
 class _Histograms:
-    """Forward pre-hooks on every ActQuant that collect |x| maxima, then histograms."""
+    """Forward pre-hooks on every ActQuant that collect maxima, then histograms: of |x| for a
+    symmetric quantizer, of the positive values and of the negated negative ones apart for an
+    affine one (its two ends are chosen apart)."""
 
     def __init__(self, model):
         self.quantizers = list(dict.fromkeys(m for m in model.modules()
                                              if isinstance(m, ActQuant)))
-        self.amax = {q: 0.0 for q in self.quantizers}
-        self.hist = {q: np.zeros(BINS) for q in self.quantizers}
+        self.amax = {(q, side): 0.0 for q in self.quantizers for side in self.sides(q)}
+        self.hist = {key: np.zeros(BINS) for key in self.amax}
         self.pass_ = 'max'
         self.handles = [q.register_forward_pre_hook(self._see) for q in self.quantizers]
 
+    @staticmethod
+    def sides(q):
+        return ('abs',) if q.config.symmetric_activations else ('pos', 'neg')
+
     def _see(self, q, inputs):
-        x = inputs[0].detach().float().abs()
-        if self.pass_ == 'max':
-            self.amax[q] = max(self.amax[q], x.max().item())
-        elif self.amax[q] > 0:
-            h = torch.histc(x.clamp(max=self.amax[q]), BINS, 0, self.amax[q])
-            self.hist[q] += h.cpu().numpy()
+        x = inputs[0].detach().float()
+        for side in self.sides(q):
+            if side == 'abs':
+                v = x.abs()
+            else:  # one sign's values only: the other sign's would pile up at 0
+                v = x if side == 'pos' else -x
+                v = v[v > 0]
+            top = self.amax[q, side]
+            if self.pass_ == 'max':
+                self.amax[q, side] = max(top, v.max().item() if v.numel() else 0.0)
+            elif top > 0:
+                self.hist[q, side] += torch.histc(v.clamp(max=top), BINS, 0, top).cpu().numpy()
+
+    def range(self, q, method, percentile):
+        """(lo, hi) the method picks for q."""
+        pick = {side: pick_amax(self.hist[q, side], self.amax[q, side], method, percentile)
+                if self.amax[q, side] > 0 else 0.0 for side in self.sides(q)}
+        if 'abs' in pick:
+            return -pick['abs'], pick['abs']
+        return -pick['neg'], pick['pos']
 
     def remove(self):
         for h in self.handles:
@@ -112,11 +134,11 @@ def calibrate(model, batches, method='max', percentile=99.99):
         probe.remove()
     chosen = {}
     for k, q in enumerate(probe.quantizers):
-        amax = pick_amax(probe.hist[q], probe.amax[q], method, percentile)
-        q.observer.lo.fill_(-amax)
-        q.observer.hi.fill_(amax)
+        lo, hi = probe.range(q, method, percentile)
+        q.observer.lo.fill_(lo)
+        q.observer.hi.fill_(hi)
         q.observer.seen.fill_(1)
         q.observer.enabled = False
         q.enabled = True
-        chosen[k] = amax
+        chosen[k] = max(-lo, hi)
     return chosen

@@ -24,6 +24,7 @@ from pathlib import Path
 from models.weights import load_model, save_checkpoint
 from quantize.calibrate import METHODS, calibrate
 from quantize.config import QuantConfig
+from quantize.equalize import equalize as equalize_ranges
 from quantize.qat import quantize_model
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
@@ -55,13 +56,22 @@ FORMATS = {'s8': {}, 'q8': {'fpga': True, 'bn_fold': True},
 
 
 def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=False, fmt='s8',
-               int8_heads=False):
-    """A mode-3 copy of a float model (int8, or the fixed-point format fmt) with activation
-    ranges from the batches; the heads' convs write float unless int8_heads (or a fixed-point
-    format, whose runtimes need integer outputs)."""
+               int8_heads=False, asymmetric=False, equalize=False):
+    """A quantized copy of a float model (int8, or the fixed-point format fmt) with activation
+    ranges from the batches: symmetric (mode 3), or affine with asymmetric (mode 1, for
+    onnxruntime and OpenVINO); the heads' convs write float unless int8_heads (or a
+    fixed-point format, whose runtimes need integer outputs); with equalize, the float model's
+    channel ranges are equalized first (quantize/equalize.py)."""
+    if asymmetric and fmt != 's8':
+        raise OptionError(f'--asymmetric: the fixed-point format {fmt} takes symmetric ranges')
     float_heads = fmt == 's8' and not int8_heads
-    config = QuantConfig(mode=3, **{'fpga': fpga, 'float_heads': float_heads, **FORMATS[fmt]})
-    model = quantize_model(copy.deepcopy(float_model), config).eval()
+    config = QuantConfig(mode=1 if asymmetric else 3,
+                         **{'fpga': fpga, 'float_heads': float_heads, **FORMATS[fmt]})
+    model = copy.deepcopy(float_model).eval()
+    if equalize:
+        pairs = equalize_ranges(model, batches)
+        LOGGER.info(f'equalized the channel ranges of {pairs} conv pairs')
+    model = quantize_model(model, config).eval()
     calibrate(model, batches, method, percentile)
     return model
 
@@ -69,7 +79,7 @@ def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=Fa
 def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib=256,
         method='entropy', percentile=99.99, fpga=False, format='s8', img_size=320,
         batch_size=16, device='', workers=2, eval=True, project='runs/ptq', name='exp',
-        exist_ok=False, int8_heads=False):
+        exist_ok=False, int8_heads=False, asymmetric=False, equalize=False):
     """Calibrate; returns the ptq.json content."""
     if calib < 1:
         raise OptionError(f'--calib is a number of images, 1 or more, got {calib}')
@@ -81,13 +91,15 @@ def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib
     save_dir = increment_path(project, name, exist_ok)  # an unwritable folder fails before work
     batches = calibration_batches(data_cfg['train'], len(data_cfg['names']), calib, img_size,
                                   batch_size, device, workers)
-    model = calibrated(float_model, batches, method, percentile, fpga, format, int8_heads)
+    model = calibrated(float_model, batches, method, percentile, fpga, format, int8_heads,
+                       asymmetric, equalize)
     tag = '' if format == 's8' else f'_{format}'
     path = save_dir / f'{Path(weights).stem}_ptq{tag}_{method}.pt'
     with whole_or_none([path]):  # ptq.json, written last, says the checkpoint is whole
         save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict(),
                          'quant': model.quant_config, 'names': data_cfg['names'],
-                         'ptq': {'method': method, 'calib': calib,
+                         'ptq': {'method': method, 'calib': calib, 'asymmetric': asymmetric,
+                                 'equalize': equalize, 'int8_heads': int8_heads,
                                  'source': str(data_cfg['train'])}}, path)
         report = {'weights': str(weights), 'pt': str(path), 'method': method, 'calib': calib,
                   'format': format}
@@ -126,6 +138,12 @@ def parser():
                    help="quantize the heads' conv outputs too (needed by quantize/export_int.py "
                         'with --format s8); by default they stay float, as engines run a '
                         "network's last conv")
+    p.add_argument('--asymmetric', action='store_true',
+                   help='affine activation ranges (zero points, mode 1): for onnxruntime and '
+                        'OpenVINO, not TensorRT')
+    p.add_argument('--equalize', action='store_true',
+                   help="equalize the float model's channel ranges across conv pairs first "
+                        '(cross-layer equalization; for depthwise networks)')
     p.add_argument('--eval', action=argparse.BooleanOptionalAction, default=True)
     return p
 
