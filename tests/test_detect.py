@@ -55,3 +55,17 @@ def test_detect_images_and_video(tmp_path):
     r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert r2.returncode == 0 and (tmp_path / 'runs' / 'exp2' / 'img0.jpg').exists()
     assert (out / 'labels' / 'img0.txt').read_text() == '\n'.join(lines)  # earlier run intact
+
+
+def test_labels_stay_inside_the_image_and_contrast_with_their_colour():
+    import numpy as np
+    from utils.plots import class_color, draw_boxes, text_color
+    img = np.full((100, 200, 3), 127, np.uint8)
+    det = np.array([[150, 0, 199, 40, 0.9, 0], [0, 60, 30, 99, 0.5, 1]], np.float32)
+    draw_boxes(img, det, ['a very long class name', 'b'])
+    color = np.array(class_color(0), np.uint8)
+    # the first label (about 160 px) would run past the right edge from x = 150: it is moved
+    # left so that it ends inside the image, and down inside the box (no room above)
+    assert (img[1:12, 60:140] == color).all(-1).mean() > 0.3
+    assert (img[1:12, 190:199] == color).all(-1).any()
+    assert text_color((0, 255, 255)) == (0, 0, 0) and text_color((80, 0, 0)) == (255, 255, 255)

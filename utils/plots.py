@@ -54,21 +54,33 @@ def draw_mask(img, mask, colors, alpha=0.5):
     return img
 
 
+def text_color(bgr):
+    """Black on light label backgrounds, white on dark ones (perceived luminance)."""
+    b, g, r = bgr
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
+
+
 def draw_boxes(img, det, names):
-    """Draw (n, 6) xyxy, conf, cls detections with labels onto a BGR image, in place."""
+    """Draw (n, 6) xyxy, conf, cls detections with labels onto a BGR image, in place: boxes
+    first, then the labels from the least to the most confident (the most confident on top),
+    each kept inside the image, in black or white for contrast with its class colour."""
     thickness = max(1, round(sum(img.shape[:2]) / 600))
-    for x1, y1, x2, y2, conf, cls in det.tolist():
+    rows = sorted(det.tolist(), key=lambda d: d[4])
+    for x1, y1, x2, y2, _, cls in rows:
+        cv2.rectangle(img, (int(x1), int(y1)), (int(x2), int(y2)), class_color(int(cls)),
+                      thickness, cv2.LINE_AA)
+    scale, weight = thickness / 3, max(thickness - 1, 1)
+    h, w = img.shape[:2]
+    for x1, y1, _, _, conf, cls in rows:
         color = class_color(int(cls))
-        p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
-        cv2.rectangle(img, p1, p2, color, thickness, cv2.LINE_AA)
         label = f'{names[int(cls)] if int(cls) < len(names) else int(cls)} {conf:.2f}'
-        scale = thickness / 3
-        (tw, th), _ = cv2.getTextSize(label, 0, scale, max(thickness - 1, 1))
-        top = p1[1] - th - 3 >= 0
-        q2 = (p1[0] + tw, p1[1] - th - 3 if top else p1[1] + th + 3)
-        cv2.rectangle(img, p1, q2, color, -1, cv2.LINE_AA)
-        cv2.putText(img, label, (p1[0], p1[1] - 2 if top else p1[1] + th + 2), 0, scale,
-                    (255, 255, 255), max(thickness - 1, 1), cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(label, 0, scale, weight)
+        left = int(min(max(x1, 0), max(w - tw - 2, 0)))
+        top = int(y1) - th - base - 2  # above the box, or inside its top edge
+        top = top if top >= 0 else int(min(max(y1, 0), max(h - th - base - 2, 0)))
+        cv2.rectangle(img, (left, top), (left + tw + 2, top + th + base + 2), color, -1)
+        cv2.putText(img, label, (left + 1, top + th + 1), 0, scale, text_color(color), weight,
+                    cv2.LINE_AA)
     return img
 
 
