@@ -106,6 +106,14 @@ def test_agrees_with_pycocotools(tmp_path):
     assert 0.15 < ours['map50_95'] < 0.9  # a non-trivial case
     assert ours['map50_95'] == pytest.approx(ev.stats[0], abs=0.01)
     assert ours['map50'] == pytest.approx(ev.stats[1], abs=0.01)
+    # by COCO's object sizes (areaRng small, medium, large = indices 1..3), ignored ground
+    # truth and detections outside each range as COCOeval has them
+    for k, size in enumerate(('small', 'medium', 'large'), 1):
+        precision = ev.eval['precision'][:, :, :, k, -1]
+        got = ours['by_size'][size]
+        assert got['targets'] > 3, size
+        assert got['map50_95'] == pytest.approx(ev.stats[2 + k], abs=0.01), size
+        assert got['map50'] == pytest.approx(precision[0][precision[0] > -1].mean(), abs=0.01)
 
 
 def test_a_batch_in_one_update_equals_its_images_one_by_one():

@@ -125,6 +125,7 @@ def metrics_dict(res, names, speed, n_images):
             'map50': res['map50'], 'map50_95': res['map50_95'],
             'images': n_images, 'targets': int(res['n_targets'].sum()),
             'conf_at_best_f1': res['conf_at_best_f1'], 'per_class': per_class,
+            'by_size': res['by_size'],
             'speed_ms': {k: round(v, 3) for k, v in speed.items()}}
 
 
@@ -151,6 +152,19 @@ def print_table(m, title=''):
         rows.append([c['name'], c['images'], c['targets'], fmt(c['precision']),
                      fmt(c['recall']), fmt(c['map50']), fmt(c['map50_95']), fmt(c['f1'])])
     table = AsciiTable(rows, title)
+    table.inner_heading_row_border = True
+    print(table.table)
+    if m.get('by_size'):
+        print_sizes(m['by_size'])
+
+
+def print_sizes(by_size):
+    """mAP by COCO's object sizes (box area in the original pixels: under 32^2, to 96^2, over)."""
+    rows = [['Objects', 'Targets', 'mAP@0.5', 'mAP@0.5:0.95']]
+    for name, v in by_size.items():
+        fmt = (lambda x: '-' if x is None else f'{x:.3f}')  # noqa: E731
+        rows.append([name, v['targets'], fmt(v['map50']), fmt(v['map50_95'])])
+    table = AsciiTable(rows)
     table.inner_heading_row_border = True
     print(table.table)
 

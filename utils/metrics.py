@@ -47,14 +47,17 @@ def average_precision(recall, precision):
     return sampled.mean()
 
 
-def ap_per_class(tp, conf, pred_cls, target_cls, nc, eps=1e-16):
+def ap_per_class(tp, conf, pred_cls, target_cls, nc, eps=1e-16, ignored=None):
     """tp (n, t) bool, conf (n,), pred_cls (n,), target_cls (m,) -> dict of per-class arrays.
 
     Keys: ap (nc, t); p_class, r_class, f1_class (nc,) at the best mean-F1 confidence; classes
     (indices with ground truth); n_targets (nc,); curves (confidence grid, per-class P, R, F1).
+    ignored (n, t) bool: detections that count neither way at that threshold (COCOeval's area
+    ranges); target_cls then lists only the ground truth that counts.
     """
     order = np.argsort(-conf, kind='stable')
     tp, conf, pred_cls = tp[order], conf[order], pred_cls[order]
+    counted = np.ones_like(tp) if ignored is None else ~ignored[order]
     n_targets = np.bincount(target_cls.astype(int), minlength=nc)[:nc]
     grid = np.linspace(0, 1, 1000)
     ap = np.zeros((nc, tp.shape[1]))
@@ -63,10 +66,11 @@ def ap_per_class(tp, conf, pred_cls, target_cls, nc, eps=1e-16):
         sel = pred_cls == c
         if not sel.any():
             continue
-        tpc = tp[sel].cumsum(0)
-        fpc = (~tp[sel]).cumsum(0)
+        tpc = (tp[sel] & counted[sel]).cumsum(0)
+        fpc = (~tp[sel] & counted[sel]).cumsum(0)
         recall = tpc / (n_targets[c] + eps)
-        precision = tpc / (tpc + fpc)
+        # an ignored detection repeats the point before it, which leaves the AP as it is
+        precision = tpc / np.maximum(tpc + fpc, eps)
         for t in range(tp.shape[1]):
             ap[c, t] = average_precision(recall[:, t], precision[:, t])
         # P and R at IoU 0.5 as functions of the confidence threshold (conf descends -> flip)
@@ -80,6 +84,33 @@ def ap_per_class(tp, conf, pred_cls, target_cls, nc, eps=1e-16):
             'f1_class': f1_curve[:, best],
             'conf_at_best_f1': float(grid[best]), 'classes': classes, 'n_targets': n_targets,
             'curves': {'conf': grid, 'p': p_curve, 'r': r_curve, 'f1': f1_curve}}
+
+
+# COCO's object sizes: the square root of the box area in the original image's pixels
+SIZES = {'small': (0, 32 ** 2), 'medium': (32 ** 2, 96 ** 2), 'large': (96 ** 2, np.inf)}
+
+
+def box_area(xyxy):
+    return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+
+
+def match_in_range(det, labels, low, high):
+    """COCOeval's matching for one area range: (correct, ignored), both (n, t) bool.
+
+    Ground truth outside [low, high) is ignored: a detection takes the best counted match it
+    has; only without one may it take an ignored ground truth, and it is then ignored too, as is
+    an unmatched detection whose own area lies outside the range. det sorted by confidence."""
+    area = box_area(labels[:, 1:])
+    inside = (area >= low) & (area < high)
+    correct = match_detections(det, labels[inside])
+    ignored = np.zeros_like(correct)
+    if len(det) and (~inside).any():
+        for t, threshold in enumerate(IOU_THRESHOLDS):  # greedy again, among the free ones
+            free = ~correct[:, t]
+            ignored[free, t] = match_detections(det[free], labels[~inside], [threshold])[:, 0]
+    outside = (box_area(det[:, :4]) < low) | (box_area(det[:, :4]) >= high)
+    ignored |= ~correct & outside[:, None]
+    return correct, ignored, inside
 
 
 class ConfusionMatrix:
@@ -126,6 +157,7 @@ class DetectionStats:
     def __init__(self, nc, confusion=True):
         self.nc = nc
         self.correct, self.conf, self.pred_cls, self.target_cls = [], [], [], []
+        self.by_size = {k: {'correct': [], 'ignored': [], 'target_cls': []} for k in SIZES}
         self.images_per_class = np.zeros(nc, np.int64)
         self.confusion = ConfusionMatrix(nc) if confusion else None
 
@@ -142,6 +174,12 @@ class DetectionStats:
         keyed_det[:, 5] += det_image * self.nc
         keyed_labels[:, 0] += label_image * self.nc
         self.correct.append(match_detections(keyed_det, keyed_labels))
+        for name, (low, high) in SIZES.items():
+            correct, ignored, inside = match_in_range(keyed_det, keyed_labels, low, high)
+            size = self.by_size[name]
+            size['correct'].append(correct)
+            size['ignored'].append(ignored)
+            size['target_cls'].append(labels[inside, 0])
         self.conf.append(det[:, 4])
         self.pred_cls.append(det[:, 5])
         self.target_cls.append(labels[:, 0])
@@ -160,8 +198,22 @@ class DetectionStats:
         res.update(precision=mean(res['p_class']), recall=mean(res['r_class']),
                    f1=mean(res['f1_class']),
                    map50=mean(res['ap'][:, 0]), map50_95=mean(res['ap'].mean(1)),
-                   images_per_class=self.images_per_class)
+                   images_per_class=self.images_per_class, by_size=self._by_size(cat))
         return res
+
+    def _by_size(self, cat):
+        """{size: mAP@0.5, mAP@0.5:0.95 and object count} over COCO's object sizes."""
+        out = {}
+        t = len(IOU_THRESHOLDS)
+        for name, size in self.by_size.items():
+            r = ap_per_class(cat(size['correct'], (0, t)).astype(bool), cat(self.conf, (0,)),
+                             cat(self.pred_cls, (0,)), cat(size['target_cls'], (0,)), self.nc,
+                             ignored=cat(size['ignored'], (0, t)).astype(bool))
+            cls = r['classes']
+            out[name] = {'targets': int(r['n_targets'].sum()),
+                         'map50': float(r['ap'][cls, 0].mean()) if cls.size else None,
+                         'map50_95': float(r['ap'][cls].mean()) if cls.size else None}
+        return out
 
 
 class SegmentationStats:
