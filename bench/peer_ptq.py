@@ -13,7 +13,7 @@ import numpy as np
 import export
 from models.onnx_model import OnnxModel
 from quantize.calibrate import METHODS
-from quantize.ptq import calibrated, calibration_batches
+from quantize.ptq import DEFAULTS, calibrated, calibration_batches
 from utils.evaluate import evaluate_on, headline
 
 # (row, method, the op types it quantizes (None: all it can)). onnxruntime 1.32's quantize_static
@@ -33,12 +33,15 @@ def calibration_arrays(model, data_cfg, n, img_size):
 
 
 def toolkit_graphs(model, batches, out, img_size):
-    """(label, path) of an int8 graph per calibrator of quantize/ptq.py."""
+    """(label, path) of an int8 graph per calibrator of quantize/ptq.py, with its other
+    defaults, in the Q/DQ flavour export.py's int8 check passes for onnxruntime here."""
+    size = (img_size, img_size)
     for method in METHODS:
-        q = calibrated(model, batches, method)
-        path = export.export_onnx(q.cpu(), out / f'toolkit_{method}', (img_size, img_size),
-                                  qdq=export.onnxruntime_target())[0]
-        yield f'toolkit ptq {method}', path
+        q = calibrated(model, batches, **(DEFAULTS | {'method': method})).cpu()
+        target, _ = export.checked_qdq(q, 'onnx', size, None, batches[:1])
+        path = export.export_onnx(q, out / f'toolkit_{method}', size, qdq=target)[0]
+        default = ' (the default)' if method == DEFAULTS['method'] else ''
+        yield f'toolkit ptq {method}{default}', path
 
 
 class _Reader:

@@ -148,7 +148,7 @@ def run_prune(opt, notes):
 
 
 def run_ptq(opt, notes):
-    model = load_model(opt.weights).float().eval()
+    model = load_model(opt.weights, opt.cfg or None).float().eval()
     data_cfg = parse_data_cfg(opt.data)
     graphs, missing = peer_ptq.ptq_graphs(model, data_cfg, opt, Path(opt.project))
     notes += missing
@@ -168,6 +168,7 @@ def run_ptq(opt, notes):
 def parse_opt(argv=None):
     p = Parser(prog='python3 -m bench.peers', description=__doc__.splitlines()[0])
     p.add_argument('--weights', default='weights/yolov3-mini.pt', help='the float starting point')
+    p.add_argument('--cfg', default='', help='the cfg of darknet --weights')
     p.add_argument('--data', default='data/shapes.data')
     p.add_argument('--img-size', type=int, default=320)
     p.add_argument('--only', nargs='*', choices=['prune', 'ptq'], default=['prune', 'ptq'])

@@ -51,6 +51,10 @@ def calibration_batches(source, nc, n, img_size, batch_size, device, workers,
     return batches
 
 
+# what quantize/ptq.py does unless told otherwise (chosen on COCO128 train2017,
+# docs/results/real.md); compress.py's PTQ and bench/peers.py's toolkit rows take them too
+DEFAULTS = {'method': 'entropy', 'asymmetric': False, 'equalize': False}
+
 FORMATS = {'s8': {}, 'q8': {'fpga': True, 'bn_fold': True},
            'q16': {'fpga': True, 'bn_fold': True, 'w_bits': 16, 'a_bits': 16}}
 
@@ -77,9 +81,10 @@ def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=Fa
 
 
 def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib=256,
-        method='entropy', percentile=99.99, fpga=False, format='s8', img_size=320,
+        method=DEFAULTS['method'], percentile=99.99, fpga=False, format='s8', img_size=320,
         batch_size=16, device='', workers=2, eval=True, project='runs/ptq', name='exp',
-        exist_ok=False, int8_heads=False, asymmetric=False, equalize=False):
+        exist_ok=False, int8_heads=False, asymmetric=DEFAULTS['asymmetric'],
+        equalize=DEFAULTS['equalize']):
     """Calibrate; returns the ptq.json content."""
     if calib < 1:
         raise OptionError(f'--calib is a number of images, 1 or more, got {calib}')
@@ -129,7 +134,7 @@ def parser():
                img_size=320, batch_size=16, device='', workers=2, project='runs/ptq',
                name='exp', exist_ok=False)
     p.add_argument('--calib', type=int, default=256, help='calibration images (training split)')
-    p.add_argument('--method', default='entropy', choices=METHODS)
+    p.add_argument('--method', default=DEFAULTS['method'], choices=METHODS)
     p.add_argument('--percentile', type=float, default=99.99)
     p.add_argument('--fpga', '--FPGA', action='store_true', help='power-of-two scales')
     p.add_argument('--format', default='s8', choices=list(FORMATS),
@@ -138,10 +143,12 @@ def parser():
                    help="quantize the heads' conv outputs too (needed by quantize/export_int.py "
                         'with --format s8); by default they stay float, as engines run a '
                         "network's last conv")
-    p.add_argument('--asymmetric', action='store_true',
+    p.add_argument('--asymmetric', action=argparse.BooleanOptionalAction,
+                   default=DEFAULTS['asymmetric'],
                    help='affine activation ranges (zero points, mode 1): for onnxruntime and '
                         'OpenVINO, not TensorRT')
-    p.add_argument('--equalize', action='store_true',
+    p.add_argument('--equalize', action=argparse.BooleanOptionalAction,
+                   default=DEFAULTS['equalize'],
                    help="equalize the float model's channel ranges across conv pairs first "
                         '(cross-layer equalization; for depthwise networks)')
     p.add_argument('--eval', action=argparse.BooleanOptionalAction, default=True)
