@@ -127,6 +127,11 @@ class TrainOptions(Options):
     kd_T: float = field(3.0, 'softmax temperature for classes', flags=['--kd-T', '--kd-t'],
                         type=positive_float)
     kd_feature: str = field('l2', 'feature distance for --KDstr 4 and 5', choices=['l2', 'l1'])
+    teacher_only: bool = field(False, "no label loss: the teacher's outputs are the only target "
+                               '(--t_weights; --KDstr 1 or 6), so photos without labels will do',
+                               action='store_true')
+    images: list = field([], "train on these photos (folders, lists or globs) instead of the "
+                         ".data file's train=", nargs='+', metavar='SOURCE')
     quantized: int = field(0, 'QAT: 1 Google 8-bit, 2 DoReFa, 3 TensorRT-style (0: off)',
                            type=int, choices=[0, 1, 2, 3])
     w_bits: int = field(8, 'QAT weight bits', type=int)
@@ -137,6 +142,9 @@ class TrainOptions(Options):
                        action='store_true')
     quant_observer: str = field('', 'activation ranges (default: ema)',
                                 choices=['', 'minmax', 'ema', 'percentile'])
+    float_heads: bool = field(False, "QAT: the heads' convs keep a float output, as "
+                              "quantize/ptq.py's do (not for the fixed-point exports)",
+                              action='store_true')
     quant_freeze_epoch: int = field(-1, 'freeze observers and folded BN from this epoch '
                                     '(default: at 70%% of the epochs)', type=at_least(-1))
     sparse24: bool = field(False, "2:4 structured sparsity (the cfg's sparse=1 convs, else all "
@@ -159,6 +167,14 @@ class TrainOptions(Options):
                               any(v % 32 for v in self.img_size)):
             raise OptionError(f'--img-size takes one size or MIN MAX [TEST], each a multiple of '
                               f'32 (the largest stride), got {" ".join(map(str, self.img_size))}')
+        if self.teacher_only and not self.t_weights:
+            raise OptionError("--teacher-only trains on a teacher's outputs: give --t_weights "
+                              '(and --t_cfg for darknet weights)')
+        if self.teacher_only and self.KDstr not in (1, 6):
+            raise OptionError(f'--teacher-only needs a strategy without labels: --KDstr 1 or 6, '
+                              f'got {self.KDstr}')
+        if self.float_heads and self.quantized not in (1, 3):
+            raise OptionError('--float-heads is for --quantized 1 or 3')
         if self.pt and (not self.weights or str(self.weights).endswith('.pt')):
             raise OptionError('-pt loads darknet --weights trained for other classes: give a '
                               '.weights file (a .pt start adapts its heads by itself)')
@@ -384,12 +400,12 @@ class Trainer:
         seg_nc, cuda = unwrap(self.model).seg_nc, self.device.type == 'cuda'
         self.workers = default_workers(cuda, world) if opt.workers is None else opt.workers
         self.train_loader, self.train_set = create_dataloader(
-            data_cfg['train'], self.nc, self.train_size, opt.batch_size // world,
+            opt.images or data_cfg['train'], self.nc, self.train_size, opt.batch_size // world,
             augment=True, hyp=hyp, rect=opt.rect, workers=self.workers, shuffle=True,
             cache_images=self._cache(data_cfg), prefix='train: ' if self.main else '',
             distributed=world > 1, seed=opt.seed, seg_nc=seg_nc, pin_memory=cuda)
         self.val_loader = None
-        if self.main:
+        if self.main and not (opt.teacher_only and 'valid' not in data_cfg):
             self.val_loader, _ = create_dataloader(
                 data_cfg['valid'], self.nc, test_size, opt.batch_size // world * 2,
                 workers=self.workers, prefix='valid: ', seg_nc=seg_nc, pin_memory=cuda)
@@ -412,7 +428,8 @@ class Trainer:
         a quarter of the free memory (each rank holds its own copy)."""
         if self.opt.cache_images is not None:
             return self.opt.cache_images
-        return fits_in_ram(data_cfg['train'], self.nc, self.train_size, 0.25 / self.world)
+        return fits_in_ram(self.opt.images or data_cfg['train'], self.nc, self.train_size,
+                           0.25 / self.world)
 
     def _check_checkpoint_room(self):
         """weights/ takes last.pt and best.pt (model, EMA and optimizer state each), one written
@@ -560,7 +577,11 @@ class Trainer:
             imgs = _rescale(imgs, *self.size_range)
         with autocast(self.device, self.amp_dtype):
             preds = self.model(imgs)
-            loss, terms = self.criterion(preds, targets.to(self.device), imgs.shape[2:], masks)
+            if opt.teacher_only:  # labels, if the photos have any, are not looked at
+                loss, terms = imgs.new_zeros(()), {}
+            else:
+                loss, terms = self.criterion(preds, targets.to(self.device), imgs.shape[2:],
+                                             masks)
             extra = {}
             for h in self.hooks:
                 extra.update(h.extra_loss(unwrap(self.model), imgs, preds, targets))
@@ -584,7 +605,7 @@ class Trainer:
         """Evaluate the EMA, log the row, write results and checkpoints (rank 0)."""
         opt = self.opt
         final = epoch + 1 == opt.epochs
-        evaluated = not opt.notest or final
+        evaluated = (not opt.notest or final) and self.val_loader is not None
         if evaluated:
             self.metrics = evaluate_model(self.ema.ema, self.val_loader, self.names,
                                           verbose=final, plots=final,
@@ -603,7 +624,8 @@ class Trainer:
         improved = (eligible and fitness(m) > self.best) or not best_pt.exists()
         if eligible:
             self.best = max(self.best, fitness(m))
-        score = score_line(m) if evaluated else 'not evaluated (--notest)'
+        score = score_line(m) if evaluated else ('not evaluated (--notest)' if opt.notest else
+                                                 'not evaluated (no valid= photos)')
         LOGGER.info(f"epoch {epoch + 1}: {score} ({row['seconds']} s)")
         if not opt.nosave:
             ckpt = checkpoint(self.model, self.ema, self.optimizer, self.scheduler, self.scaler,

@@ -45,7 +45,8 @@ def quant_hook(opt):
                               '--quantized 1, 2 or 3 too')
         return None
     config = QuantConfig(mode=opt.quantized, w_bits=opt.w_bits, a_bits=opt.a_bits,
-                         bn_fold=opt.BN_Fold, fpga=opt.FPGA, observer=opt.quant_observer)
+                         bn_fold=opt.BN_Fold, fpga=opt.FPGA, observer=opt.quant_observer,
+                         float_heads=opt.float_heads)
     freeze_epoch = opt.quant_freeze_epoch
     if freeze_epoch < 0:
         freeze_epoch = max(1, math.ceil(0.7 * opt.epochs))

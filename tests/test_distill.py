@@ -18,7 +18,8 @@ from models import Darknet
 from models.weights import WeightsError, save_checkpoint
 from prune.masks import channel_plan
 from prune.surgery import prune_model
-from tests.conftest import _built, cfg_path
+from tests.conftest import ROOT, _built, cfg_path
+from utils.errors import OptionError
 from utils.loss import YoloLoss
 
 HYP = {'anchor_t': 4.0}
@@ -223,3 +224,26 @@ def test_kd_alignment_bench_measures_the_gradients_it_names():
     other = kd_alignment.alignment(student, teacher, [batches[0]] * 2, [1, 3], hyp, 3.0)
     assert other[1]['norm_ratio'] > 0 and -1 <= other[3]['cos'] <= 1
     assert other['labels']['cos'] == pytest.approx(1.0, abs=1e-5)  # the same batch twice
+
+
+def test_qat_from_a_teacher_on_photos_without_labels(tiny_data, tmp_path):
+    """--teacher-only: the photos' labels (there are none here) never enter the loss; QAT of
+    the shipped model distilled from itself in float."""
+    import shutil
+    photos = tmp_path / 'photos'  # no labels/ beside them: unlabelled site photos
+    shutil.copytree(tiny_data.parent / 'shapes' / 'images' / 'train', photos)
+    weights = str(ROOT / 'weights' / 'yolov3-mini.pt')
+    data = tmp_path / 'names.data'  # class names only: no train= and no valid=
+    data.write_text(f'classes=6\nnames={ROOT / "data" / "shapes.names"}\n')
+    train.run(weights=weights, data=str(data), images=[str(photos)], epochs=1, batch_size=8,
+              img_size=[128], workers=0, project=str(tmp_path), t_weights=weights, KDstr=6,
+              teacher_only=True, quantized=3, float_heads=True)
+    with open(tmp_path / 'exp' / 'results.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert {'kd_box', 'kd_cls', 'kd_obj'} <= set(rows[0])
+    assert not {'box', 'obj', 'cls'} & set(rows[0])  # no label loss was computed
+    from quantize.loader import load_model
+    model = load_model(tmp_path / 'exp' / 'weights' / 'last.pt')
+    assert model.quant_config['float_heads'] and model.quant_config['mode'] == 3
+    with pytest.raises(OptionError, match='--teacher-only'):
+        train.run(data=str(data), images=[str(photos)], teacher_only=True)

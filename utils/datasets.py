@@ -145,7 +145,10 @@ def _generate_builtin_if_missing(path, data):
 
 
 def image_files(source) -> list[Path]:
-    """Images named by a list file, a folder (recursively) or a glob, in a stable order."""
+    """Images named by a list file, a folder (recursively) or a glob, in a stable order; or by
+    several of them (a list or tuple), one after the other."""
+    if isinstance(source, (list, tuple)):
+        return [f for s in source for f in image_files(s)]
     source = Path(source)
     if source.is_dir():
         return sorted(p for p in source.rglob('*') if p.suffix.lower() in IMG_SUFFIXES)
@@ -312,10 +315,12 @@ def cache_root() -> Path:
 
 
 def cache_path_for(source) -> Path:
-    """The label cache of a list file or folder: named after it, keyed by its absolute path."""
-    source = Path(source).resolve()
-    digest = hashlib.sha1(str(source).encode()).hexdigest()[:12]
-    return cache_root() / 'labels' / f'{source.stem or "root"}-{digest}.cache'
+    """The label cache of a list file or folder (or several): named after the first, keyed by
+    their absolute paths."""
+    sources = [Path(s).resolve() for s in (source if isinstance(source, (list, tuple))
+                                           else [source])]
+    digest = hashlib.sha1('\n'.join(map(str, sources)).encode()).hexdigest()[:12]
+    return cache_root() / 'labels' / f'{sources[0].stem or "root"}-{digest}.cache'
 
 
 def load_items(source, nc, prefix='', seg_nc=0):
@@ -325,8 +330,10 @@ def load_items(source, nc, prefix='', seg_nc=0):
     if not files:
         raise DataError(f'{source}: lists no images')
     # a list file or a folder gets a cache beside it; one image (or a glob) is checked each time
-    single = Path(source).suffix.lower() in IMG_SUFFIXES
-    cache_file = cache_path_for(source) if Path(source).exists() and not single else None
+    sources = source if isinstance(source, (list, tuple)) else [source]
+    single = len(sources) == 1 and Path(sources[0]).suffix.lower() in IMG_SUFFIXES
+    exist = all(Path(s).exists() for s in sources)
+    cache_file = cache_path_for(source) if exist and not single else None
     key = f'{CACHE_VERSION}:{nc}:{seg_nc}:{_fingerprint(files, seg_nc)}'
     cached = None
     if cache_file and cache_file.is_file():
