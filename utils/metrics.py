@@ -17,21 +17,30 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
-def match_detections(det, labels, iou_thresholds=IOU_THRESHOLDS):
+def class_iou(det, labels):
+    """(n, m) IoU of detections and labels of the same class, 0 between classes."""
+    iou = box_iou(det[:, :4], labels[:, 1:])
+    iou[det[:, 5:6] != labels[None, :, 0]] = 0.0
+    return iou
+
+
+def match_detections(det, labels, iou_thresholds=IOU_THRESHOLDS, free=None, iou=None):
     """det (n, 6) xyxy, conf, cls and labels (m, 5) cls, xyxy, numpy -> (n, t) bool true positives.
 
     det must be sorted by descending confidence. Only detections overlapping some same-class label
     at the lowest threshold need the greedy loop; all others are false positives outright.
+    free (n, t) bool: where False, the detection takes no label at that threshold. iou: their
+    class_iou when the caller has it.
     """
     correct = np.zeros((len(det), len(iou_thresholds)), bool)
     if len(det) == 0 or len(labels) == 0:
         return correct
-    iou = box_iou(det[:, :4], labels[:, 1:])
-    iou[det[:, 5:6] != labels[None, :, 0]] = 0.0
+    iou = class_iou(det, labels) if iou is None else iou
     matched = np.zeros((len(iou_thresholds), len(labels)), bool)
     thresholds = np.asarray(iou_thresholds)[:, None]
     for i in np.nonzero((iou >= thresholds.min()).any(1))[0]:
-        candidates = np.where((iou[i][None] >= thresholds) & ~matched, iou[i][None], -1.0)
+        allowed = ~matched if free is None else ~matched & free[i][:, None]
+        candidates = np.where((iou[i][None] >= thresholds) & allowed, iou[i][None], -1.0)
         best = candidates.argmax(1)
         hit = candidates[np.arange(len(thresholds)), best] >= 0
         correct[i] = hit
@@ -94,7 +103,7 @@ def box_area(xyxy):
     return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
 
 
-def match_in_range(det, labels, low, high):
+def match_in_range(det, labels, low, high, iou):
     """COCOeval's matching for one area range: (correct, ignored), both (n, t) bool.
 
     Ground truth outside [low, high) is ignored: a detection takes the best counted match it
@@ -102,12 +111,10 @@ def match_in_range(det, labels, low, high):
     an unmatched detection whose own area lies outside the range. det sorted by confidence."""
     area = box_area(labels[:, 1:])
     inside = (area >= low) & (area < high)
-    correct = match_detections(det, labels[inside])
+    correct = match_detections(det, labels[inside], iou=iou[:, inside])
     ignored = np.zeros_like(correct)
-    if len(det) and (~inside).any():
-        for t, threshold in enumerate(IOU_THRESHOLDS):  # greedy again, among the free ones
-            free = ~correct[:, t]
-            ignored[free, t] = match_detections(det[free], labels[~inside], [threshold])[:, 0]
+    if len(det) and (~inside).any():  # greedy again, each threshold's unmatched ones
+        ignored = match_detections(det, labels[~inside], free=~correct, iou=iou[:, ~inside])
     outside = (box_area(det[:, :4]) < low) | (box_area(det[:, :4]) >= high)
     ignored |= ~correct & outside[:, None]
     return correct, ignored, inside
@@ -173,9 +180,11 @@ class DetectionStats:
         keyed_det, keyed_labels = det.copy(), labels.copy()
         keyed_det[:, 5] += det_image * self.nc
         keyed_labels[:, 0] += label_image * self.nc
-        self.correct.append(match_detections(keyed_det, keyed_labels))
+        iou = class_iou(keyed_det, keyed_labels) if len(det) and len(labels) else \
+            np.zeros((len(det), len(labels)))
+        self.correct.append(match_detections(keyed_det, keyed_labels, iou=iou))
         for name, (low, high) in SIZES.items():
-            correct, ignored, inside = match_in_range(keyed_det, keyed_labels, low, high)
+            correct, ignored, inside = match_in_range(keyed_det, keyed_labels, low, high, iou)
             size = self.by_size[name]
             size['correct'].append(correct)
             size['ignored'].append(ignored)
