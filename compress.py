@@ -36,6 +36,7 @@ from prune.methods import METHODS
 from prune.runner import run_method
 from prune.surgery import PruneError, prune_model
 from prune.sparsity import sparse_convs
+from quantize import graphs
 from quantize.loader import load_for_inference, load_model
 from quantize.qdq import dequantized_model
 from utils.cli import friendly_errors
@@ -279,10 +280,10 @@ def latency(run):
             _, eager = next(torch_runners(float_model, size, [1], device, False))
             runners.append(((row, 'latency_torch_ms'), eager))
             runners += [((row, 'latency_ort_ms'), make)
-                        for _, make in export.onnx_runners(model, size, [1], device, tmp)]
+                        for _, make in graphs.onnx_runners(model, size, [1], device, tmp)]
             if openvino_here():
                 runners += [((row, 'latency_ov_ms'), make)
-                            for _, make in export.openvino_runners(model, size, [1], tmp)]
+                            for _, make in graphs.openvino_runners(model, size, [1], tmp)]
         for ((row, key), _), (median, _) in zip(runners, interleaved(
                 runners, opt['latency_runs'], 3)):
             row[key] = round(median, 2)

@@ -10,50 +10,37 @@ engine.
     python3 export.py --weights best.pt --format onnx --int8 --calib-images data/shapes/train.txt
     python3 export.py --weights runs/ptq/exp/yolov3-mini_ptq_q8_max.pt --format c   # C99, MCUs
 
-ONNX graphs take ``images`` (b, 3, h, w) float in [0, 1] and give ``boxes`` (b, n, 4) as x1 y1 x2
-y2 in input pixels and ``scores`` (b, n, classes) = objectness x class probability; with --nms
-also ``selected`` (k, 3) = (image, class, box index) from an ONNX NonMaxSuppression node.
-A quantized checkpoint (train.py --quantized 1|3, quantize/ptq.py) becomes an int8 graph:
+ONNX graphs and OpenVINO IRs are written by quantize/graphs.py (inputs and outputs described
+there). A quantized checkpoint (train.py --quantized 1|3, quantize/ptq.py) becomes an int8 graph:
 QuantizeLinear/DequantizeLinear pairs on activations (per tensor; int8 with zero point 0 for
 TensorRT, or --qdq onnxruntime: uint8 and one more pair before each activation, which onnxruntime's
 CPU kernels need to fuse; --qdq openvino: TensorRT's with weights within +-63) and int8 weights
 per output channel (axis 0), BN folded in; quantize/qdq.py says where each pair sits. An
-OpenVINO IR is converted from that ONNX graph (float or int8). Outputs go to runs/export/exp*/
-(a new folder each run).
+OpenVINO IR is converted from that ONNX graph (float or int8). An int8 graph is written only
+once quantize/deploy_check.py has run it in its runtime here and found it computes the fake-quant
+model. Outputs go to runs/export/exp*/ (a new folder each run).
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
-import os
 import re
-import tempfile
-import warnings
 from pathlib import Path
-
-import numpy as np
-import torch
-from torch import nn
 
 from models.cfg import save_cfg
 from models.darknet import is_quantized
 from models.dialect import DARKNET_FALLBACK, EXTENSION_ACTIVATIONS
-from models.onnx_model import OnnxModel
-from models.openvino_model import OpenVinoModel
 from models.sparse24 import sparse_weights
-from models.weights import load_checkpoint, save_darknet_weights
-from quantize.deploy_check import check_graph, synthetic_batches
+from models.weights import save_darknet_weights
+from quantize.deploy_check import check_batches, checked_qdq, qdq_candidates
 from quantize.export_c import export_c
 from quantize.export_int import FORMATS as INT_FORMATS
 from quantize.export_int import integer_model
+from quantize.graphs import (MIN_OPSET, MIN_OPSET_INT8, ExportError, export_onnx,
+                             export_openvino)
 from quantize.loader import load_model
-from quantize.qat import cfg_precisions, set_quant_enabled
-from quantize.qdq import (TARGETS, QDQError, dequantized_model, exact_int8_weights_here,
-                          has_form, int8_initializers, onnxruntime_target, qdq_model)
+from quantize.qat import cfg_precisions
+from quantize.qdq import TARGETS, dequantized_model
 from utils.cli import friendly_errors
-from utils.datasets import parse_data_cfg
-from utils.errors import ToolkitError
 from utils.files import atomic_path, atomic_write_text, whole_or_none
 from utils.log import LOGGER
 from utils.options import Parser, add_shared, at_least
@@ -61,43 +48,6 @@ from utils.runs import increment_path
 from utils.torch_utils import DeviceError, select_device
 
 FORMATS = ('darknet', 'onnx', 'openvino', 'engine', 'c')
-MIN_OPSET = 11  # Resize and dynamic Slice as exported; Q/DQ per channel needs 13
-MIN_OPSET_INT8 = 13
-CHECK_IMAGES = 8  # images the int8 check runs
-
-
-class ExportError(ToolkitError, RuntimeError):
-    """An export that cannot be done here; the message says why and what to do."""
-
-
-def output_names(model):
-    """The graph's outputs: boxes and scores for [yolo] heads, seg for a segmentation head."""
-    return (['boxes', 'scores'] if model.yolo_layers else []) + \
-        (['seg'] if model.seg_layers else [])
-
-
-class DeployHead(nn.Module):
-    """The network with its outputs in the form deployment code reads: corner boxes and scores,
-    the heads decoded at once (Darknet.decode_parts) so the graph's tail is a dozen nodes; and
-    the segmentation head's logits (b, classes, h, w) at its own output stride: argmax over the
-    classes is the mask (softmax of them darknet's probabilities)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images):
-        heads = self.model.heads(images)
-        out = ()
-        if self.model.yolo_layers:
-            xy, g, wh_gain, obj, cls = self.model.decode_parts(heads, images.shape[-2:])
-            half = g * (wh_gain / 2)
-            # corners by concatenation: xywh2xyxy's in-place column writes export as four
-            # ScatterND nodes, which onnxruntime runs slowly
-            out = (torch.cat((xy - half, xy + half), -1), cls * obj)
-        if self.model.seg_layers:
-            out = out + (self.model.seg_logits(heads),)
-        return out
 
 
 def darknet_fallbacks(model):
@@ -121,99 +71,6 @@ def export_darknet(model, stem):
     save_cfg(model.blocks, f'{stem}.cfg')
     save_darknet_weights(model, f'{stem}.weights')
     return [f'{stem}.cfg', f'{stem}.weights']
-
-
-def export_onnx(model, stem, img_hw, batch=1, dynamic=False, opset=17, nms=False,
-                simplify=False, iou_thres=0.45, conf_thres=0.25, max_det=300, qdq='tensorrt'):
-    """Write an ONNX graph; a quantized model becomes an int8 Q/DQ graph (quantize/qdq.py)."""
-    import onnx  # noqa: PLC0415 (optional dependency, needed only here)
-
-    path = f'{stem}.onnx'
-    int8 = is_quantized(model)
-    if int8:
-        if opset < 13:
-            raise ExportError(f'int8 Q/DQ graphs need --opset 13 or later (per-channel '
-                              f'weights), got {opset}')
-        try:
-            model = qdq_model(model, qdq)
-        except QDQError as e:
-            raise ExportError(str(e)) from None
-        if qdq == 'onnxruntime' and not exact_int8_weights_here():
-            LOGGER.warning('WARNING: on this CPU (x86 without VNNI) onnxruntime saturates uint8 x '
-                           'int8 products: this graph runs inexactly here (deploy it on a CPU '
-                           'with VNNI or ARM), --qdq onnxruntime-u8 is exact on any CPU')
-    x = torch.zeros(batch, model.in_channels, *img_hw, device=next(model.parameters()).device)
-    names = output_names(model)
-    axes = {'images': {0: 'batch', 2: 'height', 3: 'width'}, 'boxes': {0: 'batch', 1: 'anchors'},
-            'scores': {0: 'batch', 1: 'anchors'}, 'seg': {0: 'batch', 2: 'h', 3: 'w'}}
-    axes = {k: v for k, v in axes.items() if k == 'images' or k in names} if dynamic else None
-    with atomic_path(path) as tmp:  # the graph is edited after tracing: only the end result
-        with warnings.catch_warnings():  # the tracer's notes on shape arithmetic; tested
-            warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
-            warnings.simplefilter('ignore', category=DeprecationWarning)
-            torch.onnx.export(DeployHead(model).eval(), x, str(tmp), opset_version=opset,
-                              dynamo=False, input_names=['images'], output_names=names,
-                              dynamic_axes=axes)
-        graph = onnx.load(str(tmp))
-        if int8:
-            graph = int8_initializers(graph)
-        if nms and 'boxes' in names:
-            graph = add_nms(graph, iou_thres, conf_thres, max_det)
-        if simplify:
-            graph = _simplify(graph)
-        graph.producer_name = 'yolo-compression-toolkit'
-        onnx.checker.check_model(graph)
-        onnx.save(graph, str(tmp))
-    return [path]
-
-
-def export_openvino(model, stem, img_hw, batch=1, **onnx_kw):
-    """An OpenVINO IR (<stem>.xml and .bin) converted from the ONNX export: fp32 weights and
-    arithmetic, or, from a quantized model's Q/DQ graph, int8 layers (OpenVINO turns the pairs
-    into int8 kernels; symmetric int8 activations run fastest there, and --qdq openvino keeps
-    the weights within +-63 so that x86 CPUs without VNNI compute them exactly,
-    docs/results/latency.md)."""
-    try:
-        import openvino as ov  # noqa: PLC0415 (optional dependency, needed only here)
-    except ImportError:
-        raise ExportError('--format openvino needs openvino: pip install openvino') from None
-    scratch = f'.{Path(stem).name}.tmp{os.getpid()}.'  # swept like a temporary file if killed
-    with tempfile.TemporaryDirectory(prefix=scratch, dir=Path(stem).parent) as tmp:
-        graph = export_onnx(model, Path(tmp) / 'graph', img_hw, batch, **onnx_kw)[0]
-        ov.save_model(ov.Core().read_model(graph), str(Path(tmp) / 'graph.xml'),
-                      compress_to_fp16=False)
-        for suffix in ('.bin', '.xml'):  # the .xml last: readers open it, then its .bin
-            with atomic_path(f'{stem}{suffix}') as final:
-                os.replace(Path(tmp) / f'graph{suffix}', final)
-    return [f'{stem}.xml', f'{stem}.bin']
-
-
-def add_nms(graph, iou_thres, conf_thres, max_det):
-    """Append NonMaxSuppression (per class, corner boxes) reading ``boxes`` and ``scores``."""
-    from onnx import TensorProto, helper  # noqa: PLC0415
-
-    g = graph.graph
-    g.node.extend([
-        helper.make_node('Transpose', ['scores'], ['scores_by_class'], perm=[0, 2, 1]),
-        helper.make_node('Constant', [], ['nms_max'], value=helper.make_tensor(
-            'nms_max', TensorProto.INT64, [1], [max_det])),
-        helper.make_node('Constant', [], ['nms_iou'], value=helper.make_tensor(
-            'nms_iou', TensorProto.FLOAT, [1], [iou_thres])),
-        helper.make_node('Constant', [], ['nms_conf'], value=helper.make_tensor(
-            'nms_conf', TensorProto.FLOAT, [1], [conf_thres])),
-        helper.make_node('NonMaxSuppression', ['boxes', 'scores_by_class', 'nms_max', 'nms_iou',
-                                               'nms_conf'], ['selected'], center_point_box=0),
-    ])
-    g.output.append(helper.make_tensor_value_info('selected', TensorProto.INT64, ['k', 3]))
-    return graph
-
-
-def _simplify(graph):
-    try:
-        import onnxslim  # noqa: PLC0415
-    except ImportError:
-        raise ExportError('--simplify needs onnxslim: pip install onnxslim') from None
-    return onnxslim.slim(graph)
 
 
 def export_engine(model, stem, img_hw, batch=1, half=False, device=None, int8=False, dla=None,
@@ -290,57 +147,6 @@ def _pin_precisions(trt, network, config, pins):
                 layer.set_output_type(o, types[pins[layer.name]])
 
 
-def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', threads=0):
-    """The ONNX export of a model (an int8 Q/DQ graph for onnxruntime when the model is
-    quantized), one static graph per batch size: what deployments run, and onnxruntime plans
-    static shapes better (docs/results/latency.md). A fresh session per block,
-    so that no idle session's threads compete with the one being timed."""
-    import onnxruntime as ort  # noqa: PLC0415
-
-    providers = ['CPUExecutionProvider']
-    if device.type == 'cuda':  # a CPU-only onnxruntime runs there on the CPU: say so in the row
-        if 'CUDAExecutionProvider' in ort.get_available_providers():
-            providers.insert(0, 'CUDAExecutionProvider')
-        else:
-            backend += ' (CPU)'
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per core
-
-    def write(cpu_model, stem, b):
-        return export_onnx(cpu_model, stem, (size, size), batch=b, qdq=onnxruntime_target())[0]
-
-    def open_graph(path):
-        sess = ort.InferenceSession(path, options, providers=providers)
-        return lambda x: sess.run(None, {'images': x})
-    yield from _graph_runners(model, size, batches, tmp, backend, write, open_graph)
-
-
-def openvino_runners(model, size, batches, tmp, backend='openvino fp32', threads=0):
-    """The OpenVINO IR of a model (int8 layers from its --qdq openvino graph when it is
-    quantized), one static graph per batch size, on the CPU; a freshly compiled model per
-    block, as onnx_runners."""
-    def write(cpu_model, stem, b):
-        return export_openvino(cpu_model, stem, (size, size), batch=b, qdq='openvino')[0]
-    yield from _graph_runners(model, size, batches, tmp, backend, write,
-                              lambda path: OpenVinoModel(path, threads).raw)
-
-
-def _graph_runners(model, size, batches, tmp, backend, write, open_graph):
-    """(row, make) per batch size: ``write(model, stem, batch)`` exports a static graph of a CPU
-    copy of the model (.cpu() would move the torch rows' model), ``open_graph(path)`` gives the
-    function that runs it on an input; each ``make()`` opens the graph afresh."""
-    folder = Path(tempfile.mkdtemp(dir=tmp))  # every graph lives until the timing ends
-    cpu_model = copy.deepcopy(model).float().cpu()
-    for b in batches:
-        path = write(cpu_model, folder / f'graph_b{b}', b)
-        x = np.random.rand(b, 3, size, size).astype(np.float32)
-
-        def make(path=path, x=x):
-            run = open_graph(path)
-            return lambda: run(x)
-        yield {'backend': backend, 'batch': b}, make
-
-
 def int8_model(model, calib_images, calib, method, img_size, device):
     """A float model calibrated now (quantize/ptq.py's calibrators) for an int8 export."""
     from quantize.ptq import calibrated, calibration_batches  # noqa: PLC0415
@@ -348,92 +154,6 @@ def int8_model(model, calib_images, calib, method, img_size, device):
     batches = calibration_batches(calib_images, model.nc, calib, img_size, 16, device, 2)
     LOGGER.info(f'calibrated int8 ranges on {sum(len(b) for b in batches)} images ({method})')
     return calibrated(model, batches, method)
-
-
-def qdq_candidates(fmt, qdq, model):
-    """The Q/DQ flavours to try, best first: the one asked for, or for onnxruntime the
-    tensorrt graph then this CPU's exact onnxruntime one, for OpenVINO its symmetric graph
-    (7-bit weights where the CPU lacks VNNI) then the uint8-activation ones; those the model
-    has a form for (zero points: the onnxruntime ones only)."""
-    if qdq:
-        return [qdq]
-    if fmt == 'openvino':
-        symmetric = 'tensorrt' if exact_int8_weights_here() else 'openvino'
-        order = [symmetric, onnxruntime_target(), 'onnxruntime-u8']
-    else:
-        order = ['tensorrt', onnxruntime_target()]
-    return [t for t in order if has_form(model, t)]
-
-
-def check_batches(weights, check_images, img_hw, nc):
-    """Images for the int8 check: --check-images, else the checkpoint's calibration or
-    training images, else synthetic ones (said so)."""
-    from quantize.ptq import calibration_batches  # noqa: PLC0415
-
-    source = check_images or recorded_images(weights)
-    if source:
-        return calibration_batches(source, nc, CHECK_IMAGES, img_hw[0], CHECK_IMAGES, 'cpu', 0,
-                                   prefix='int8 check: ')
-    LOGGER.info('int8 check: no images recorded in the checkpoint; checking on synthetic '
-                'images (give --check-images for photos like those it will see)')
-    return synthetic_batches(CHECK_IMAGES, img_hw)
-
-
-def recorded_images(weights):
-    """The images a PTQ checkpoint was calibrated on, or a QAT run's training images."""
-    if not str(weights).endswith('.pt'):
-        return ''
-    ckpt = load_checkpoint(weights)
-    source = (ckpt.get('ptq') or {}).get('source', '')
-    data = (ckpt.get('opt') or {}).get('data')
-    if not source and data and Path(data).is_file():
-        with contextlib.suppress(ToolkitError):
-            source = parse_data_cfg(data, generate=False).get('train', '')
-    return source if source and Path(source).exists() else ''
-
-
-def checked_qdq(model, fmt, img_hw, qdq, batches):
-    """The Q/DQ flavour whose graph, in the runtime it is for, computes the fake-quant model
-    on ``batches`` (quantize/deploy_check.py), and its verdict: --qdq when it passes, else the
-    first of qdq_candidates that does; an ExportError naming where the graph parts when none
-    may be used."""
-    runtime = 'OpenVINO' if fmt == 'openvino' else 'onnxruntime'
-    cpu = copy.deepcopy(model).float().cpu().eval()
-    float_model = copy.deepcopy(cpu)
-    set_quant_enabled(float_model, False)  # exactly the float network (tests/test_quantize.py)
-
-    def verdict_of(target):
-        with tempfile.TemporaryDirectory(prefix='.check.') as tmp:
-            onnx_path = export_onnx(cpu, Path(tmp) / 'check', img_hw, qdq=target)[0]
-            if fmt == 'openvino':
-                xml = export_openvino(cpu, Path(tmp) / 'check', img_hw, qdq=target)[0]
-                graph = lambda: OpenVinoModel(xml)  # noqa: E731
-            else:
-                graph = lambda: OnnxModel(onnx_path)  # noqa: E731
-            return check_graph(onnx_path, runtime.lower(), qdq_model(cpu, target), float_model,
-                               batches, graph)
-
-    failures = []
-    for target in qdq_candidates(fmt, qdq, model):
-        verdict = verdict_of(target)
-        if verdict.ok:
-            if failures:
-                LOGGER.info(f'int8 check: {failures[0]}; --qdq {target} passes here, using it')
-            return target, verdict
-        where = ''
-        if verdict.layer is not None:
-            where = (f', outputs part at layer {verdict.layer} '
-                     f'({model.blocks[verdict.layer + 1].type})')
-        failures.append(f'--qdq {target} in {runtime} on this CPU is not the fake-quant model '
-                        f'(99% of live scores within {verdict.q99:.3f}, at most '
-                        f'{verdict.allowed:.3f} allowed{where})')
-    if not qdq:
-        raise ExportError(f'no int8 graph passes here: {"; ".join(failures)}; nothing written '
-                          '(--no-check writes one anyway)')
-    passing = next((t for t in qdq_candidates(fmt, None, model) if t != qdq and
-                    verdict_of(t).ok), None)
-    hint = f'; --qdq {passing} passes here' if passing else ''
-    raise ExportError(f'{failures[0]}; nothing written{hint} (--no-check writes it anyway)')
 
 
 def check_options(fmt, batch, dla, int_format):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from terminaltables import AsciiTable
 
-import export
+from quantize import graphs
 from quantize import int_runtime
 from quantize.export_c import export_c
 from quantize.export_int import integer_model
@@ -53,7 +53,7 @@ def runners(weights, opt, tmp):
     yield ({'weights': name, 'backend': f'C -O2 ({fmt}, 1 thread)'},
            c_runner(manifest, arrays, opt.img_size, Path(tmp) / f'c_{fmt}', opt.march_native))
     if fmt != 'q16':  # Q/DQ graphs hold 8 bits
-        for meta, make in export.onnx_runners(model, opt.img_size, [1], torch.device('cpu'),
+        for meta, make in graphs.onnx_runners(model, opt.img_size, [1], torch.device('cpu'),
                                               tmp, 'onnxruntime int8', opt.threads):
             yield {'weights': name, 'backend': meta['backend']}, make
 

@@ -26,6 +26,7 @@ from terminaltables import AsciiTable
 
 import export
 from models.darknet import is_quantized
+from quantize import graphs
 from quantize.loader import load_model
 from quantize.qdq import dequantized_model
 from utils.options import Parser
@@ -51,15 +52,15 @@ def runners_of(weights, opt, device, tmp):
     if is_quantized(model):
         model = dequantized_model(model)  # the same weights, run in float
     runners = list(torch_runners(model, opt.img_size, opt.batch, device, opt.compile))
-    runners += export.onnx_runners(model, opt.img_size, opt.batch, device, tmp, threads=opt.threads)
+    runners += graphs.onnx_runners(model, opt.img_size, opt.batch, device, tmp, threads=opt.threads)
     if int8 is not None:
-        runners += export.onnx_runners(int8, opt.img_size, opt.batch, device, tmp,
+        runners += graphs.onnx_runners(int8, opt.img_size, opt.batch, device, tmp,
                                        'onnxruntime int8', opt.threads)
     if opt.openvino:
-        runners += export.openvino_runners(model, opt.img_size, opt.batch, tmp,
+        runners += graphs.openvino_runners(model, opt.img_size, opt.batch, tmp,
                                            threads=opt.threads)
         if int8 is not None:
-            runners += export.openvino_runners(int8, opt.img_size, opt.batch, tmp,
+            runners += graphs.openvino_runners(int8, opt.img_size, opt.batch, tmp,
                                                'openvino int8', opt.threads)
     info = model.info(opt.img_size)
     for meta, _ in runners:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import export
 from models.onnx_model import OnnxModel
+from quantize import graphs, deploy_check
 from quantize.calibrate import METHODS
 from quantize.ptq import DEFAULTS, calibrated, calibration_batches
 from utils.evaluate import evaluate_on, headline
@@ -38,8 +38,8 @@ def toolkit_graphs(model, batches, out, img_size):
     size = (img_size, img_size)
     for method in METHODS:
         q = calibrated(model, batches, **(DEFAULTS | {'method': method})).cpu()
-        target, _ = export.checked_qdq(q, 'onnx', size, None, batches[:1])
-        path = export.export_onnx(q, out / f'toolkit_{method}', size, qdq=target)[0]
+        target, _ = deploy_check.checked_qdq(q, 'onnx', size, None, batches[:1])
+        path = graphs.export_onnx(q, out / f'toolkit_{method}', size, qdq=target)[0]
         default = ' (the default)' if method == DEFAULTS['method'] else ''
         yield f'toolkit ptq {method}{default}', path
 
@@ -97,15 +97,15 @@ def peers_available():
 def ptq_graphs(model, data_cfg, opt, out):
     """(label, path) of every int8 graph, the float graph first; notes on peers left out."""
     batches, arrays = calibration_arrays(model, data_cfg, opt.calib, opt.img_size)
-    float_path = export.export_onnx(model.cpu(), out / 'float', (opt.img_size,) * 2)[0]
-    graphs = [('float (onnxruntime fp32)', float_path)]
-    graphs += toolkit_graphs(model, batches, out, opt.img_size)
+    float_path = graphs.export_onnx(model.cpu(), out / 'float', (opt.img_size,) * 2)[0]
+    written = [('float (onnxruntime fp32)', float_path)]
+    written += toolkit_graphs(model, batches, out, opt.img_size)
     notes = peers_available()
     if notes['onnxruntime'] is None:
-        graphs += ort_graphs(float_path, arrays, out)
+        written += ort_graphs(float_path, arrays, out)
     if notes['nncf'] is None:
-        graphs += nncf_graphs(float_path, arrays, out)
-    return graphs, [n for n in notes.values() if n]
+        written += nncf_graphs(float_path, arrays, out)
+    return written, [n for n in notes.values() if n]
 
 
 def score(path, data, img_size):
@@ -115,7 +115,7 @@ def score(path, data, img_size):
 def onnx_runner(label, path, img_size, threads):
     x = np.random.rand(1, 3, img_size, img_size).astype(np.float32)
 
-    def make():  # a fresh session per block, as export.onnx_runners
+    def make():  # a fresh session per block, as graphs.onnx_runners
         graph = OnnxModel(path, threads)
         return lambda: graph.raw(x)
     return {'method': label, 'batch': 1}, make

@@ -29,6 +29,7 @@ from bench.subset import subset_data
 from models.weights import load_model, save_checkpoint
 from prune import slim_prune
 from prune.cost import percent_for_bflops
+from quantize import graphs
 from quantize.loader import inference_form
 from utils.datasets import parse_data_cfg
 from utils.evaluate import evaluate_on, headline
@@ -112,14 +113,12 @@ def prune_rows(opt, notes):
 
 def add_cost_and_latency(rows, opt):
     """params, BFLOPs and onnxruntime batch-1 latency of each final model (interleaved)."""
-    import export  # noqa: PLC0415
-
     models = [load_model(r['weights']).float().eval() for r in rows]
     runners = []
     for r, m in zip(rows, models):
         info = m.info(opt.img_size)
         r |= {'params': info['params'], 'bflops': round(info['bflops'], 4)}
-        path = export.export_onnx(m, Path(opt.project) / f"onnx_{len(runners)}",
+        path = graphs.export_onnx(m, Path(opt.project) / f"onnx_{len(runners)}",
                                   (opt.img_size,) * 2)[0]
         runners.append(peer_ptq.onnx_runner(r['method'], path, opt.img_size, opt.threads))
     for r, t in zip(rows, rows_of(runners, opt.runs, 5)):

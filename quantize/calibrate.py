@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from quantize.modules import ActQuant
+from utils.datasets import create_dataloader
 from utils.errors import OptionError
 
 BINS = 2048
@@ -142,3 +143,17 @@ def calibrate(model, batches, method='max', percentile=99.99):
         q.enabled = True
         chosen[k] = max(-lo, hi)
     return chosen
+
+
+def calibration_batches(source, nc, n, img_size, batch_size, device, workers,
+                        prefix='calibration: '):
+    """n images of a source (list file, folder or glob), as float batches in [0, 1]."""
+    loader, _ = create_dataloader(source, nc, img_size, batch_size, workers=workers,
+                                  shuffle=True, seed=0, prefix=prefix)
+    batches, seen = [], 0
+    for imgs, *_ in loader:
+        batches.append(imgs[: n - seen].to(device).float() / 255)
+        seen += len(batches[-1])
+        if seen >= n:
+            break
+    return batches

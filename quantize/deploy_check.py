@@ -18,6 +18,8 @@ than one step.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import re
 import tempfile
 from dataclasses import dataclass
@@ -26,12 +28,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quantize.qdq import QDQAfter, QDQConv
+from models.onnx_model import OnnxModel
+from models.openvino_model import OpenVinoModel
+from models.weights import load_checkpoint
+from quantize.calibrate import calibration_batches
+from quantize.graphs import ExportError, export_onnx, export_openvino
+from quantize.qat import set_quant_enabled
+from quantize.qdq import (QDQAfter, QDQConv, exact_int8_weights_here, has_form,
+                          onnxruntime_target, qdq_model)
+from utils.datasets import parse_data_cfg
+from utils.errors import ToolkitError
+from utils.log import LOGGER
 
 LIVE = 0.05    # scores that matter: above this in either model
 RATIO = 0.5    # the runtime may move live scores by at most this share of what quantization does
 FLOOR = 0.05   # ... or by this much, whatever quantization does
 PARTED = 0.01  # a layer parts when this share of its values is off by more than one step
+CHECK_IMAGES = 8  # images the check runs
 
 
 @dataclass
@@ -159,5 +172,85 @@ def synthetic_batches(n, size, seed=0):
                                             align_corners=False).clamp(0, 1)]
 
 
-def scratch_folder(near):
-    return tempfile.TemporaryDirectory(prefix='.check.', dir=Path(near).parent)
+def qdq_candidates(fmt, qdq, model):
+    """The Q/DQ flavours to try, best first: the one asked for, or for onnxruntime the
+    tensorrt graph then this CPU's exact onnxruntime one, for OpenVINO its symmetric graph
+    (7-bit weights where the CPU lacks VNNI) then the uint8-activation ones; those the model
+    has a form for (zero points: the onnxruntime ones only)."""
+    if qdq:
+        return [qdq]
+    if fmt == 'openvino':
+        symmetric = 'tensorrt' if exact_int8_weights_here() else 'openvino'
+        order = [symmetric, onnxruntime_target(), 'onnxruntime-u8']
+    else:
+        order = ['tensorrt', onnxruntime_target()]
+    return [t for t in order if has_form(model, t)]
+
+
+def check_batches(weights, check_images, img_hw, nc):
+    """Images for the int8 check: --check-images, else the checkpoint's calibration or
+    training images, else synthetic ones (said so)."""
+    source = check_images or recorded_images(weights)
+    if source:
+        return calibration_batches(source, nc, CHECK_IMAGES, img_hw[0], CHECK_IMAGES, 'cpu', 0,
+                                   prefix='int8 check: ')
+    LOGGER.info('int8 check: no images recorded in the checkpoint; checking on synthetic '
+                'images (give --check-images for photos like those it will see)')
+    return synthetic_batches(CHECK_IMAGES, img_hw)
+
+
+def recorded_images(weights):
+    """The images a PTQ checkpoint was calibrated on, or a QAT run's training images."""
+    if not str(weights).endswith('.pt'):
+        return ''
+    ckpt = load_checkpoint(weights)
+    source = (ckpt.get('ptq') or {}).get('source', '')
+    data = (ckpt.get('opt') or {}).get('data')
+    if not source and data and Path(data).is_file():
+        with contextlib.suppress(ToolkitError):
+            source = parse_data_cfg(data, generate=False).get('train', '')
+    return source if source and Path(source).exists() else ''
+
+
+def checked_qdq(model, fmt, img_hw, qdq, batches):
+    """The Q/DQ flavour whose graph, in the runtime it is for, computes the fake-quant model
+    on ``batches`` (quantize/deploy_check.py), and its verdict: --qdq when it passes, else the
+    first of qdq_candidates that does; an ExportError naming where the graph parts when none
+    may be used."""
+    runtime = 'OpenVINO' if fmt == 'openvino' else 'onnxruntime'
+    cpu = copy.deepcopy(model).float().cpu().eval()
+    float_model = copy.deepcopy(cpu)
+    set_quant_enabled(float_model, False)  # exactly the float network (tests/test_quantize.py)
+
+    def verdict_of(target):
+        with tempfile.TemporaryDirectory(prefix='.check.') as tmp:
+            onnx_path = export_onnx(cpu, Path(tmp) / 'check', img_hw, qdq=target)[0]
+            if fmt == 'openvino':
+                xml = export_openvino(cpu, Path(tmp) / 'check', img_hw, qdq=target)[0]
+                graph = lambda: OpenVinoModel(xml)  # noqa: E731
+            else:
+                graph = lambda: OnnxModel(onnx_path)  # noqa: E731
+            return check_graph(onnx_path, runtime.lower(), qdq_model(cpu, target), float_model,
+                               batches, graph)
+
+    failures = []
+    for target in qdq_candidates(fmt, qdq, model):
+        verdict = verdict_of(target)
+        if verdict.ok:
+            if failures:
+                LOGGER.info(f'int8 check: {failures[0]}; --qdq {target} passes here, using it')
+            return target, verdict
+        where = ''
+        if verdict.layer is not None:
+            where = (f', outputs part at layer {verdict.layer} '
+                     f'({model.blocks[verdict.layer + 1].type})')
+        failures.append(f'--qdq {target} in {runtime} on this CPU is not the fake-quant model '
+                        f'(99% of live scores within {verdict.q99:.3f}, at most '
+                        f'{verdict.allowed:.3f} allowed{where})')
+    if not qdq:
+        raise ExportError(f'no int8 graph passes here: {"; ".join(failures)}; nothing written '
+                          '(--no-check writes one anyway)')
+    passing = next((t for t in qdq_candidates(fmt, None, model) if t != qdq and
+                    verdict_of(t).ok), None)
+    hint = f'; --qdq {passing} passes here' if passing else ''
+    raise ExportError(f'{failures[0]}; nothing written{hint} (--no-check writes it anyway)')

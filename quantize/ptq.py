@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from models.weights import load_model, save_checkpoint
-from quantize.calibrate import METHODS, calibrate
+from quantize.calibrate import METHODS, calibrate, calibration_batches
 from quantize.config import QuantConfig
 from quantize.equalize import equalize as equalize_ranges
 from quantize.qat import quantize_model
@@ -35,20 +35,6 @@ from utils.log import LOGGER
 from utils.options import Parser, add_shared, one_size
 from utils.runs import increment_path
 from utils.torch_utils import select_device
-
-
-def calibration_batches(source, nc, n, img_size, batch_size, device, workers,
-                        prefix='calibration: '):
-    """n images of a source (list file, folder or glob), as float batches in [0, 1]."""
-    loader, _ = create_dataloader(source, nc, img_size, batch_size, workers=workers,
-                                  shuffle=True, seed=0, prefix=prefix)
-    batches, seen = [], 0
-    for imgs, *_ in loader:
-        batches.append(imgs[: n - seen].to(device).float() / 255)
-        seen += len(batches[-1])
-        if seen >= n:
-            break
-    return batches
 
 
 # what quantize/ptq.py does unless told otherwise (chosen on COCO128 train2017,

@@ -37,7 +37,7 @@ from models.sparse24 import can_be_24, layer_conv, mask_24
 from quantize.calibrate import METHODS, calibrate
 from quantize.config import QuantConfig
 from quantize.modules import ActQuant, QuantConvBNAct
-from quantize.ptq import calibration_batches
+from quantize.calibrate import calibration_batches
 from quantize.qat import INTEGER, quantize_model
 from utils.cli import friendly_errors
 from utils.datasets import DataError, create_dataloader, parse_data_cfg

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 import export
+from models.onnx_model import OnnxModel
+from models.weights import save_checkpoint
+from quantize import deploy_check, graphs
 from quantize.config import QuantConfig
 from quantize.deploy_check import check_graph, parting_layer
 from quantize.qat import set_quant_enabled
 from quantize.qdq import QDQConv, exact_int8_weights_here, onnxruntime_target, qdq_model
-from models.onnx_model import OnnxModel
-from models.weights import save_checkpoint
 from tests.conftest import ROOT
 
 CONFIG = QuantConfig(mode=3, float_heads=True)
@@ -42,7 +43,7 @@ def moved(deploy, layer, factor=1.5):
 
 
 def graph(model, tmp_path, target):
-    return export.export_onnx(model, tmp_path / target, (128, 128), qdq=target)[0]
+    return graphs.export_onnx(model, tmp_path / target, (128, 128), qdq=target)[0]
 
 
 def unquantized(model):
@@ -90,7 +91,7 @@ def ptq_checkpoint(trained, tmp_path):
 def test_export_refuses_a_graph_its_runtime_computes_otherwise(trained, ptq_checkpoint,
                                                                tmp_path, monkeypatch, tiny_data):
     layer = quantized_outputs(qdq_model(trained[0]))[3]
-    monkeypatch.setattr(export, 'check_graph', lambda path, runtime, deploy, *a:
+    monkeypatch.setattr(deploy_check, 'check_graph', lambda path, runtime, deploy, *a:
                         check_graph(path, runtime, moved(deploy, layer), *a))
     images = str(tiny_data.parent / 'shapes' / 'train.txt')
     with pytest.raises(export.ExportError, match=rf'--qdq tensorrt in onnxruntime on this CPU '
@@ -117,13 +118,13 @@ def test_the_saturating_onnxruntime_flavour_is_caught_on_this_cpu(trained):
     mAP@0.5 in such a graph (docs/results/real.md)."""
     model, batches = trained
     with pytest.raises(export.ExportError, match='--qdq onnxruntime in onnxruntime'):
-        export.checked_qdq(model, 'onnx', (128, 128), 'onnxruntime', batches)
-    assert export.checked_qdq(model, 'onnx', (128, 128), None, batches)[0] in (
+        deploy_check.checked_qdq(model, 'onnx', (128, 128), 'onnxruntime', batches)
+    assert deploy_check.checked_qdq(model, 'onnx', (128, 128), None, batches)[0] in (
         'tensorrt', 'onnxruntime-u8')
 
 
 def test_synthetic_images_stand_in_when_none_are_recorded(ptq_checkpoint, tmp_path, caplog):
-    batches = export.check_batches(ptq_checkpoint, '', (64, 96), 6)
+    batches = deploy_check.check_batches(ptq_checkpoint, '', (64, 96), 6)
     assert batches[0].shape == (8, 3, 64, 96)
     assert 0 <= float(batches[0].min()) and float(batches[0].max()) <= 1
-    assert torch.equal(batches[0], export.check_batches(ptq_checkpoint, '', (64, 96), 6)[0])
+    assert torch.equal(batches[0], deploy_check.check_batches(ptq_checkpoint, '', (64, 96), 6)[0])

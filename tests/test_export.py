@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import export
+from quantize import graphs
+from models.deploy_head import DeployHead
 from data.make_shapes import draw_shape
 from models.weights import save_checkpoint
 from quantize.loader import load_model
@@ -47,9 +49,9 @@ def test_deploy_head_decodes_as_the_model_does(new_coords, tmp_path):
     model = two_heads(new_coords)
     x = torch.rand(2, 3, 32, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        got = [t.numpy() for t in export.DeployHead(model)(x)]
+        got = [t.numpy() for t in DeployHead(model)(x)]
     want = torch_outputs(model, x)
-    path = export.export_onnx(model, tmp_path / 'two', (32, 64), batch=2)[0]
+    path = graphs.export_onnx(model, tmp_path / 'two', (32, 64), batch=2)[0]
     onnx_got = session(path).run(None, {'images': x.numpy()})
     for a, b, c in zip(got, onnx_got, want):
         assert a.shape == c.shape == (2, 2 * (8 * 16 + 4 * 8), a.shape[-1])
@@ -59,14 +61,14 @@ def test_deploy_head_decodes_as_the_model_does(new_coords, tmp_path):
 @pytest.mark.parametrize('name', CFGS)
 def test_onnx_equals_torch_static_and_dynamic(name, tmp_path):
     model = _built(name)
-    dynamic = export.export_onnx(model, tmp_path / 'dynamic', (64, 96), dynamic=True)[0]
+    dynamic = graphs.export_onnx(model, tmp_path / 'dynamic', (64, 96), dynamic=True)[0]
     g = torch.Generator().manual_seed(0)
     cases = [(dynamic, torch.rand(1, 3, 64, 96, generator=g)),
              (dynamic, torch.rand(2, 3, 96, 64, generator=g))]
     # a static graph differs only in its fixed axes: the full-size networks (10-15 s an
     # export) are checked dynamic only, every layer type still goes through both
     if sum(p.numel() for p in model.parameters()) < 2e7:
-        static = export.export_onnx(model, tmp_path / 'static', (64, 96))[0]
+        static = graphs.export_onnx(model, tmp_path / 'static', (64, 96))[0]
         cases.append((static, torch.rand(1, 3, 64, 96, generator=g)))
     for path, x in cases:
         got = session(path).run(None, {'images': x.numpy()})

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-import export
+from quantize import graphs
 from bench import latency
 from models.weights import save_checkpoint
 from quantize.config import QuantConfig
@@ -87,7 +87,7 @@ def test_onnx_rows_export_a_copy_and_leave_the_timed_model_alone(tmp_path):
     from models import Darknet
     from tests.conftest import cfg_path
     model = Darknet(cfg_path('yolov3-mini')).half()  # .float().cpu() in place would change it
-    rows = list(export.onnx_runners(model, 64, [1], torch.device('cpu'), tmp_path))
+    rows = list(graphs.onnx_runners(model, 64, [1], torch.device('cpu'), tmp_path))
     assert len(rows) == 1 and next(model.parameters()).dtype == torch.float16
 
 

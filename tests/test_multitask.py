@@ -14,6 +14,8 @@ import detect
 import export
 import test as evaluation
 import train
+from quantize import graphs
+from models.deploy_head import DeployHead
 from data.make_shapes import generate
 from distill.hook import DistillHook
 from distill.segment import segmentation_kl
@@ -256,13 +258,13 @@ def test_detect_draws_the_mask_and_saves_class_maps(multitask_run, seg_data):
 
 def test_onnx_export_of_both_heads_equals_torch(tmp_path):
     model = randomize_bn(Darknet(small('yolov3-mini-multitask'))).eval()
-    path = export.export_onnx(model, tmp_path / 'mt', (SIZE, SIZE), dynamic=True)[0]
+    path = graphs.export_onnx(model, tmp_path / 'mt', (SIZE, SIZE), dynamic=True)[0]
     sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     assert [o.name for o in sess.get_outputs()] == ['boxes', 'scores', 'seg']
     x = torch.rand(2, 3, SIZE, SIZE)
     boxes, scores, seg = sess.run(None, {'images': x.numpy()})
     with torch.no_grad():
-        want = export.DeployHead(model)(x)
+        want = DeployHead(model)(x)
     for got, ref in zip((boxes, scores, seg), want):
         assert np.abs(got - ref.numpy()).max() < 1e-3
 
@@ -297,12 +299,12 @@ def test_int8_qdq_graph_of_a_multitask_network_runs_in_onnxruntime(tmp_path):
                            QuantConfig(mode=3))
     with torch.no_grad():
         calibrate(model, [torch.rand(2, 3, SIZE, SIZE)])
-    path = export.export_onnx(model, tmp_path / 'q', (SIZE, SIZE), qdq='onnxruntime-u8')[0]
+    path = graphs.export_onnx(model, tmp_path / 'q', (SIZE, SIZE), qdq='onnxruntime-u8')[0]
     sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     x = torch.rand(1, 3, SIZE, SIZE)
     seg = sess.run(None, {'images': x.numpy()})[2]
     with torch.no_grad():
-        want = export.DeployHead(qdq_model(model, 'onnxruntime-u8'))(x)[2]
+        want = DeployHead(qdq_model(model, 'onnxruntime-u8'))(x)[2]
     assert want.std() > 0.01  # a calibrated graph, not one that rounds everything to zero
     agree = (seg.argmax(1) == want.numpy().argmax(1)).mean()
     assert agree > 0.95

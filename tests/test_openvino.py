@@ -7,7 +7,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-import export
+from quantize import graphs
+from models.deploy_head import DeployHead
 from models.onnx_model import OnnxModel
 from models.openvino_model import OpenVinoModel
 from models.weights import WeightsError
@@ -20,7 +21,7 @@ pytest.importorskip('openvino')
 
 
 def _ir(model, tmp_path, **kw):
-    files = export.export_openvino(model, tmp_path / 'm', (64, 96), **kw)
+    files = graphs.export_openvino(model, tmp_path / 'm', (64, 96), **kw)
     assert [f.rsplit('.', 1)[1] for f in files] == ['xml', 'bin']
     return OpenVinoModel(files[0])
 
@@ -30,7 +31,7 @@ def test_fp32_ir_equals_torch(tmp_path):
     ir = _ir(model, tmp_path, batch=2)
     x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        want = [t.numpy() for t in export.DeployHead(model)(x)]
+        want = [t.numpy() for t in DeployHead(model)(x)]
     for got, w in zip(ir.raw(x.numpy()), want):
         assert got.shape == w.shape and np.abs(got - w).max() < 1e-4
     assert ir.img_size == (64, 96) and ir.nc == model.nc
@@ -40,10 +41,10 @@ def _int8_outputs(config, target, tmp_path):
     """(OpenVINO's, onnxruntime's, torch's) (boxes, scores) of one Q/DQ graph."""
     model = quantized('yolov3-mini', config)
     ir = _ir(model, tmp_path, qdq=target)
-    graph = export.export_onnx(model, tmp_path / 'o', (64, 96), qdq=target)[0]
+    graph = graphs.export_onnx(model, tmp_path / 'o', (64, 96), qdq=target)[0]
     x = x_batch(1)
     with torch.no_grad():
-        want = [t.numpy() for t in export.DeployHead(qdq_model(model, target))(x)]
+        want = [t.numpy() for t in DeployHead(qdq_model(model, target))(x)]
     return ir.raw(x.numpy()), OnnxModel(graph).raw(x.numpy()), want
 
 

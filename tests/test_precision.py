@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import export
+from quantize import graphs
+from models.deploy_head import DeployHead
 from models import Darknet
 from models.layers import ConvBNAct
 from quantize.calibrate import calibrate
@@ -58,7 +60,7 @@ def test_the_qdq_graph_rounds_only_around_int8_layers_and_equals_torch(tmp_path)
     # median score past 1e-4 (its 99th percentile stays near 4e-4, as in the others)
     torch.manual_seed(0)
     model = calibrated(mixed_cfg(FLOAT))
-    path = export.export_onnx(model, tmp_path / 'mixed', (64, 64), qdq='onnxruntime-u8')[0]
+    path = graphs.export_onnx(model, tmp_path / 'mixed', (64, 64), qdq='onnxruntime-u8')[0]
     graph = onnx.load(path).graph
     init = {t.name for t in graph.initializer}
     dq_out = {n.output[0] for n in graph.node if n.op_type == 'DequantizeLinear'}
@@ -70,7 +72,7 @@ def test_the_qdq_graph_rounds_only_around_int8_layers_and_equals_torch(tmp_path)
     got = ort.InferenceSession(path, providers=['CPUExecutionProvider']).run(
         None, {'images': x.numpy()})
     with torch.no_grad():
-        want = export.DeployHead(qdq_model(model, 'onnxruntime-u8'))(x)
+        want = DeployHead(qdq_model(model, 'onnxruntime-u8'))(x)
     # as for all-int8 graphs (test_qdq.py): equal but at rounding ties
     assert np.median(np.abs(got[1] - want[1].numpy())) < 1e-4
     assert np.quantile(np.abs(got[1] - want[1].numpy()), 0.99) < 1e-3
@@ -88,7 +90,7 @@ def test_tensorrt_pins_the_float_layers_of_the_exported_graph(tmp_path):
     """The names TensorRT's parser gives layers are the ONNX node names: every node of a float
     conv gets its precision pinned, no node of an int8 conv does."""
     model = calibrated(mixed_cfg(FLOAT))
-    path = export.export_onnx(model, tmp_path / 'mixed', (64, 64), qdq='tensorrt')[0]
+    path = graphs.export_onnx(model, tmp_path / 'mixed', (64, 64), qdq='tensorrt')[0]
     names = [n.name for n in onnx.load(path).graph.node]
     pins = export.precision_pins(model, names)
     for i, precision in FLOAT.items():

@@ -13,6 +13,8 @@ from onnx import numpy_helper
 
 import export
 import test as evaluation
+from quantize import graphs
+from models.deploy_head import DeployHead
 from quantize.loader import load_model
 from quantize.config import QuantConfig
 from quantize import qdq as qdq_module
@@ -103,7 +105,7 @@ def constants(graph):
 @pytest.mark.parametrize('target', ['tensorrt', 'onnxruntime'])
 def test_qdq_onnx_holds_int8_weights_and_shared_scales(target, tmp_path):
     model = quantized('yolov4-tiny', QuantConfig(mode=3))
-    path = export.export_onnx(model, tmp_path / 'q', (64, 96), qdq=target)[0]
+    path = graphs.export_onnx(model, tmp_path / 'q', (64, 96), qdq=target)[0]
     g = onnx.load(path)
     c = constants(g)
     producer = {o: n for n in g.graph.node for o in n.output}
@@ -132,7 +134,7 @@ def _ort_vs_torch(config, target, tmp_path, optimize=True):
     """(onnxruntime scores and boxes, torch's) for the Q/DQ graph of a quantized yolov3-mini."""
     model = quantized('yolov3-mini', config)
     deploy = qdq_model(model, target)
-    path = export.export_onnx(model, tmp_path / 'q', (64, 96), qdq=target)[0]
+    path = graphs.export_onnx(model, tmp_path / 'q', (64, 96), qdq=target)[0]
     options = ort.SessionOptions()
     if not optimize:  # every node on its own: DequantizeLinear, float Conv, QuantizeLinear
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -140,7 +142,7 @@ def _ort_vs_torch(config, target, tmp_path, optimize=True):
     x = x_batch(1)
     boxes, scores = sess.run(None, {'images': x.numpy()})
     with torch.no_grad():
-        want_boxes, want_scores = export.DeployHead(deploy)(x)
+        want_boxes, want_scores = DeployHead(deploy)(x)
     return scores, boxes, want_scores.numpy(), want_boxes.numpy()
 
 
@@ -173,7 +175,7 @@ def test_the_qdq_graph_node_by_node_is_the_torch_model(config, target, tmp_path,
     spread, and each op is checked on its own."""
     model = quantized('yolov3-mini', config)
     deploy = qdq_model(model, target)
-    path = export.export_onnx(model, tmp_path / 'q', (64, 96), qdq=target)[0]
+    path = graphs.export_onnx(model, tmp_path / 'q', (64, 96), qdq=target)[0]
     graph, names = _every_quantize_output(path)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -201,7 +203,7 @@ def test_the_qdq_graph_node_by_node_is_the_torch_model(config, target, tmp_path,
 
     monkeypatch.setattr(qdq_module, 'fake_q', forcing)
     with torch.no_grad():
-        want_boxes, want_scores = export.DeployHead(deploy)(x)
+        want_boxes, want_scores = DeployHead(deploy)(x)
     assert next(forced, None) is None  # every quantize step of the graph was compared
     assert ties < compared * 0.01
     assert np.abs(scores - want_scores.numpy()).max() < 1e-5

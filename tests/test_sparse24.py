@@ -6,6 +6,7 @@ import torch
 
 import export
 import train
+from quantize import graphs
 from models import Darknet
 from models.sparse24 import holds_24, mask_24, runs_of_4, sparse_layers
 from models.weights import load_checkpoint, save_checkpoint
@@ -122,7 +123,7 @@ def test_every_export_carries_the_pattern(asp_run, tmp_path):
     with torch.no_grad():
         calibrate(quant, [torch.rand(2, 3, 128, 128)])
     for target in ('tensorrt', 'onnxruntime-u8'):
-        path = export.export_onnx(quant, tmp_path / target, (128, 128), qdq=target)[0]
+        path = graphs.export_onnx(quant, tmp_path / target, (128, 128), qdq=target)[0]
         got = check(path)
         assert [r['holds'] for r in got] == [r['holds'] for r in rows]
         from prune.sparse24 import onnx_conv_weights

@@ -2,7 +2,7 @@
 
 A runner is ``(meta, make)``: ``make()`` returns the function to time (a fresh session or a
 closure over a prepared input). bench/latency.py, compress.py's latency stage and the prune
-report time torch models through here; export.onnx_runners adds onnxruntime ones.
+report time torch models through here; quantize.graphs.onnx_runners adds onnxruntime ones.
 """
 from __future__ import annotations
 
