@@ -257,9 +257,10 @@ def parser():
                         'checkpoints are int8 already)')
     p.add_argument('--qdq', default=None, choices=TARGETS,
                    help='int8: the engine the Q/DQ graph is for (quantize/qdq.py; default: the '
-                        'first that passes the int8 check here: tensorrt, then this CPU\'s '
-                        'onnxruntime flavour; for OpenVINO its symmetric graph, then uint8 '
-                        'activations); onnxruntime-u8: uint8 weights, exact on any x86 CPU')
+                        'first that passes the int8 check here: tensorrt, this CPU\'s '
+                        'onnxruntime flavour, uint8; for OpenVINO its symmetric graph, then '
+                        'uint8, the onnxruntime ones); uint8: the fake-quant model exactly with '
+                        'zero points; onnxruntime-u8: uint8 weights, exact on any x86 CPU')
     p.add_argument('--no-check', dest='check', action='store_false',
                    help='int8: write the graph without checking it against the fake-quant '
                         'model in its runtime here (e.g. for another CPU)')

@@ -6,7 +6,8 @@
 Backends: torch eager fp32, torch channels_last, torch.compile (--compile; slow to warm up on
 CPUs), onnxruntime fp32 (the ONNX export of export.py), onnxruntime int8 (the Q/DQ export of a
 QAT/PTQ checkpoint, or with --int8 of a float one calibrated on --calib-images), and with
---openvino OpenVINO fp32 and int8 (export.py --format openvino, --qdq openvino). A quantized
+--openvino OpenVINO fp32 and int8 (export.py --format openvino; each int8 graph in the flavour
+export.py's int8 check picks for that runtime here, named in the row). A quantized
 checkpoint's float rows run its dequantized weights. Each: --runs timed runs per batch size in
 five blocks, every checkpoint and backend taking turns (each block after --warmup runs); median
 and p90 latency in ms and images/s from the median. Prints a table and writes latency.json
@@ -27,6 +28,7 @@ from terminaltables import AsciiTable
 import export
 from models.darknet import is_quantized
 from quantize import graphs
+from quantize.deploy_check import check_batches, checked_qdq
 from quantize.loader import load_model
 from quantize.qdq import dequantized_model
 from utils.options import Parser
@@ -44,6 +46,24 @@ def int8_version(model, opt, device):
                              device)
 
 
+def checked_flavour(int8, fmt, weights, opt):
+    """The Q/DQ flavour export.py would write for this runtime here (its int8 check), so that
+    the timed graph is the one deployed; --no-check: the fused onnxruntime / OpenVINO one."""
+    if not opt.check:
+        return None
+    size = (opt.img_size, opt.img_size)
+    batches = check_batches(weights, opt.calib_images if opt.int8 else '', size, int8.nc)
+    return checked_qdq(int8.cpu(), fmt, size, None, batches)[0]
+
+
+def flavoured(runners, qdq):
+    """The rows, each saying which Q/DQ flavour it times."""
+    out = list(runners)
+    for meta, _ in out:
+        meta['qdq'] = qdq or 'as written'
+    return out
+
+
 def runners_of(weights, opt, device, tmp):
     """Every (row, make) of one checkpoint: torch backends, onnxruntime fp32 and int8, OpenVINO
     fp32 and int8 with --openvino."""
@@ -54,14 +74,16 @@ def runners_of(weights, opt, device, tmp):
     runners = list(torch_runners(model, opt.img_size, opt.batch, device, opt.compile))
     runners += graphs.onnx_runners(model, opt.img_size, opt.batch, device, tmp, threads=opt.threads)
     if int8 is not None:
-        runners += graphs.onnx_runners(int8, opt.img_size, opt.batch, device, tmp,
-                                       'onnxruntime int8', opt.threads)
+        qdq = checked_flavour(int8, 'onnx', weights, opt)
+        runners += flavoured(graphs.onnx_runners(int8, opt.img_size, opt.batch, device, tmp,
+                                                 'onnxruntime int8', opt.threads, qdq), qdq)
     if opt.openvino:
         runners += graphs.openvino_runners(model, opt.img_size, opt.batch, tmp,
                                            threads=opt.threads)
         if int8 is not None:
-            runners += graphs.openvino_runners(int8, opt.img_size, opt.batch, tmp,
-                                               'openvino int8', opt.threads)
+            qdq = checked_flavour(int8, 'openvino', weights, opt)
+            runners += flavoured(graphs.openvino_runners(int8, opt.img_size, opt.batch, tmp,
+                                                         'openvino int8', opt.threads, qdq), qdq)
     info = model.info(opt.img_size)
     for meta, _ in runners:
         meta.update(weights=str(weights), params=info['params'], bflops=info['bflops'])
@@ -95,6 +117,9 @@ def main(argv=None):
                         '--calib-images); quantized checkpoints always get their own')
     p.add_argument('--calib-images', default='data/shapes/train.txt')
     p.add_argument('--calib', type=int, default=32)
+    p.add_argument('--no-check', dest='check', action='store_false',
+                   help="time the int8 graph flavours as they are written without export.py's "
+                        'int8 check choosing them (the fused onnxruntime one, OpenVINO\'s 7-bit)')
     p.add_argument('--threads', type=int, default=0,
                    help="intra-op threads of torch, onnxruntime and OpenVINO (0: torch's current "
                         "count)")

@@ -34,8 +34,7 @@ from models.weights import load_checkpoint
 from quantize.calibrate import calibration_batches
 from quantize.graphs import ExportError, export_onnx, export_openvino
 from quantize.qat import set_quant_enabled
-from quantize.qdq import (QDQAfter, QDQConv, exact_int8_weights_here, has_form,
-                          onnxruntime_target, qdq_model)
+from quantize.qdq import exact_int8_weights_here, has_form, onnxruntime_target, output_quantizers
 from utils.datasets import parse_data_cfg
 from utils.errors import ToolkitError
 from utils.log import LOGGER
@@ -71,8 +70,8 @@ def _q99(diffs):
 @torch.no_grad()
 def compare(reference, candidate, float_model, batches) -> Verdict:
     """Scores of a candidate (the graph's runtime, behind models.onnx_model's interface)
-    against the reference (the fake-quant model's Q/DQ form in torch), on the scale of the
-    reference against the float model."""
+    against the reference (the fake-quant model), on the scale of the reference against the
+    float model."""
     runtime, quantization = [], []
     for x in batches:
         a, b, f = (_scores(m(x)[0]) for m in (reference, candidate, float_model))
@@ -126,40 +125,40 @@ def _run_with_outputs(onnx_path, runtime, names, x):
 
 
 @torch.no_grad()
-def parting_layer(onnx_path, runtime, deploy, x):
-    """The first layer whose dequantized output in ``runtime`` differs from the torch Q/DQ
+def parting_layer(onnx_path, runtime, model, x):
+    """The first layer whose dequantized output in ``runtime`` differs from the fake-quant
     model's by more than one step in more than PARTED of its values, or None."""
     import onnx  # noqa: PLC0415
 
     outputs = _activation_outputs(onnx.load(onnx_path))
+    grids = output_quantizers(model)
     seen = {}
-    hooks = [m.register_forward_hook(lambda m, a, y, i=i: seen.__setitem__(i, y))
-             for i, m in enumerate(deploy.module_list) if isinstance(m, (QDQConv, QDQAfter))]
+    hooks = [model.module_list[i].register_forward_hook(
+        lambda m, a, y, i=i: seen.__setitem__(i, y)) for i in outputs if grids[i] is not None]
     try:
-        deploy(x)
+        model(x)
     finally:
         for h in hooks:
             h.remove()
     values = _run_with_outputs(onnx_path, runtime, [outputs[i] for i in sorted(outputs)],
                                x.numpy())
-    for i in sorted(outputs):
-        m = deploy.module_list[i]
-        q = m.q if isinstance(m, QDQAfter) else m.out_q
-        if i not in seen or q is None or outputs[i] not in values:
+    for i in sorted(seen):
+        if outputs[i] not in values or values[outputs[i]].shape != seen[i].shape:
             continue
-        steps = np.abs(values[outputs[i]] - seen[i].numpy()) / q[0]
+        steps = np.abs(values[outputs[i]] - seen[i].numpy()) / float(grids[i].params()[0])
         if (steps > 1.5).mean() > PARTED:
             return i
     return None
 
 
-def check_graph(onnx_path, runtime, deploy, float_model, batches, open_graph) -> Verdict:
+def check_graph(onnx_path, runtime, model, float_model, batches, open_graph) -> Verdict:
     """The verdict on one written graph; ``open_graph()`` gives the runtime's model (the ONNX
-    file itself, or the IR converted from it), ``deploy`` the torch Q/DQ model, float_model
-    the network unquantized."""
-    verdict = compare(deploy, open_graph(), float_model, batches)
+    file itself, or the IR converted from it), ``model`` is the fake-quant model the graph is
+    of (a flavour that rounds elsewhere answers for it too), float_model the network
+    unquantized."""
+    verdict = compare(model, open_graph(), float_model, batches)
     if not verdict.ok:
-        verdict.layer = parting_layer(onnx_path, runtime, deploy, batches[0][:1])
+        verdict.layer = parting_layer(onnx_path, runtime, model, batches[0][:1])
     return verdict
 
 
@@ -173,17 +172,17 @@ def synthetic_batches(n, size, seed=0):
 
 
 def qdq_candidates(fmt, qdq, model):
-    """The Q/DQ flavours to try, best first: the one asked for, or for onnxruntime the
-    tensorrt graph then this CPU's exact onnxruntime one, for OpenVINO its symmetric graph
-    (7-bit weights where the CPU lacks VNNI) then the uint8-activation ones; those the model
-    has a form for (zero points: the onnxruntime ones only)."""
+    """The Q/DQ flavours to try, best first: the one asked for; else for onnxruntime the
+    tensorrt graph, this CPU's fused onnxruntime one, then the exact uint8 one; for OpenVINO
+    its symmetric graph (7-bit weights where the CPU lacks VNNI), the exact uint8 one, then the
+    onnxruntime ones; those the model has a form for (zero points: not the symmetric ones)."""
     if qdq:
         return [qdq]
     if fmt == 'openvino':
         symmetric = 'tensorrt' if exact_int8_weights_here() else 'openvino'
-        order = [symmetric, onnxruntime_target(), 'onnxruntime-u8']
+        order = [symmetric, 'uint8', onnxruntime_target(), 'onnxruntime-u8']
     else:
-        order = ['tensorrt', onnxruntime_target()]
+        order = ['tensorrt', onnxruntime_target(), 'uint8']
     return [t for t in order if has_form(model, t)]
 
 
@@ -230,8 +229,7 @@ def checked_qdq(model, fmt, img_hw, qdq, batches):
                 graph = lambda: OpenVinoModel(xml)  # noqa: E731
             else:
                 graph = lambda: OnnxModel(onnx_path)  # noqa: E731
-            return check_graph(onnx_path, runtime.lower(), qdq_model(cpu, target), float_model,
-                               batches, graph)
+            return check_graph(onnx_path, runtime.lower(), cpu, float_model, batches, graph)
 
     failures = []
     for target in qdq_candidates(fmt, qdq, model):

@@ -126,7 +126,8 @@ def _simplify(graph):
     return onnxslim.slim(graph)
 
 
-def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', threads=0):
+def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', threads=0,
+                 qdq=None):
     """The ONNX export of a model (an int8 Q/DQ graph for onnxruntime when the model is
     quantized), one static graph per batch size: what deployments run, and onnxruntime plans
     static shapes better (docs/results/latency.md). A fresh session per block,
@@ -143,7 +144,8 @@ def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', 
     options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per core
 
     def write(cpu_model, stem, b):
-        return export_onnx(cpu_model, stem, (size, size), batch=b, qdq=onnxruntime_target())[0]
+        return export_onnx(cpu_model, stem, (size, size), batch=b,
+                           qdq=qdq or onnxruntime_target())[0]
 
     def open_graph(path):
         sess = ort.InferenceSession(path, options, providers=providers)
@@ -151,12 +153,12 @@ def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', 
     yield from _graph_runners(model, size, batches, tmp, backend, write, open_graph)
 
 
-def openvino_runners(model, size, batches, tmp, backend='openvino fp32', threads=0):
+def openvino_runners(model, size, batches, tmp, backend='openvino fp32', threads=0, qdq=None):
     """The OpenVINO IR of a model (int8 layers from its --qdq openvino graph when it is
     quantized), one static graph per batch size, on the CPU; a freshly compiled model per
     block, as onnx_runners."""
     def write(cpu_model, stem, b):
-        return export_openvino(cpu_model, stem, (size, size), batch=b, qdq='openvino')[0]
+        return export_openvino(cpu_model, stem, (size, size), batch=b, qdq=qdq or 'openvino')[0]
     yield from _graph_runners(model, size, batches, tmp, backend, write,
                               lambda path: OpenVinoModel(path, threads).raw)
 

@@ -159,7 +159,8 @@ def as_uint8(p):
     return scale, zp + 128, 0, 255
 
 
-TARGETS = ('tensorrt', 'openvino', 'onnxruntime', 'onnxruntime-u8')
+TARGETS = ('tensorrt', 'openvino', 'uint8', 'onnxruntime', 'onnxruntime-u8')
+UINT8_ACTIVATIONS = ('uint8', 'onnxruntime', 'onnxruntime-u8')
 # x86 without VNNI multiplies uint8 by int8 with vpmaddubsw, which saturates a sum of two
 # products at 16 bits: 7-bit weights (within +-63) keep 2 x 255 x 63 < 2^15, so no sum can
 SAFE_WEIGHT_BITS = 7
@@ -203,14 +204,18 @@ def qdq_model(model, target='tensorrt'):
     wrong there; uint8 x uint8 is exact everywhere, and slower (docs/results/quantization.md).
     'openvino': tensorrt's graph with the float weights quantized to 7 bits per channel (within
     +-63), so that the fast int8 kernels cannot saturate on those CPUs either, at the cost of a
-    coarser weight grid than training saw (OpenVINO's int8 path, docs/results/latency.md)."""
+    coarser weight grid than training saw (OpenVINO's int8 path, docs/results/latency.md).
+    'uint8': uint8 activations (zero points: mode 1 as it is, mode 3 shifted by 128), int8
+    weights, Q/DQ only where the fake-quant model rounds: that model exactly, in runtimes that
+    take zero points but run symmetric int8 concats on another grid (OpenVINO 2026 on a Xeon
+    with VNNI, docs/results/real.md) or where the onnxruntime graphs' extra rounding costs."""
     if target not in TARGETS:
         raise QDQError(f"Q/DQ target must be one of {', '.join(TARGETS)}, got '{target}'")
     check_quantized(model)
     if not has_form(model, target):
         raise QDQError(f'--quantized 1 has zero points, which --qdq {target} does not take: '
                        'export it for onnxruntime (--qdq onnxruntime) or train with --quantized 3')
-    ort = target.startswith('onnxruntime')
+    ort, uint8 = target.startswith('onnxruntime'), target in UINT8_ACTIVATIONS
     model = copy.deepcopy(model).eval()
     quantizers = output_quantizers(model)
     ml = model.module_list
@@ -223,7 +228,7 @@ def qdq_model(model, target='tensorrt'):
             ml[i] = QDQAfter(m.shortcut, act_qparams(m.out_quant))
         elif isinstance(m, (Route, *PASS_THROUGH)) and quantizers[i] is not None:
             ml[i] = QDQAfter(m, act_qparams(quantizers[i]))
-    if ort:
+    if uint8:
         for m in ml:
             for name in ('in_q', 'pre_q', 'out_q', 'q'):
                 if hasattr(m, name):

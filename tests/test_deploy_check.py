@@ -14,7 +14,8 @@ from quantize import deploy_check, graphs
 from quantize.config import QuantConfig
 from quantize.deploy_check import check_graph, parting_layer
 from quantize.qat import set_quant_enabled
-from quantize.qdq import QDQConv, exact_int8_weights_here, onnxruntime_target, qdq_model
+from quantize.modules import QuantConvBNAct
+from quantize.qdq import exact_int8_weights_here
 from tests.conftest import ROOT
 
 CONFIG = QuantConfig(mode=3, float_heads=True)
@@ -32,14 +33,14 @@ def trained(tiny_data):
     return model, batches
 
 
-def moved(deploy, layer, factor=1.5):
-    """A copy of a Q/DQ model whose layer ``layer`` comes out ``factor`` times too large: what
-    a runtime that runs that layer wrongly gives."""
-    deploy = copy.deepcopy(deploy)
-    m = deploy.module_list[layer]
-    assert isinstance(m, QDQConv)
+def moved(model, layer, factor=1.5):
+    """A copy of a fake-quant model whose layer ``layer`` comes out ``factor`` times too large:
+    what a runtime that runs that layer wrongly gives."""
+    model = copy.deepcopy(model)
+    m = model.module_list[layer]
+    assert isinstance(m, QuantConvBNAct)
     m.forward = lambda x, run=m.forward: run(x) * factor
-    return deploy
+    return model
 
 
 def graph(model, tmp_path, target):
@@ -52,17 +53,18 @@ def unquantized(model):
     return model
 
 
-def quantized_outputs(deploy):
-    return [i for i, m in enumerate(deploy.module_list)
-            if isinstance(m, QDQConv) and m.out_q is not None]
+def quantized_outputs(model):
+    return [i for i, m in enumerate(model.module_list)
+            if isinstance(m, QuantConvBNAct) and m.out_quant is not None]
 
 
-def test_a_faithful_graph_passes(trained, tmp_path):
+@pytest.mark.parametrize('target', ['tensorrt', 'uint8'])
+def test_a_faithful_graph_passes(trained, tmp_path, target):
+    """The flavours that round only where the fake-quant model does."""
     model, batches = trained
-    target = onnxruntime_target()
     path = graph(model, tmp_path, target)
-    verdict = check_graph(path, 'onnxruntime', qdq_model(model, target), unquantized(model),
-                          batches, lambda: OnnxModel(path))
+    verdict = check_graph(path, 'onnxruntime', model, unquantized(model), batches,
+                          lambda: OnnxModel(path))
     assert verdict.ok and verdict.live > 50 and verdict.q99 < 0.05 and verdict.layer is None
     assert verdict.noise > verdict.q99  # quantization moves the scores more than the runtime
 
@@ -70,13 +72,13 @@ def test_a_faithful_graph_passes(trained, tmp_path):
 def test_a_graph_that_parts_fails_and_names_the_first_layer(trained, tmp_path):
     model, batches = trained
     path = graph(model, tmp_path, 'tensorrt')
-    layer = quantized_outputs(qdq_model(model))[3]
-    reference = moved(qdq_model(model), layer)
+    layer = quantized_outputs(model)[3]
+    reference = moved(model, layer)
     verdict = check_graph(path, 'onnxruntime', reference, unquantized(model), batches,
                           lambda: OnnxModel(path))
     assert not verdict.ok and verdict.q99 > verdict.allowed >= 0.05
     assert verdict.layer == layer
-    assert parting_layer(path, 'onnxruntime', qdq_model(model), batches[0][:1]) is None
+    assert parting_layer(path, 'onnxruntime', model, batches[0][:1]) is None
 
 
 @pytest.fixture
@@ -90,7 +92,7 @@ def ptq_checkpoint(trained, tmp_path):
 
 def test_export_refuses_a_graph_its_runtime_computes_otherwise(trained, ptq_checkpoint,
                                                                tmp_path, monkeypatch, tiny_data):
-    layer = quantized_outputs(qdq_model(trained[0]))[3]
+    layer = quantized_outputs(trained[0])[3]
     monkeypatch.setattr(deploy_check, 'check_graph', lambda path, runtime, deploy, *a:
                         check_graph(path, runtime, moved(deploy, layer), *a))
     images = str(tiny_data.parent / 'shapes' / 'train.txt')

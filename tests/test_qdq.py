@@ -28,7 +28,8 @@ from tests.test_quantize import calibrate, x_batch
 CASES = [(QuantConfig(mode=3), 'tensorrt'),
          (QuantConfig(mode=3, float_heads=True), 'tensorrt'),
          (QuantConfig(mode=3, bn_fold=True, fpga=True), 'tensorrt'),
-         (QuantConfig(mode=1), 'onnxruntime'), (QuantConfig(mode=1, bn_fold=True), 'onnxruntime')]
+         (QuantConfig(mode=1), 'onnxruntime'), (QuantConfig(mode=1, bn_fold=True), 'onnxruntime'),
+         (QuantConfig(mode=3, float_heads=True), 'uint8'), (QuantConfig(mode=1), 'uint8')]
 
 
 def quantized(name, config):
@@ -164,7 +165,7 @@ def _every_quantize_output(path):
     return g, names
 
 
-@pytest.mark.parametrize('target', ['onnxruntime', 'onnxruntime-u8'])
+@pytest.mark.parametrize('target', ['onnxruntime', 'onnxruntime-u8', 'uint8'])
 @pytest.mark.parametrize('config', CONFIGS, ids=str)
 def test_the_qdq_graph_node_by_node_is_the_torch_model(config, target, tmp_path, monkeypatch):
     """Without onnxruntime's fusions the graph is the deployable model op for op, in float.
