@@ -18,6 +18,7 @@ raw little-endian ``.bin`` in the format's width (int8, int16), with the image's
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from quantize.fixed_point import requantize
+from quantize.int_schema import Bad, validate
 from utils.cli import friendly_errors
 from utils.datasets import DataError
 from utils.errors import ToolkitError
@@ -66,8 +68,12 @@ def load(path):
     try:
         with np.load(npz, allow_pickle=False) as f:
             arrays = dict(f)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise IntModelError(f'{npz}: cannot read the integer tensors ({e})') from None
+    try:
+        validate(manifest, arrays)
+    except Bad as e:
+        raise IntModelError(f'{path}: {e}') from None
     return manifest, arrays
 
 
