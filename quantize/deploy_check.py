@@ -8,13 +8,14 @@ AVX-512 VNNI computes the concat of two symmetric int8 tensors on another grid (
 live scores moved by more than 0.05, up to 0.48), while the same model's uint8 graph agrees.
 
 The check: on a few images, every score above LIVE in either output is compared. The graph
-passes when the 99th percentile of the differences is at most RATIO of what quantization itself
-moves those scores (the fake-quant model against the float one, on the same images), or at most
-FLOOR: a runtime may break rounding ties its own way, and a network that amplifies them
-amplifies its quantization error as much (faithful graphs measured 0.01-0.09 against 0.14-0.3 for
-quantization; the ones above 0.25-0.48). A graph that fails is examined layer by layer (every
-dequantized activation exposed as an output) to name the first layer whose values part by more
-than one step.
+passes when the 99th percentile of the differences is at most what quantization itself moves
+those scores (the fake-quant model against the float one, same images; RATIO), or at most FLOOR.
+Not less: a runtime breaks rounding ties its own way, and in a network that amplifies them
+(Yolo-Fastest 1.1: tie breaks alone moved 0.1-0.2, quantization 0.25) exactness to the last
+rounding is not there to ask for. The failures this is for are larger: OpenVINO's symmetric
+graph of yolov3-tiny moved 0.25 where quantization moves 0.13, onnxruntime's saturating kernels
+22 points of mAP. A graph that fails is examined layer by layer (every dequantized activation
+exposed as an output) to name the first layer whose values part by more than one step.
 """
 from __future__ import annotations
 
@@ -40,10 +41,10 @@ from utils.errors import ToolkitError
 from utils.log import LOGGER
 
 LIVE = 0.05    # scores that matter: above this in either model
-RATIO = 0.5    # the runtime may move live scores by at most this share of what quantization does
+RATIO = 1.0    # the runtime may move live scores at most as much as quantization does
 FLOOR = 0.05   # ... or by this much, whatever quantization does
 PARTED = 0.01  # a layer parts when this share of its values is off by more than one step
-CHECK_IMAGES = 8  # images the check runs
+CHECK_IMAGES = 16  # images the check runs
 
 
 @dataclass

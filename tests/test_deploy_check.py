@@ -33,13 +33,14 @@ def trained(tiny_data):
     return model, batches
 
 
-def moved(model, layer, factor=1.5):
-    """A copy of a fake-quant model whose layer ``layer`` comes out ``factor`` times too large:
-    what a runtime that runs that layer wrongly gives."""
+def moved(model, layer, factor=2.0):
+    """A copy of a fake-quant model whose conv ``layer`` has weights ``factor`` times as large:
+    its graph is what a runtime that computes that layer wrongly runs."""
     model = copy.deepcopy(model)
     m = model.module_list[layer]
     assert isinstance(m, QuantConvBNAct)
-    m.forward = lambda x, run=m.forward: run(x) * factor
+    with torch.no_grad():
+        m.conv.weight *= factor
     return model
 
 
@@ -71,14 +72,14 @@ def test_a_faithful_graph_passes(trained, tmp_path, target):
 
 def test_a_graph_that_parts_fails_and_names_the_first_layer(trained, tmp_path):
     model, batches = trained
-    path = graph(model, tmp_path, 'tensorrt')
     layer = quantized_outputs(model)[3]
-    reference = moved(model, layer)
-    verdict = check_graph(path, 'onnxruntime', reference, unquantized(model), batches,
+    path = graph(moved(model, layer), tmp_path, 'tensorrt')
+    verdict = check_graph(path, 'onnxruntime', model, unquantized(model), batches,
                           lambda: OnnxModel(path))
     assert not verdict.ok and verdict.q99 > verdict.allowed >= 0.05
     assert verdict.layer == layer
-    assert parting_layer(path, 'onnxruntime', model, batches[0][:1]) is None
+    faithful = graph(model, tmp_path, 'uint8')
+    assert parting_layer(faithful, 'onnxruntime', model, batches[0][:1]) is None
 
 
 @pytest.fixture
@@ -93,8 +94,9 @@ def ptq_checkpoint(trained, tmp_path):
 def test_export_refuses_a_graph_its_runtime_computes_otherwise(trained, ptq_checkpoint,
                                                                tmp_path, monkeypatch, tiny_data):
     layer = quantized_outputs(trained[0])[3]
-    monkeypatch.setattr(deploy_check, 'check_graph', lambda path, runtime, deploy, *a:
-                        check_graph(path, runtime, moved(deploy, layer), *a))
+    written = graphs.export_onnx  # every graph the check writes computes that layer wrongly
+    monkeypatch.setattr(deploy_check, 'export_onnx', lambda model, *a, **kw:
+                        written(moved(model, layer), *a, **kw))
     images = str(tiny_data.parent / 'shapes' / 'train.txt')
     with pytest.raises(export.ExportError, match=rf'--qdq tensorrt in onnxruntime on this CPU '
                                                  rf'is not the fake-quant model .*layer {layer} '
@@ -127,6 +129,6 @@ def test_the_saturating_onnxruntime_flavour_is_caught_on_this_cpu(trained):
 
 def test_synthetic_images_stand_in_when_none_are_recorded(ptq_checkpoint, tmp_path, caplog):
     batches = deploy_check.check_batches(ptq_checkpoint, '', (64, 96), 6)
-    assert batches[0].shape == (8, 3, 64, 96)
+    assert batches[0].shape == (deploy_check.CHECK_IMAGES, 3, 64, 96)
     assert 0 <= float(batches[0].min()) and float(batches[0].max()) <= 1
     assert torch.equal(batches[0], deploy_check.check_batches(ptq_checkpoint, '', (64, 96), 6)[0])
