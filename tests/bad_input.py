@@ -102,11 +102,75 @@ def workspace(d, tiny_data):
     files['tiny80'] = d / 'tiny80.pt'
     (d / 'ro' / 'exp').mkdir(parents=True)
     files['ro'] = d / 'ro'
+    files |= tampered_integer_models(files['intjson'], d / 'tampered')
     put('bad_int.json', '{"format": "yolo-int/1"}')
     put('noarrays_int.json', '{"format": "yolo-int/2"}')
     put('nonpz_int.json', '{"format": "yolo-int/2", "cfg": "", "number_format": "q8", '
         '"input": {}, "layers": [], "outputs": []}')
     return files
+
+
+def _edit_layer(kind, key, value):
+    """An edit of the first layer of ``kind`` in a manifest."""
+    def edit(m, a):
+        e = next(e for e in m['layers'] if e['type'] == kind)
+        if isinstance(key, tuple):
+            e[key[0]][key[1]] = value
+        else:
+            e[key] = value
+    return edit
+
+
+def _edit_array(kind, how):
+    def edit(m, a):
+        name = next(e for e in m['layers'] if e['type'] == kind)['weight']
+        if how == 'missing':
+            del a[name]
+        elif how == 'float':
+            a[name] = a[name].astype(np.float32)
+        else:
+            a[name] = a[name][:-1]
+    return edit
+
+
+# name: (edit of (manifest, arrays), what the one line must say)
+TAMPERED = {
+    'fmt': (lambda m, a: m.update(number_format='q4'), r'number_format .q4.'),
+    'stride': (_edit_layer('conv', 'stride', 0), r'layer 0: stride=0'),
+    'kind': (_edit_layer('upsample', 'type', 'deconv'), r'unknown layer type .deconv.'),
+    'zpstr': (_edit_layer('conv', ('out', 'zero_point'), '0'), r'zero_point must be a whole'),
+    'route': (_edit_layer('route', 'from', [99]), r'from must name earlier layers'),
+    'wshape': (_edit_array('conv', 'short'), r'weight: tensor w0 has shape'),
+    'noweight': (_edit_array('conv', 'missing'), r"the tensor 'w0' is not in the npz"),
+    'floatw': (_edit_array('conv', 'float'), r'w0 holds float32, not integers'),
+    'nolayers': (lambda m, a: m.update(layers=[]), r'the cfg has \d+ layers, the manifest 0'),
+    'outputs': (lambda m, a: m.update(outputs=[999]), r'outputs must be the layers the heads'),
+    'qrange': (_edit_layer('conv', ('out', 'qmin'), 200), r'qmin 200 must be below qmax'),
+    'act': (_edit_layer('conv', 'activation', 'mish'), r"activation 'mish' is not one the"),
+    'shift': (_edit_layer('shortcut', 'shift', 500), r'shift=500 is out of range'),
+    'cutnpz': (None, r'_int\.npz: cannot read the integer tensors'),
+}
+
+
+def tampered_integer_models(good, folder):
+    """One broken copy of a good integer model per TAMPERED entry: {'int_<name>': its json}."""
+    import json
+    manifest = json.loads(Path(good).read_text())
+    with np.load(Path(good).with_suffix('.npz')) as f:
+        arrays = dict(f)
+    out = {}
+    for name, (edit, _) in TAMPERED.items():
+        d = folder / name
+        d.mkdir(parents=True)
+        m, a = json.loads(json.dumps(manifest)), dict(arrays)
+        if edit:
+            edit(m, a)
+        (d / 'm_int.json').write_text(json.dumps(m))
+        np.savez(d / 'm_int.npz', **a)
+        if name == 'cutnpz':
+            (d / 'm_int.npz').write_bytes((d / 'm_int.npz').read_bytes()[:300])
+        out[f'int_{name}'] = d / 'm_int.json'
+    return out
 
 
 def integer_export(model, folder):

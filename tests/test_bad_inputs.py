@@ -4,7 +4,7 @@ the file or flag, a non-zero exit code, no traceback, and no partial file under 
 """
 import pytest
 
-from tests.bad_input import COMMANDS, PRUNE, T, method_args, one_line, probe_id
+from tests.bad_input import COMMANDS, PRUNE, TAMPERED, T, method_args, one_line, probe_id
 
 # A command's arguments that are valid apart from the one under test (the probe adds that one).
 PRUNE_BASE = {m: ['--data', '{data}', '--no-eval', '--latency-runs', '0', *method_args(m), *T]
@@ -60,6 +60,9 @@ BAD_SOURCES = {'{out}/nothere.jpg': r'nothere\.jpg', '{notimage}': r'notimage\.j
                '{thin}': r'thin\.jpg: .*too thin', '{zerojpg}': r'zero\.jpg',
                '{cutjpg}': r'cut\.jpg', '{emptydir}': r'emptydir'}
 
+INT_USERS = {'int_runtime': ['--source', '{ok}', '--dump', '{out}/d'],
+             'test': ['--data', '{data}', *T], 'detect': ['--source', '{ok}', *T]}
+
 PROBES = [
     # cfg files: every command that reads one
     *[(c, ['--cfg', f, *a], 1, msg) for c, a in CFG_USERS.items() for f, msg in BAD_CFGS.items()],
@@ -98,6 +101,9 @@ PROBES = [
     ('int_runtime', ['--weights', '{nonpz_int}', '--source', '{notimage}', '--dump', '{out}/d'],
      1, r'nonpz_int\.npz'),
     ('test', ['--weights', '{bad_int}', '--data', '{data}', *T], 1, r'bad_int\.json'),
+    # integer models edited after they were written: each command that reads one
+    *[(c, ['--weights', f'{{int_{name}}}', *a], 1, msg)
+      for c, a in INT_USERS.items() for name, (_, msg) in TAMPERED.items()],
     # .data files and the image lists they name: every command that reads a dataset
     *[(c, ['--data', f, *a], 1, msg) for c, a in DATA_USERS.items()
       for f, (breaks, msg) in BAD_DATA.items() if breaks in ('all', *DATA_NEEDS[c])],
