@@ -11,7 +11,9 @@ bit for bit, at the one input size it is exported for.
 """
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -269,14 +271,16 @@ computes exactly what quantize/int_runtime.py computes.
 
 def replace_folder(new, old):
     """Put the finished folder ``new`` in ``old``'s place; an earlier ``old`` is moved aside
-    first and removed after, so a kill leaves either folder whole, never a mix."""
-    aside = old.with_name(old.name + '.old')
-    shutil.rmtree(aside, ignore_errors=True)
+    first (to a fresh hidden name: no folder of the user's is touched) and removed after, so a
+    kill leaves either folder whole, never a mix."""
+    aside = None
     if old.exists():
-        old.rename(aside)
+        aside = Path(tempfile.mkdtemp(prefix=f'.{old.name}.tmp{os.getpid()}.', dir=old.parent))
+        old.rename(aside)  # onto the empty folder mkdtemp made
     pause_for_tests(old)
     new.rename(old)
-    shutil.rmtree(aside, ignore_errors=True)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def export_c(manifest, arrays, img_hw, out_dir):
@@ -285,9 +289,9 @@ def export_c(manifest, arrays, img_hw, out_dir):
         raise CExportError(f"format {manifest['number_format']} has no C form")
     writer = Writer(manifest, arrays, img_hw)
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + '.partial')
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # a hidden name with the writer's pid: swept like any temporary file if this run is killed
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.tmp{os.getpid()}.', dir=out_dir.parent))
     texts = {'yint_config.h': writer.config_h(), 'model.h': writer.model_h(),
              'model.c': writer.model_c(), 'weights.c': writer.weights_c(),
              'README.md': writer.readme(out_dir.name)}

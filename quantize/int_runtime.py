@@ -205,7 +205,19 @@ def dump(manifest, outs, out_dir):
     return len(outs)
 
 
+def check_dump_folder(out_dir):
+    """A dump goes into a new or empty folder: layer files of another run beside this one's
+    would read as one dump."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise IntModelError(f'--dump {out_dir}: not a folder')
+    if out_dir.is_dir() and any(not p.name.startswith('.') for p in out_dir.iterdir()):
+        raise IntModelError(f'--dump {out_dir}: holds files already (an earlier dump?); give a '
+                            'new or empty folder')
+
+
 def run_cli(weights='', source='', img_size=None, dump_dir=''):
+    check_dump_folder(dump_dir)
     manifest, arrays = load(weights)
     if img_size is None:
         from models.cfg import load_blocks  # noqa: PLC0415

@@ -95,6 +95,9 @@ def workspace(d, tiny_data):
     put('cut.jpg', (d / 'ok.jpg').read_bytes()[:200], 'cutjpg')
     (d / 'emptydir').mkdir()
     files['emptydir'] = d / 'emptydir'
+    (d / 'dumped').mkdir()
+    (d / 'dumped' / '000_conv.npy').write_bytes(b'an earlier dump')
+    files['dumped'] = d / 'dumped'
     files['intjson'] = integer_export(model, d)
     files['qpt'] = d / 'q.pt'
     tiny = _built('yolov3-tiny')  # 80 classes: no teacher for a 6-class student

@@ -158,6 +158,22 @@ def test_project_is_static_integer_c_with_its_sizes_stated(tmp_path):
     assert 'cc -O2 -std=c99 -Wall -Werror' in readme
 
 
+def test_a_new_project_replaces_the_old_and_touches_nothing_beside_it(tmp_path):
+    model = quantize_model(copy.deepcopy(_built('yolov3-mini')), CONFIG['q8'])
+    calibrate(model, x_batch(2, *SIZE))
+    manifest, arrays = integer_model(model)
+    out = tmp_path / 'c'
+    for name in ('c.old', 'c.partial'):  # the user's own folders, with names a writer might use
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'keep.txt').write_text('mine')
+    export_c(manifest, arrays, SIZE, out)
+    (out / 'stale.c').write_text('from the first project')
+    export_c(manifest, arrays, SIZE, out)
+    assert not (out / 'stale.c').exists() and (out / 'model.c').is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['c', 'c.old', 'c.partial']
+    assert all((tmp_path / n / 'keep.txt').read_text() == 'mine' for n in ('c.old', 'c.partial'))
+
+
 def int_runtime_shapes(manifest, arrays):
     outs = int_runtime.run(manifest, arrays, np.zeros((1, 3, *SIZE), np.uint8), keep_all=True)
     return {k: v.shape[1:] for k, v in outs.items()}

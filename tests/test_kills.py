@@ -81,7 +81,8 @@ def test_a_kill_while_the_c_folder_is_swapped_in_keeps_it_out_and_a_rerun_mends_
     args = ['export.py', '--weights', qat_checkpoint, '--format', 'c', '--img-size', '64',
             '--project', tmp_path, '--name', 'x']
     killed_at_rename(args, 'q_c')
-    assert visible(tmp_path / 'x') == ['q_c.partial']  # the finished folder, not yet renamed
+    assert visible(tmp_path / 'x') == []  # the finished folder waits under a hidden name
+    assert [p.name for p in (tmp_path / 'x').iterdir() if p.name.startswith('.q_c.tmp')]
     run_script([*args, '--exist-ok'])
     assert visible(tmp_path / 'x') == ['export.json', 'q_c']
     assert 'model.c' in visible(tmp_path / 'x' / 'q_c')
