@@ -302,14 +302,27 @@ def _is_range(key):
     return key.endswith(('observer.lo', 'observer.hi'))
 
 
+def earlier_results(path, epoch):
+    """results.csv's rows before ``epoch``; a file that cannot be read is set aside (renamed,
+    said once) rather than cost the epoch that is being written."""
+    if not path.exists():
+        return []
+    try:
+        with open(path, newline='') as f:
+            return [r for r in csv.DictReader(f)
+                    if str(r.get('epoch', '')).isdigit() and int(r['epoch']) < epoch]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        aside = path.with_name(f'{path.name}.unreadable-{int(time.time())}')
+        path.replace(aside)
+        LOGGER.warning(f'WARNING: {path} cannot be read ({type(e).__name__}); set aside as '
+                       f'{aside.name}, a new one starts at epoch {epoch + 1}')
+        return []
+
+
 def append_results(path, row):
     """Add the epoch's row to results.csv, dropping rows of this epoch or later (left by a run
     killed after writing them, which --resume redoes); the file is replaced whole."""
-    rows = []
-    if path.exists():
-        with open(path, newline='') as f:
-            rows = [r for r in csv.DictReader(f)
-                    if str(r.get('epoch', '')).isdigit() and int(r['epoch']) < row['epoch']]
+    rows = earlier_results(path, row['epoch'])
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(row), restval='', extrasaction='ignore')
     writer.writeheader()
@@ -329,11 +342,45 @@ def run(**kw):
         if resumed.get('optimizer') is None or 'opt' not in resumed:
             raise WeightsError(f'{ckpt_path}: holds no training state (a stripped best.pt or an '
                                'exported checkpoint); resume from its last.pt')
-        saved = TrainOptions.from_dict(resumed['opt'])
+        saved = resumable_options(resumed, ckpt_path)
         opt = saved.replace(resume=str(ckpt_path), device=opt.device or saved.device,
                             workers=opt.workers)
         return _train(opt, resumed, ckpt_path.parent.parent)
     return _train(resolved(opt), None, None)
+
+
+def resumable_options(ckpt, path):
+    """The options a last.pt was trained with, once its training state is seen to be whole:
+    numbers that are numbers, an epoch inside the run, an optimizer with its groups, an EMA.
+    A checkpoint that fails is refused now, not after an epoch of work."""
+    saved = ckpt['opt']
+    if not isinstance(saved, dict):
+        raise WeightsError(f'{path}: its saved options are not a mapping')
+    for key, kind in (('epochs', int), ('batch_size', int), ('img_size', list), ('data', str)):
+        if isinstance(saved.get(key), bool) or not isinstance(saved.get(key), kind):
+            raise WeightsError(f"{path}: saved option {key}={saved.get(key)!r} is not a "
+                               f'{kind.__name__}')
+    opt = TrainOptions.from_dict(saved)
+    try:
+        opt.check()
+    except OptionError as e:
+        raise WeightsError(f'{path}: its saved options: {e}') from None
+    epoch = ckpt.get('epoch')
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not -1 <= epoch < opt.epochs:
+        raise WeightsError(f'{path}: epoch {epoch!r} is not one of the run\'s {opt.epochs} '
+                           'epochs (a finished run resumes nothing; a number out of range is a '
+                           'damaged file)')
+    groups = ckpt['optimizer'].get('param_groups') if isinstance(ckpt['optimizer'], dict) \
+        else None
+    if not groups or not isinstance(ckpt['optimizer'].get('state'), dict):
+        raise WeightsError(f'{path}: its optimizer state has no parameter groups')
+    for key in ('ema', 'scheduler', 'model'):
+        if not isinstance(ckpt.get(key), dict):
+            raise WeightsError(f'{path}: no {key} state to resume from')
+    if isinstance(ckpt.get('best_fitness'), bool) or \
+            not isinstance(ckpt.get('best_fitness'), (int, float)):
+        raise WeightsError(f"{path}: best_fitness {ckpt.get('best_fitness')!r} is not a number")
+    return opt
 
 
 def resolved(opt):
@@ -478,14 +525,21 @@ class Trainer:
         return model, hyp
 
     def _restore(self, resumed):
-        """Exact continuation: weights, optimizer, LR schedule, EMA, scaler, hooks."""
-        self.model.load_state_dict(resumed['model'])
-        self.optimizer.load_state_dict(resumed['optimizer'])
-        self.scheduler.load_state_dict(resumed['scheduler'])
-        if self.scaler and resumed.get('scaler'):
-            self.scaler.load_state_dict(resumed['scaler'])
+        """Exact continuation: weights, optimizer, LR schedule, EMA, scaler, hooks; a part that
+        does not fit this run is refused by name, before the first batch."""
+        parts = [('model', self.model), ('optimizer', self.optimizer),
+                 ('scheduler', self.scheduler)]
+        parts += [('scaler', self.scaler)] if self.scaler and resumed.get('scaler') else []
+        parts += [('ema', self.ema.ema)] if self.ema else []
+        for key, target in parts:
+            try:
+                target.load_state_dict(resumed[key])
+            except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+                lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+                why = ' '.join(lines[:2])[:200] if lines else type(e).__name__
+                raise WeightsError(f'{self.opt.resume}: its {key} state does not fit this run '
+                                   f'({why})') from None
         if self.ema:
-            self.ema.ema.load_state_dict(resumed['ema'])
             self.ema.updates = resumed['ema_updates']
         for h in self.hooks:
             h.load_state(resumed.get('hooks', {}).get(h.name, {}))
