@@ -43,7 +43,7 @@ from quantize.qdq import TARGETS, dequantized_model
 from utils.cli import friendly_errors
 from utils.files import atomic_path, atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, at_least
+from utils.options import MAX_IMG_SIZE, Parser, add_shared, at_least, size_problem
 from utils.runs import increment_path
 from utils.torch_utils import DeviceError, select_device
 
@@ -237,9 +237,9 @@ def export_size(img_size, model, stride=32):
     if not img_size:
         return tuple(model.img_size)
     sizes = [img_size] if isinstance(img_size, int) else list(img_size)
-    if len(sizes) > 2 or any(v < stride or v % stride for v in sizes):
-        raise ExportError(f'--img-size takes H [W], multiples of {stride} (the largest stride), '
-                          f'got {" ".join(map(str, sizes))}')
+    if len(sizes) > 2 or any(size_problem(v, stride) for v in sizes):
+        raise ExportError(f'--img-size takes H [W], multiples of {stride} (the largest stride) '
+                          f'up to {MAX_IMG_SIZE}, got {" ".join(map(str, sizes))}')
     return sizes[0], sizes[-1]
 
 

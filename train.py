@@ -47,7 +47,8 @@ from utils.hyp import load_hyp
 from utils.log import LOGGER
 from utils.loss import Criterion, scaled_gains
 from utils.optim import add_hook_parameters, build_optimizer, lr_lambda, optimizer_step, warmup
-from utils.options import Options, Parser, at_least, field, positive_float, unit_float
+from utils.options import (Options, Parser, at_least, field, positive_float, size_problem,
+                           unit_float)
 from utils.plots import plot_results
 from utils.runs import increment_path, project_dir, save_options
 from utils.torch_utils import ModelEMA, amp_settings, autocast, select_device, unwrap
@@ -153,6 +154,22 @@ class TrainOptions(Options):
     extra: dict = field({}, cli=False)  # options of hooks added to utils.hooks.HOOK_BUILDERS
     hyp_values: dict = field(None, cli=False)  # the resolved hyp, kept for --resume
 
+    def check_sizes(self):
+        """--img-size N [TEST], or MIN MAX [TEST] with --multi-scale; each a multiple of 32."""
+        sizes = list(self.img_size)
+        if not sizes:
+            return
+        given = ' '.join(map(str, sizes))
+        problem = next((size_problem(v) for v in sizes if size_problem(v)), '')
+        if problem:
+            raise OptionError(f'--img-size {given}: each {problem}')
+        if not self.multi_scale and len(sizes) > 1:
+            raise OptionError(f'--img-size {given}: one size; MIN MAX [TEST] is for '
+                              '--multi-scale')
+        if self.multi_scale and (len(sizes) not in (2, 3) or sizes[0] >= sizes[1]):
+            raise OptionError(f'--img-size {given}: --multi-scale takes MIN MAX [TEST] with MIN '
+                              'below MAX')
+
     def check(self):
         """Ranges and combinations, before any work is done."""
         if self.epochs < 1:
@@ -163,10 +180,7 @@ class TrainOptions(Options):
             raise OptionError(f'--workers must be 0 or more, got {self.workers}')
         if self.s < 0:
             raise OptionError(f'--s is a strength, 0 or more, got {self.s}')
-        if self.img_size and (len(self.img_size) > 3 or min(self.img_size) < 32 or
-                              any(v % 32 for v in self.img_size)):
-            raise OptionError(f'--img-size takes one size or MIN MAX [TEST], each a multiple of '
-                              f'32 (the largest stride), got {" ".join(map(str, self.img_size))}')
+        self.check_sizes()
         if self.teacher_only and not self.t_weights:
             raise OptionError("--teacher-only trains on a teacher's outputs: give --t_weights "
                               '(and --t_cfg for darknet weights)')

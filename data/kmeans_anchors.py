@@ -128,6 +128,10 @@ def run(data='data/shapes.data', n=9, img_size=320, cfg=None, out=None, generati
     if cfg:
         yolo_blocks(cfg, parse_cfg(cfg), n)  # a bad cfg fails before the k-means
     wh = label_sizes(data, img_size)
+    distinct = len(np.unique(wh, axis=0))
+    if n > distinct:
+        raise DataError(f'{data}: {distinct} distinct box sizes cannot make {n} anchors (--n); '
+                        'give fewer, or a dataset with more boxes')
     anchors = kmeans_iou(wh, n, seed)
     iou0, bpr0 = scores(anchors, wh, ratio)
     anchors = evolve(anchors, wh, generations, seed)

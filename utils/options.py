@@ -75,12 +75,27 @@ def unit_float(text):
     return value
 
 
+# the largest input side accepted: an 8192 px square of float32 is 0.8 GB before the first
+# conv, and yolov3's activations at that size take about 80 GB
+MAX_IMG_SIZE = 8192
+
+
+def size_problem(value, stride=32):
+    """Why ``value`` cannot be an input side, or ''."""
+    if value < stride or value % stride:
+        return f'must be a multiple of {stride} (the largest stride), got {value}'
+    if value > MAX_IMG_SIZE:
+        return (f'must be at most {MAX_IMG_SIZE} (its activations would not fit in memory), '
+                f'got {value}')
+    return ''
+
+
 def image_size(text):
     """An argparse type: an input size in pixels, a multiple of 32 (the largest stride)."""
     value = at_least(32)(text)
-    if value % 32:
-        raise argparse.ArgumentTypeError(f'must be a multiple of 32 (the largest stride), got '
-                                         f'{value}')
+    problem = size_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
@@ -201,10 +216,10 @@ def one_size(img_size, default, stride=32):
     if img_size is None or img_size == []:
         return default
     sizes = [img_size] if isinstance(img_size, int) else list(img_size)
-    if len(set(sizes)) != 1:
+    if len(sizes) != 1:
         raise OptionError(f'--img-size: give one size (images are letterboxed to a square), '
                           f'got {" ".join(map(str, sizes))}')
-    if sizes[0] < stride or sizes[0] % stride:
-        raise OptionError(f'--img-size must be a multiple of {stride} (the largest stride), '
-                          f'got {sizes[0]}')
+    problem = size_problem(sizes[0], stride)
+    if problem:
+        raise OptionError(f'--img-size {problem}')
     return sizes[0]
