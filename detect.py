@@ -22,7 +22,7 @@ from models.weights import load_checkpoint
 from quantize.loader import autocast_dtype, load_for_inference
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.cli import friendly_errors
-from utils.datasets import load_names, parse_data_cfg
+from utils.datasets import DataError, load_names, parse_data_cfg
 from utils.log import LOGGER
 from utils.errors import OptionError
 from utils.nms import non_max_suppression
@@ -36,7 +36,8 @@ from utils.torch_utils import autocast, select_device, time_sync
 
 def resolve_names(names_file, weights, nc, data=None):
     """Class names: --names, else the --data file's, else those stored in a .pt checkpoint, else
-    the indices."""
+    the indices. Names the user gives must be as many as the model's classes."""
+    given = names_file or data
     if names_file:
         names = load_names(names_file)
     elif data:
@@ -46,7 +47,11 @@ def resolve_names(names_file, weights, nc, data=None):
     else:
         names = []
     if names and len(names) != nc:
-        LOGGER.warning(f'WARNING: {len(names)} names for a {nc}-class model; using indices')
+        if given:
+            flag = '--names' if names_file else '--data'
+            raise DataError(f'{given} ({flag}): {len(names)} names for a {nc}-class model')
+        LOGGER.warning(f'WARNING: {weights} stores {len(names)} names for a {nc}-class model; '
+                       'using indices')
         names = []
     return names or [str(i) for i in range(nc)]
 

@@ -21,6 +21,7 @@ from models.darknet import Darknet
 from models.layers import ConvBNAct, Shortcut
 from utils.errors import ToolkitError
 from utils.files import atomic_write_bytes
+from utils.log import LOGGER
 
 
 class WeightsError(ToolkitError, ValueError):
@@ -60,6 +61,9 @@ def read_darknet_file(path):
     major, minor, revision = np.frombuffer(raw[:12], np.int32)
     wide_seen = major * 10 + minor >= 2 and major < 1000 and minor < 1000
     seen_dtype, offset = (np.int64, 20) if wide_seen else (np.int32, 16)
+    if len(raw) < offset:
+        raise WeightsError(f'{path}: {len(raw)} bytes is too short for a darknet header of '
+                           f'version {major}.{minor} ({offset} bytes)')
     seen = int(np.frombuffer(raw[12:offset], seen_dtype)[0])
     if (len(raw) - offset) % 4:
         raise WeightsError(f'{path}: {len(raw) - offset} bytes after the header is not a whole '
@@ -105,6 +109,13 @@ def save_checkpoint(ckpt: dict, path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _looks_pickled(path):
+    """Whether a file starts as torch.save writes (a zip) or as a pickle (protocol 2+)."""
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    return head == b'PK' or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
 def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -112,10 +123,16 @@ def load_checkpoint(path) -> dict:
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
+        if not _looks_pickled(path):
+            raise WeightsError(f'{path}: not a checkpoint (neither a torch zip archive nor a '
+                               'pickle)') from None
         reason = str(e).strip().splitlines()[0] if str(e).strip() else 'unsafe pickle'
         raise WeightsError(f'{path}: refused, it holds objects other than tensors and plain types '
                            f'and could run code when loaded ({reason[:160]})') from None
-    except (RuntimeError, EOFError, OSError) as e:
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError, TypeError) as e:
+        if not _looks_pickled(path):  # torch.load's errors on text or random bytes vary
+            raise WeightsError(f'{path}: not a checkpoint (neither a torch zip archive nor a '
+                               'pickle)') from None
         first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WeightsError(f'{path}: not a readable checkpoint ({first_line})') from None
     if not isinstance(ckpt, dict) or 'model' not in ckpt:
@@ -240,11 +257,31 @@ def load_model(weights, cfg=None):
             raise WeightsError(f'{weights}: a quantized (QAT/PTQ) checkpoint; this step needs '
                                'the float model it came from')
         return model_from_checkpoint(ckpt, weights, cfg)
+    suffix = Path(weights).suffix.lower()
+    if suffix in EXPORTED:
+        raise WeightsError(f'{weights}: {EXPORTED[suffix]}, not a checkpoint; this step needs '
+                           'the .pt (or darknet .weights with --cfg) it was made from')
     if not cfg:
         raise WeightsError(f'{weights}: a darknet .weights file needs --cfg')
     model = Darknet(cfg)
     load_darknet_weights(model, weights)
+    warn_if_not_finite(model, weights)
     return model
+
+
+EXPORTED = {'.json': 'an integer model (quantize/export_int.py)', '.onnx': 'an ONNX graph',
+            '.xml': 'an OpenVINO IR', '.engine': 'a TensorRT engine'}
+
+
+def warn_if_not_finite(model, source):
+    """One warning naming the first layer whose weights hold NaN or infinity: such a model
+    scores and draws without failing, so say it once."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            LOGGER.warning(f'WARNING: {source}: {name} holds NaN or infinite values; its '
+                           'outputs will be meaningless')
+            return True
+    return False
 
 
 def model_from_checkpoint(ckpt, source, cfg=None, prepare=None):
@@ -256,4 +293,5 @@ def model_from_checkpoint(ckpt, source, cfg=None, prepare=None):
     if prepare is not None:
         model = prepare(model)
     load_state_dict_checked(model, inference_state(ckpt), source)
+    warn_if_not_finite(model, source)
     return model

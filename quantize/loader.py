@@ -28,8 +28,25 @@ def load_model(weights, cfg=None):
         return load_float_model(weights, cfg)
     ckpt = load_checkpoint(weights)
     quant = ckpt.get('quant')
-    prepare = (lambda m: quantize_model(m, QuantConfig(**quant))) if quant else None
-    return model_from_checkpoint(ckpt, weights, cfg, prepare)
+    if quant is None:
+        return model_from_checkpoint(ckpt, weights, cfg, None)
+    config = saved_config(quant, weights)
+    return model_from_checkpoint(ckpt, weights, cfg, lambda m: quantize_model(m, config))
+
+
+def saved_config(quant, weights):
+    """The QuantConfig a checkpoint records; an unknown key or a bad value is refused by name."""
+    if not isinstance(quant, dict):
+        raise WeightsError(f'{weights}: its quantization config is not a mapping')
+    known = QuantConfig.__dataclass_fields__
+    stray = [k for k in quant if k not in known]
+    if stray:
+        raise WeightsError(f'{weights}: its quantization config has an unknown key {stray[0]!r} '
+                           f"(known: {', '.join(known)})")
+    try:
+        return QuantConfig(**quant)
+    except (OptionError, TypeError) as e:
+        raise WeightsError(f'{weights}: its quantization config: {e}') from None
 
 
 def load_for_inference(weights, cfg, device):

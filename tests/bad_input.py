@@ -47,6 +47,8 @@ def workspace(d, tiny_data):
     put('zero.pt', b'')
     put('zip.pt', zlib.compress(b'not a checkpoint'))
     put('trunc.weights', b'\x00\x00\x00\x00\x02\x00')
+    put('short18.weights', np.array([0, 2, 0], np.int32).tobytes() + b'\x00' * 6)
+    put('onename.names', 'circle\n')
     put('text.weights', 'hello')
     model = _built('yolov3-mini')
     save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict()}, d / 'mini.pt')
@@ -100,6 +102,14 @@ def workspace(d, tiny_data):
     files['dumped'] = d / 'dumped'
     files['intjson'] = integer_export(model, d)
     files['qpt'] = d / 'q.pt'
+    from models.weights import load_checkpoint
+    q = load_checkpoint(d / 'q.pt')
+    q['quant'] = {**q['quant'], 'bogus': 1}
+    save_checkpoint(q, d / 'strayq.pt')
+    files['strayq'] = d / 'strayq.pt'
+    q['quant'] = {k: v for k, v in q['quant'].items() if k != 'bogus'} | {'w_bits': 'eight'}
+    save_checkpoint(q, d / 'textbits.pt')
+    files['textbits'] = d / 'textbits.pt'
     tiny = _built('yolov3-tiny')  # 80 classes: no teacher for a 6-class student
     save_checkpoint({'cfg': tiny.cfg_text, 'model': tiny.state_dict()}, d / 'tiny80.pt')
     files['tiny80'] = d / 'tiny80.pt'

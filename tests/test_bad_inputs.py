@@ -25,10 +25,12 @@ BAD_CFGS = {'{binary}': r'binary\.cfg: not a text file', '{empty}': r'empty\.cfg
             '{noyolo}': r'noyolo\.cfg', '{typo}': r'typo\.cfg:\d+.*filters',
             '{badkey}': r'badkey\.cfg:\d+.*leakyy', '{badroute}': r'badroute\.cfg:\d+',
             '{out}/nothere.cfg': r'nothere\.cfg'}
-BAD_PTS = {'{random}': r'random\.pt', '{zero}': r'zero\.pt', '{zip}': r'zip\.pt',
+BAD_PTS = {'{random}': r'random\.pt: not a checkpoint', '{zero}': r'zero\.pt',
+           '{zip}': r'zip\.pt: not a checkpoint',
            '{wrongtypes}': r'wrongtypes\.pt', '{nocfg}': r'nocfg\.pt.*--cfg',
            '{out}/nothere.pt': r'nothere\.pt', '{folder}': r'folder'}
 BAD_DARKNET = {'{trunc}': r'trunc\.weights', '{cut}': r'cut\.weights',
+               '{short18}': r'short18\.weights: 18 bytes is too short for a darknet header',
                '{text}': r'text\.weights',
                '{miniweights}': r'mini\.weights: holds \d+ floats'}
 # a darknet file is read against a cfg: yolov3-mini's, or a wider one for the mismatch
@@ -101,6 +103,16 @@ PROBES = [
     ('int_runtime', ['--weights', '{nonpz_int}', '--source', '{notimage}', '--dump', '{out}/d'],
      1, r'nonpz_int\.npz'),
     ('test', ['--weights', '{bad_int}', '--data', '{data}', *T], 1, r'bad_int\.json'),
+    # quantized checkpoints whose quantization config was edited: the commands that run them
+    *[(c, ['--weights', f, *a], 1, msg)
+      for c, a in (('test', ['--data', '{data}', *T]), ('detect', ['--source', '{ok}', *T]),
+                   ('export', [*T]), ('export_int', [*T]))
+      for f, msg in (('{strayq}', r"strayq\.pt: .*unknown key 'bogus'"),
+                     ('{textbits}', r'textbits\.pt: its quantization config'))],
+    ('export', ['--weights', '{intjson}', '--format', 'c', *T], 1,
+     r'_int\.json: an integer model .*not a checkpoint'),
+    ('detect', ['--weights', '{mini}', '--names', '{onename}', '--source', '{ok}', *T], 1,
+     r'onename\.names \(--names\): 1 names for a 6-class model'),
     # integer models edited after they were written: each command that reads one
     *[(c, ['--weights', f'{{int_{name}}}', *a], 1, msg)
       for c, a in INT_USERS.items() for name, (_, msg) in TAMPERED.items()],

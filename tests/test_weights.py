@@ -127,3 +127,19 @@ def test_garbage_files(tmp_path):
     tiny.write_bytes(b'\0' * 5)
     with pytest.raises(WeightsError, match='too short'):
         load_darknet_weights(Darknet(cfg_path('yolov3-mini')), tiny)
+
+
+def test_nan_weights_load_with_one_warning_naming_the_tensor(tmp_path, caplog):
+    from models.weights import load_model, save_checkpoint
+    from tests.conftest import _built
+    model = _built('yolov3-mini')
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state['module_list.2.conv.weight'][0, 0, 0, 0] = float('nan')
+    save_checkpoint({'cfg': model.cfg_text, 'model': state}, tmp_path / 'nan.pt')
+    load_model(tmp_path / 'nan.pt')
+    warnings = [r.message for r in caplog.records if 'NaN' in r.message]
+    assert len(warnings) == 1 and 'module_list.2.conv.weight' in warnings[0]
+    save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict()}, tmp_path / 'ok.pt')
+    caplog.clear()
+    load_model(tmp_path / 'ok.pt')
+    assert not [r for r in caplog.records if 'NaN' in r.message]
