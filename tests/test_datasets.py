@@ -292,3 +292,23 @@ def test_a_builtin_data_file_generates_its_own_set(monkeypatch, tmp_path, name, 
     (tmp_path / 'mine.data').write_text('')
     datasets._generate_builtin_if_missing(tmp_path / 'mine.data', cfg)
     assert len(calls) == 1
+
+
+def test_a_glob_through_links_to_dot_and_dotdot_ends_and_lists_each_image_once(tmp_path):
+    """glob.glob('**') follows such links round and round (detect.py hung on it)."""
+    import os
+    import signal
+    from utils.datasets import image_files
+    root = tmp_path / 'a'
+    root.mkdir()
+    cv2.imwrite(str(root / 'x.jpg'), np.zeros((8, 8, 3), np.uint8))
+    os.symlink('.', root / 'self')
+    os.symlink('..', root / 'up')
+    (root / 'sub').mkdir()
+    os.symlink('../x.jpg', root / 'sub' / 'same.jpg')  # another path to the same file
+    signal.alarm(20)
+    try:
+        found = image_files(f'{root}/**/*.jpg')
+    finally:
+        signal.alarm(0)
+    assert found == [root / 'x.jpg'] or found == [root / 'sub' / 'same.jpg']

@@ -18,7 +18,6 @@
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import math
@@ -35,7 +34,7 @@ from utils.augment import (IGNORE, affine_matrix, augment_hsv, flip, flip_mask, 
                            letterbox_mask, mosaic, resize_mask, warp, warp_mask)
 from utils.boxes import xywh2xyxy, xyxy2xywh
 from utils.errors import ToolkitError
-from utils.files import atomic_write_text
+from utils.files import atomic_write_text, glob_files
 from utils.log import LOGGER
 
 IMG_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -162,7 +161,7 @@ def image_files(source) -> list[Path]:
         return files
     if source.is_file():
         return [source]
-    matches = sorted(Path(p) for p in glob.glob(str(source), recursive=True))
+    matches = glob_files(source)
     files = [p for p in matches if p.suffix.lower() in IMG_SUFFIXES]
     if not files:
         raise DataError(f'{source}: no images found (expected a list .txt, a folder or a glob)')

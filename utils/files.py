@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import glob
 import os
 import re
 import shutil
@@ -154,3 +155,21 @@ def write_image(path, image) -> None:
     if not ok:
         raise ToolkitError(f'{path}: OpenCV cannot write {Path(path).suffix or "this"} images')
     atomic_write_bytes(path, encoded.tobytes())
+
+
+def glob_files(pattern) -> list[Path]:
+    """The paths a glob pattern matches, sorted, each file once: '**' recurses through real
+    folders only (glob.glob follows a link to '.' or '..' round and round), and two paths to
+    one file (through links) count once."""
+    parts = Path(pattern).parts
+    k = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    base = Path(*parts[:k]) if k else Path('.')
+    if k == len(parts):
+        return [base] if base.exists() else []
+    seen, out = set(), []
+    for p in sorted(base.glob(str(Path(*parts[k:])))):
+        real = os.path.realpath(p)
+        if real not in seen:
+            seen.add(real)
+            out.append(p)
+    return out

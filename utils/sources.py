@@ -1,7 +1,6 @@
 """Inference sources for detect.py: an image, a folder, a glob, a video file or a webcam index."""
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from utils.augment import letterbox
 from utils.datasets import IMG_SUFFIXES, DataError, thin_image_problem
+from utils.files import glob_files
 from utils.log import LOGGER
 
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.mpg', '.mpeg', '.wmv', '.webm')
@@ -33,7 +33,7 @@ def _files(source: str) -> list[Path]:
     elif p.is_file():
         files = [p]
     else:
-        files = sorted(Path(f) for f in glob.glob(source, recursive=True))
+        files = glob_files(source)
         files = [f for f in files if f.suffix.lower() in IMG_SUFFIXES + VIDEO_SUFFIXES]
     if not files:
         raise DataError(f'--source {source}: no images or videos found')
