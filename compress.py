@@ -47,7 +47,7 @@ from utils.evaluate import evaluate_on, headline
 from utils.files import atomic_write_text
 from utils.hyp import load_hyp
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, image_size
+from utils.options import Parser, add_shared, image_size, non_negative_float, unit_float
 from utils.runs import increment_path, project_dir
 from utils.timing import interleaved, torch_runners
 from utils.torch_utils import select_device
@@ -405,7 +405,7 @@ def parser():
     p.add_argument('--no-cache', action='store_true',
                    help='decode the training images every epoch (by default they stay in RAM '
                         'when they take under a quarter of the free memory)')
-    p.add_argument('--s', type=float, default=0.005, help='sparsity strength')
+    p.add_argument('--s', type=non_negative_float, default=0.005, help='sparsity strength')
     p.add_argument('--prune-mode', type=int, default=1, choices=[0, 1, 2],
                    help="train.py's --prune: which gammas the sparsity pushes")
     p.add_argument('--sr-flops', action='store_true', help="train.py's --sr-flops")
@@ -415,7 +415,7 @@ def parser():
                    help='the share of the BFLOPs to keep: the sparse stage aims at that cut '
                         "(train.py's --sr-target) and pruning takes the smallest percent that "
                         'leaves at most that share; 0: use --percent (not for --method layer)')
-    p.add_argument('--sr-fade', type=float, default=train.TrainOptions.sr_fade,
+    p.add_argument('--sr-fade', type=unit_float, default=train.TrainOptions.sr_fade,
                    help="train.py's --sr-fade: share of the sparse epochs over which the cut "
                         'fades out')
     p.add_argument('--hyp-sparse', default=str(train.ROOT / 'data' / 'hyp.sparse.yaml'),
@@ -429,7 +429,7 @@ def parser():
     p.add_argument('--KDstr', type=int, default=0, choices=range(7),
                    help='distill the fine-tune from the baseline with this strategy (0: none, '
                    'the default: none helped, docs/results/distillation.md)')
-    p.add_argument('--kd-weight', type=float, default=1.0)
+    p.add_argument('--kd-weight', type=non_negative_float, default=1.0)
     p.add_argument('--hyp-finetune', default='',
                    help="the fine-tune's hyp file (default: train.py's, data/hyp.finetune.yaml)")
     p.add_argument('--quantized', type=int, default=3, choices=[0, 1, 2, 3], help='0 = no QAT')

@@ -16,6 +16,7 @@ import argparse
 import csv
 import dataclasses
 import io
+import math
 import os
 import random
 import sys
@@ -103,7 +104,7 @@ class TrainOptions(Options):
     sync_bn: bool = field(False, 'SyncBatchNorm under DDP', action='store_true')
     sr: bool = field(False, 'sparse training: L1 on the BN gammas that --prune mode may remove',
                      flags=['-sr', '--sr'], action='store_true')
-    s: float = field(0.001, 'sparsity strength', type=float)
+    s: float = field(0.001, 'sparsity strength', type=float)  # checked in check(): NaN too
     prune: int = field(0, '0: convs not tied to others, 1: also shortcut/SE-tied, 2: residual '
                        'blocks', type=int, choices=[0, 1, 2])
     sr_schedule: str = field('constant', 'decay: a tenth of --s over the last 30%% of the epochs',
@@ -178,8 +179,9 @@ class TrainOptions(Options):
             raise OptionError(f'--batch-size must be 1 or more, got {self.batch_size}')
         if self.workers is not None and self.workers < 0:
             raise OptionError(f'--workers must be 0 or more, got {self.workers}')
-        if self.s < 0:
-            raise OptionError(f'--s is a strength, 0 or more, got {self.s}')
+        for flag, value in (('--s', self.s), ('--kd-weight', self.kd_weight)):
+            if not 0 <= value < math.inf:  # NaN fails this too
+                raise OptionError(f'{flag} is a gain, a number 0 or more, got {value}')
         self.check_sizes()
         if self.teacher_only and not self.t_weights:
             raise OptionError("--teacher-only trains on a teacher's outputs: give --t_weights "

@@ -28,7 +28,7 @@ from terminaltables import AsciiTable
 from models import Darknet
 from models.cfg import parse_cfg_text
 from models.sparse24 import holds_24, layer_conv, mask_24, sparse_layers
-from models.weights import load_checkpoint, load_darknet_weights
+from models.weights import WeightsError, load_checkpoint, load_darknet_weights
 from utils.cli import friendly_errors
 from utils.errors import OptionError, ToolkitError
 from utils.hooks import TrainHook
@@ -69,9 +69,13 @@ def onnx_conv_weights(path):
     """{Conv node name: weight array} of an ONNX file; a Q/DQ graph's weights are its integers
     minus their zero point (zero where the float weight is zero)."""
     import onnx  # noqa: PLC0415
+    from google.protobuf.message import DecodeError  # noqa: PLC0415 (onnx's dependency)
     from onnx import numpy_helper  # noqa: PLC0415
 
-    g = onnx.load(str(path)).graph
+    try:
+        g = onnx.load(str(path)).graph
+    except (OSError, ValueError, DecodeError) as e:
+        raise WeightsError(f'{path}: not a readable ONNX graph ({type(e).__name__})') from None
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     consts |= {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in g.node
                if n.op_type == 'Constant'}
@@ -100,6 +104,8 @@ def check_onnx(path):
 def check(weights, cfg=None):
     """Per conv: layer, shape, share of zeros, whether 2:4 holds, whether the cfg marks it."""
     suffix = Path(weights).suffix
+    if cfg and suffix != '.weights':
+        raise OptionError(f'--cfg is for darknet .weights; {weights} holds its own network')
     if suffix == '.onnx':
         return check_onnx(weights)
     if suffix == '.weights':

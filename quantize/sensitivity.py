@@ -45,7 +45,7 @@ from utils.errors import OptionError
 from utils.evaluate import evaluate_model, headline
 from utils.files import atomic_write_text
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, one_size
+from utils.options import Parser, add_shared, non_negative_float, one_size
 from utils.plots import pyplot, save_figure
 from utils.runs import increment_path
 from utils.torch_utils import select_device
@@ -301,7 +301,7 @@ def parser():
     p.add_argument('--method', default='mse', choices=METHODS, help='PTQ calibrator')
     p.add_argument('--subset', type=int, default=128,
                    help='training images the per-layer sensitivities are measured on')
-    p.add_argument('--max-drop', type=float, default=None,
+    p.add_argument('--max-drop', type=non_negative_float, default=None,
                    help='write the cheapest plan within this many points (validation split)')
     p.add_argument('--sparse24', action='store_true',
                    help='with --max-drop: also choose 2:4 layers (sparse=1)')

@@ -49,6 +49,8 @@ def workspace(d, tiny_data):
     put('trunc.weights', b'\x00\x00\x00\x00\x02\x00')
     put('short18.weights', np.array([0, 2, 0], np.int32).tobytes() + b'\x00' * 6)
     put('onename.names', 'circle\n')
+    put('random.onnx', bytes(np.random.default_rng(2).integers(0, 256, 300, np.uint8)),
+        'randomonnx')
     put('text.weights', 'hello')
     model = _built('yolov3-mini')
     save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict()}, d / 'mini.pt')

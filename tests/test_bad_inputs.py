@@ -2,6 +2,8 @@
 the file or flag, a non-zero exit code, no traceback, and no partial file under a final name
 (the workspace and the runner: tests/bad_input.py).
 """
+import re
+
 import pytest
 
 from tests.bad_input import COMMANDS, PRUNE, TAMPERED, T, method_args, one_line, probe_id
@@ -141,6 +143,23 @@ PROBES = [
     ('train', ['--img-size', '0', *T], 2, r'--img-size'),
     ('train', ['--workers', '-1', *T], 2, r'--workers'),
     ('train', ['-sr', '--s', '-1', *T], 2, r'--s'),
+    # numbers that are not numbers: every float flag refuses NaN and infinity
+    *[(c, [flag, v, *a], 2, re.escape(flag))
+      for v in ('nan', 'inf', '-inf')
+      for c, flag, a in (
+          ('train', '--s', ['-sr', '--data', '{data}', *T]),
+          ('train', '--kd-weight', ['--t_weights', '{mini}', '--data', '{data}', *T]),
+          ('train', '--sr-target', ['-sr', '--data', '{data}', *T]),
+          ('train', '--kd-T', ['--t_weights', '{mini}', '--data', '{data}', *T]),
+          ('compress', '--s', ['--weights', '{mini}', '--data', '{data}', *T]),
+          ('compress', '--sr-fade', ['--weights', '{mini}', '--data', '{data}', *T]),
+          ('compress', '--kd-weight', ['--weights', '{mini}', '--data', '{data}', *T]),
+          ('test', '--conf-thres', ['--weights', '{mini}', '--data', '{data}', *T]),
+          ('detect', '--conf-thres', ['--weights', '{mini}', '--source', '{ok}', *T]),
+          ('sensitivity', '--max-drop', ['--weights', '{mini}', '--data', '{data}', *T]))],
+    ('sparse24', ['--check', '{randomonnx}'], 1, r'random\.onnx: not a readable ONNX graph'),
+    ('sparse24', ['--check', '{mini}', '--cfg', 'cfg/yolov3-mini.cfg'], 2,
+     r'--cfg is for darknet \.weights'),
     ('train', ['--epochs', 'ten', *T], 2, r'--epochs'),
     ('train', ['--quantized', '4', *T], 2, r'--quantized'),
     ('train', ['--quantized', '3', '--w-bits', '17', *T], 2, r'--w-bits'),

@@ -99,11 +99,19 @@ def image_size(text):
     return value
 
 
+def non_negative_float(text):
+    """An argparse type: a finite number, 0 or more (budgets, tolerances)."""
+    value = _number(text)
+    if not 0 <= value < float('inf'):
+        raise argparse.ArgumentTypeError(f'must be a number, 0 or more, got {value}')
+    return value
+
+
 def positive_float(text):
     """An argparse type: a number above 0 (temperatures, gains)."""
     value = _number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'must be above 0, got {value}')
+    if not 0 < value < float('inf'):
+        raise argparse.ArgumentTypeError(f'must be a number above 0, got {value}')
     return value
 
 
