@@ -21,7 +21,6 @@ import json
 import zipfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from quantize.fixed_point import requantize
 from quantize.int_schema import Bad, validate
 from utils.cli import friendly_errors
-from utils.datasets import DataError
+from utils.datasets import DataError, read_image
 from utils.errors import ToolkitError
 from utils.files import atomic_path, atomic_write_bytes, whole_or_none
 from utils.log import LOGGER
@@ -177,7 +176,7 @@ def image_pixels(path, img_size):
     """An image file as detect.py feeds it: letterboxed to img_size, RGB, (1, 3, h, w) uint8."""
     from utils.sources import image_problem, prepare  # noqa: PLC0415
 
-    img = cv2.imread(str(path))
+    img = read_image(path)
     problem = image_problem(img)
     if problem:
         raise DataError(f'{path}: {problem}')

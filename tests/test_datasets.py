@@ -312,3 +312,35 @@ def test_a_glob_through_links_to_dot_and_dotdot_ends_and_lists_each_image_once(t
     finally:
         signal.alarm(0)
     assert found == [root / 'x.jpg'] or found == [root / 'sub' / 'same.jpg']
+
+
+def test_photos_are_read_as_stored_whatever_their_exif_orientation(tmp_path):
+    """Labels (YOLO's, COCO's) and darknet take a photo's pixels as stored; OpenCV's default
+    read turns them by the EXIF tag, which left boxes on the wrong pixels."""
+    from PIL import Image
+    from utils.datasets import load_image, read_image
+    a = np.zeros((40, 80, 3), np.uint8)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "turn 90 degrees to display"
+    im.save(tmp_path / 'turned.jpg', exif=exif)
+    assert read_image(tmp_path / 'turned.jpg').shape == (40, 80, 3)
+    assert load_image(tmp_path / 'turned.jpg', 80)[1] == (40, 80)
+
+
+def test_masks_as_palettes_and_16_bit_hold_their_classes(tmp_path):
+    from PIL import Image
+    from utils.datasets import read_mask
+    classes = (np.arange(64).reshape(8, 8) % 5).astype(np.uint8)
+    palette = Image.fromarray(classes, 'P')
+    palette.putpalette([v for c in range(256) for v in (c * 7 % 256, c * 3 % 256, 0)])
+    palette.save(tmp_path / 'palette.png')  # VOC's way: colours on screen, indices in the file
+    Image.fromarray(classes.astype(np.uint16)).save(tmp_path / 'wide.png')
+    assert np.array_equal(read_mask(tmp_path / 'palette.png'), classes)
+    assert np.array_equal(read_mask(tmp_path / 'wide.png'), classes)
+    Image.fromarray(classes.astype(np.uint16) * 100).save(tmp_path / 'big.png')
+    Image.fromarray(np.stack([classes] * 3, -1)).save(tmp_path / 'rgb.png')
+    with pytest.raises(ValueError, match=r'big\.png: uint16 values up to 400'):
+        read_mask(tmp_path / 'big.png')
+    with pytest.raises(ValueError, match=r'rgb\.png: a RGB image'):
+        read_mask(tmp_path / 'rgb.png')

@@ -192,13 +192,32 @@ def mask_path(img: Path) -> Path:
     return img.with_name(f'{img.stem}-label.png')
 
 
+def read_mask(path):
+    """A mask's class indices as uint8 (h, w): a one-channel 8-bit image, a palette PNG's
+    indices (VOC's masks), or a 16-bit one whose classes fit 8 bits; ValueError (naming the
+    file) for anything else: colour-coded masks are colours, not classes."""
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            mask = np.array(im)
+    except FileNotFoundError:
+        raise ValueError(f'{path}: mask not found') from None
+    except Exception as e:  # PIL raises many types for broken files
+        raise ValueError(f'{path}: not a readable mask ({type(e).__name__})') from None
+    if mask.ndim != 2:
+        raise ValueError(f'{path}: a {mode} image; a mask holds one class index per pixel '
+                         '(one channel, or a palette)')
+    if mask.dtype != np.uint8:
+        if not np.issubdtype(mask.dtype, np.integer) or mask.min() < 0 or mask.max() > 255:
+            raise ValueError(f'{path}: {mask.dtype} values up to {mask.max()} do not fit the '
+                             '8-bit class indices a mask holds')
+        mask = mask.astype(np.uint8)
+    return mask
+
+
 def _check_mask(path: Path, shape_hw, seg_nc):
     """Raise ValueError unless ``path`` is a readable class map of the image's size."""
-    if not path.is_file():
-        raise ValueError(f'{path}: mask not found')
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None or mask.ndim != 2 or mask.dtype != np.uint8:
-        raise ValueError(f'{path}: not a one-channel 8-bit mask')
+    mask = read_mask(path)
     if mask.shape != tuple(shape_hw):
         raise ValueError(f'{path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image '
                          f'{shape_hw[1]}x{shape_hw[0]}')
@@ -367,15 +386,26 @@ def load_items(source, nc, prefix='', seg_nc=0):
 
 def load_mask(path, shape_hw):
     """A class map resized (nearest) to an image of shape (h, w)."""
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise DataError(f'{path}: cannot be read as a mask')
+    try:
+        mask = read_mask(path)
+    except ValueError as e:
+        raise DataError(str(e)) from None
     return resize_mask(mask, shape_hw)
+
+
+# as stored, not turned by an EXIF orientation tag: labels (YOLO's, COCO's) and darknet's own
+# reader (stb_image) take the pixels as stored; OpenCV would turn them
+READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def read_image(path):
+    """A BGR image as stored in the file (no EXIF rotation), or None when unreadable."""
+    return cv2.imread(str(path), READ_FLAGS)
 
 
 def load_image(path, img_size):
     """BGR image resized so that its longer side is img_size; also (h0, w0)."""
-    img = cv2.imread(str(path))
+    img = read_image(path)
     if img is None:
         raise DataError(f'{path}: cannot be read as an image')
     h0, w0 = img.shape[:2]
@@ -512,7 +542,7 @@ class YoloDataset(torch.utils.data.Dataset):
     def _stretched(self, i):
         """The original image resized to the square input (bilinear, as OpenCV's darknet reader
         does), its boxes and mask with it; the ratio per axis."""
-        img = cv2.imread(str(self.files[i]))
+        img = read_image(self.files[i])
         if img is None:
             raise DataError(f'{self.files[i]}: cannot be read as an image')
         (h0, w0), size = img.shape[:2], self.img_size

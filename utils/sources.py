@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from utils.augment import letterbox
-from utils.datasets import IMG_SUFFIXES, DataError, thin_image_problem
+from utils.datasets import IMG_SUFFIXES, DataError, read_image, thin_image_problem
 from utils.files import glob_files
 from utils.log import LOGGER
 
@@ -76,7 +76,7 @@ def iter_frames(source: str, img_size: int):
                 raise DataError(f'{f}: cannot open video')
             yield from _video_frames(cap, str(f), img_size)
             continue
-        img = cv2.imread(str(f))
+        img = read_image(f)
         problem = image_problem(img)
         if problem and len(files) == 1:
             raise DataError(f'{f}: {problem}')
