@@ -51,6 +51,7 @@ def workspace(d, tiny_data):
     put('onename.names', 'circle\n')
     put('random.onnx', bytes(np.random.default_rng(2).integers(0, 256, 300, np.uint8)),
         'randomonnx')
+    put('ir.xml', '<?xml version="1.0"?><net name="x"></net>\n', 'irxml')
     put('text.weights', 'hello')
     model = _built('yolov3-mini')
     save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict()}, d / 'mini.pt')

@@ -113,6 +113,15 @@ PROBES = [
                      ('{textbits}', r'textbits\.pt: its quantization config'))],
     ('export', ['--weights', '{intjson}', '--format', 'c', *T], 1,
      r'_int\.json: an integer model .*not a checkpoint'),
+    # exported models where the checkpoint they came from is needed: said as such
+    *[(c, ['--weights', f, *a], 1, msg)
+      for c, a in [(c, a) for c, a in WEIGHTS_USERS.items() if c not in ('test', 'detect',
+                                                                        'train')]
+      + [('export', ['--format', 'onnx', *T])]
+      for f, msg in (('{intjson}', r'_int\.json: an integer model .*not a checkpoint'),
+                     ('{randomonnx}', r'random\.onnx: an ONNX graph, not a checkpoint'),
+                     ('{irxml}', r'ir\.xml: an OpenVINO IR, not a checkpoint'))
+      if (c, f) != ('export', '{intjson}')],
     ('detect', ['--weights', '{mini}', '--names', '{onename}', '--source', '{ok}', *T], 1,
      r'onename\.names \(--names\): 1 names for a 6-class model'),
     # integer models edited after they were written: each command that reads one
