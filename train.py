@@ -498,7 +498,12 @@ class Trainer:
         """weights/ takes last.pt and best.pt (model, EMA and optimizer state each), one written
         beside its old copy: a read-only or full disk fails now, not after the first epoch."""
         wdir = self.save_dir / 'weights'
+        if wdir.exists() and not wdir.is_dir():
+            raise TrainingError(f'{wdir}: not a folder; the checkpoints go there')
         wdir.mkdir(exist_ok=True)
+        for name in ('last.pt', 'best.pt'):
+            if (wdir / name).exists() and not (wdir / name).is_file():
+                raise TrainingError(f'{wdir / name}: not a file; a checkpoint is written there')
         check_writable(wdir)
         n = sum(p.numel() for p in self.model.parameters())
         moments = 2 if self.opt.adam else 1

@@ -72,6 +72,16 @@ def test_a_damaged_last_pt_is_refused_before_any_work(case, unfinished, tmp_path
     assert sorted(p.name for p in path.parent.parent.rglob('*')) == before
 
 
+def test_a_best_pt_that_is_a_folder_is_refused_before_the_first_epoch(unfinished, tmp_path,
+                                                                     capsys):
+    path = damaged(unfinished, tmp_path, lambda c: None)
+    (path.parent / 'best.pt').mkdir()
+    assert run_main('train', ['--resume', str(path)]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if 'error' in ln]
+    assert len(err) == 1 and 'best.pt: not a file; a checkpoint is written there' in err[0]
+    assert load_checkpoint(path)['epoch'] == 0  # nothing trained
+
+
 def test_an_unreadable_results_csv_is_set_aside_and_the_epoch_kept(unfinished, tmp_path):
     path = damaged(unfinished, tmp_path, lambda c: None)
     (path.parent.parent / 'results.csv').write_bytes(bytes(range(256)) * 4)
