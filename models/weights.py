@@ -294,4 +294,18 @@ def model_from_checkpoint(ckpt, source, cfg=None, prepare=None):
         model = prepare(model)
     load_state_dict_checked(model, inference_state(ckpt), source)
     warn_if_not_finite(model, source)
+    warn_if_unfinished_prune(ckpt, source)
     return model
+
+
+def warn_if_unfinished_prune(ckpt, source):
+    """A prune script writes its cfg, weights and .pt, then prune.json: a .pt of a prune run
+    without that marker beside it comes from a run stopped before it finished (its evaluation
+    and report are missing); say so where the set is next used."""
+    path = Path(source)
+    in_its_set = all(path.with_suffix(s).exists() for s in ('.cfg', '.weights'))
+    if ckpt.get('prune') is not None and in_its_set and \
+            not (path.parent / 'prune.json').exists():
+        LOGGER.warning(f'WARNING: {source}: written by a prune run that did not finish (no '
+                       'prune.json beside it): its report and checks are missing; prune again '
+                       'to have them')

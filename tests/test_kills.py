@@ -93,6 +93,9 @@ def test_a_kill_inside_a_prune_save_leaves_no_prune_json(tmp_path):
                       '--latency-runs', '0', '--project', tmp_path, '--name', 'x'], 'prune.json')
     left = visible(tmp_path / 'x')
     assert 'prune.json' not in left and len(left) == 3, left  # cfg, weights, pt: no marker
+    pt = next((tmp_path / 'x').glob('*.pt'))
+    err = run_script(['test.py', '--weights', pt, '--img-size', '64', '--project', tmp_path])
+    assert 'a prune run that did not finish' in err  # said where the set is next used
 
 
 def rows(results):
