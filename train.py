@@ -88,7 +88,7 @@ class TrainOptions(Options):
     exist_ok: bool = field(False, shared=True)
     hyp: object = field(None, 'hyperparameter YAML (default: data/hyp.finetune.yaml with '
                         '--weights and no -sr, else data/hyp.scratch.yaml)')
-    seed: int = field(0, 'random seed', type=int)
+    seed: int = field(0, 'random seed', type=at_least(0))
     notest: bool = field(False, 'evaluate only after the last epoch', action='store_true')
     nosave: bool = field(False, 'write no checkpoints', action='store_true')
     cache_images: bool = field(None, 'keep the decoded training images in RAM (default: when '
@@ -172,7 +172,8 @@ class TrainOptions(Options):
                               'below MAX')
 
     def check(self):
-        """Ranges and combinations, before any work is done."""
+        """Types, ranges and combinations, before any work is done."""
+        self.validate()
         if self.epochs < 1:
             raise OptionError(f'--epochs must be 1 or more, got {self.epochs}')
         if self.batch_size < 1:
@@ -376,10 +377,9 @@ def resumable_options(ckpt, path):
         if isinstance(saved.get(key), bool) or not isinstance(saved.get(key), kind):
             raise WeightsError(f"{path}: saved option {key}={saved.get(key)!r} is not a "
                                f'{kind.__name__}')
-    opt = TrainOptions.from_dict(saved)
     try:
-        opt.check()
-    except OptionError as e:
+        opt = TrainOptions.from_dict(saved).check()
+    except (OptionError, TypeError) as e:
         raise WeightsError(f'{path}: its saved options: {e}') from None
     epoch = ckpt.get('epoch')
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not -1 <= epoch < opt.epochs:

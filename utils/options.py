@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import sys
 
 from utils.errors import OptionError
@@ -181,6 +182,23 @@ class Options:
         names = set(cls.names())
         return cls(**{k: v for k, v in values.items() if k in names})
 
+    def validate(self):
+        """Each field's value against its own flag's type, choices and kind: what a saved or
+        passed value must be when no command line parsed it. Raises OptionError naming the
+        field; returns self."""
+        for f in dataclasses.fields(self):
+            meta = f.metadata
+            if not meta.get('cli', True) or f.type in ('object', object):  # several kinds
+                continue
+            shared = meta.get('shared')
+            kw = dict(SHARED[f.name][1]) if shared else dict(meta.get('kw', {}))
+            problem = _field_problem(getattr(self, f.name), f.default, kw)
+            if problem:
+                flag = SHARED[f.name][0] if shared else \
+                    (meta.get('flags') or ['--' + f.name.replace('_', '-')])[0]
+                raise OptionError(f'{flag} {getattr(self, f.name)!r}: {problem}')
+        return self
+
     def to_dict(self):
         """Plain types only (checkpoints load with weights_only)."""
         out = {}
@@ -216,6 +234,41 @@ class Options:
     @classmethod
     def from_args(cls, namespace):
         return cls(**{k: v for k, v in vars(namespace).items() if k in cls.names()})
+
+
+def _field_problem(value, default, kw):
+    """Why ``value`` cannot be what a flag with argparse keywords ``kw`` gives, or ''."""
+    if kw.get('action') in ('store_true', 'store_false', argparse.BooleanOptionalAction):
+        ok = isinstance(value, bool) or (value is None and default is None)
+        return '' if ok else 'must be true or false'
+    if value is None:
+        return '' if default is None else 'must be given'
+    if 'const' in kw and value == kw['const']:  # nargs='?' given without a value
+        return ''
+    if kw.get('nargs') in ('+', '*'):
+        if not isinstance(value, (list, tuple)):
+            return 'must be a list'
+        return next((p for v in value for p in [_one_problem(v, kw)] if p), '')
+    return _one_problem(value, kw)
+
+
+def _one_problem(value, kw):
+    kind, choices = kw.get('type', str), kw.get('choices')
+    if choices is not None and value not in choices:
+        return f"must be one of {', '.join(map(str, choices))}"
+    if kind in (int, float) or kind.__name__.startswith(('int >=', 'image_size')):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (kind is not float and not float(value).is_integer()):
+            return 'must be a number' if kind is float else 'must be a whole number'
+    if kind is str:
+        return '' if isinstance(value, str) else 'must be text'
+    if kind in (int, float):
+        return '' if math.isfinite(value) else 'must be finite'
+    try:  # the flag's own parser: ranges, multiples, finiteness
+        kind(str(value))
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        return str(e)
+    return ''
 
 
 def one_size(img_size, default, stride=32):
