@@ -44,10 +44,12 @@ from utils.errors import OptionError, ToolkitError
 from utils.evaluate import evaluate_model
 from utils.files import atomic_write_text, check_room, check_writable
 from utils.hooks import build_hooks
+from utils.hyp import check as check_hyp
 from utils.hyp import load_hyp
 from utils.log import LOGGER
 from utils.loss import Criterion, scaled_gains
-from utils.optim import add_hook_parameters, build_optimizer, lr_lambda, optimizer_step, warmup
+from utils.optim import (add_hook_parameters, build_optimizer, loaded_state_problem, lr_lambda,
+                         optimizer_step, warmup)
 from utils.options import (Options, Parser, at_least, field, positive_float, size_problem,
                            unit_float)
 from utils.plots import plot_results
@@ -156,7 +158,8 @@ class TrainOptions(Options):
     hyp_values: dict = field(None, cli=False)  # the resolved hyp, kept for --resume
 
     def check_sizes(self):
-        """--img-size N [TEST], or MIN MAX [TEST] with --multi-scale; each a multiple of 32."""
+        """--img-size N (or N N TEST to test at another size), or MIN MAX [TEST] with
+        --multi-scale; each a multiple of 32."""
         sizes = list(self.img_size)
         if not sizes:
             return
@@ -164,9 +167,10 @@ class TrainOptions(Options):
         problem = next((size_problem(v) for v in sizes if size_problem(v)), '')
         if problem:
             raise OptionError(f'--img-size {given}: each {problem}')
-        if not self.multi_scale and len(sizes) > 1:
-            raise OptionError(f'--img-size {given}: one size; MIN MAX [TEST] is for '
-                              '--multi-scale')
+        fixed = len(sizes) == 1 or (len(sizes) == 3 and sizes[0] == sizes[1])
+        if not self.multi_scale and not fixed:  # a MIN no batch would use
+            raise OptionError(f'--img-size {given}: one size (or N N TEST); MIN MAX [TEST] is '
+                              'for --multi-scale')
         if self.multi_scale and (len(sizes) not in (2, 3) or sizes[0] >= sizes[1]):
             raise OptionError(f'--img-size {given}: --multi-scale takes MIN MAX [TEST] with MIN '
                               'below MAX')
@@ -174,6 +178,12 @@ class TrainOptions(Options):
     def check(self):
         """Types, ranges and combinations, before any work is done."""
         self.validate()
+        if not isinstance(self.hyp, (type(None), str, dict)):
+            raise OptionError(f'--hyp {self.hyp!r}: a hyp YAML file (or a dict of overrides)')
+        if not isinstance(self.resume, (type(None), bool, str)):
+            raise OptionError(f'--resume {self.resume!r}: a last.pt, or nothing for the newest')
+        if not isinstance(self.extra, dict):
+            raise OptionError(f'extra options {self.extra!r}: a mapping of hook options')
         if self.epochs < 1:
             raise OptionError(f'--epochs must be 1 or more, got {self.epochs}')
         if self.batch_size < 1:
@@ -356,9 +366,6 @@ def run(**kw):
     if opt.resume:
         ckpt_path = resolve_resume(opt.resume, opt.project)
         resumed = load_checkpoint(ckpt_path)
-        if resumed.get('optimizer') is None or 'opt' not in resumed:
-            raise WeightsError(f'{ckpt_path}: holds no training state (a stripped best.pt or an '
-                               'exported checkpoint); resume from its last.pt')
         saved = resumable_options(resumed, ckpt_path)
         opt = saved.replace(resume=str(ckpt_path), device=opt.device or saved.device,
                             workers=opt.workers)
@@ -370,19 +377,23 @@ def resumable_options(ckpt, path):
     """The options a last.pt was trained with, once its training state is seen to be whole:
     numbers that are numbers, an epoch inside the run, an optimizer with its groups, an EMA.
     A checkpoint that fails is refused now, not after an epoch of work."""
+    if ckpt.get('optimizer') is None or 'opt' not in ckpt:
+        raise WeightsError(f'{path}: holds no training state (a stripped best.pt or an '
+                           'exported checkpoint); resume from its last.pt')
     saved = ckpt['opt']
     if not isinstance(saved, dict):
         raise WeightsError(f'{path}: its saved options are not a mapping')
-    for key, kind in (('epochs', int), ('batch_size', int), ('img_size', list), ('data', str)):
-        if isinstance(saved.get(key), bool) or not isinstance(saved.get(key), kind):
-            raise WeightsError(f"{path}: saved option {key}={saved.get(key)!r} is not a "
-                               f'{kind.__name__}')
+    missing = [k for k in TrainOptions.names() if k not in saved and k != 'extra']
+    if missing:  # a default in its place would make it another run
+        raise WeightsError(f"{path}: its saved options lack {', '.join(missing[:3])} (written "
+                           'by another version, or damaged)')
     try:
         opt = TrainOptions.from_dict(saved).check()
-    except (OptionError, TypeError) as e:
+        check_hyp(saved.get('hyp_values'), f'{path} hyp_values')
+    except (OptionError, TypeError, AttributeError) as e:
         raise WeightsError(f'{path}: its saved options: {e}') from None
     epoch = ckpt.get('epoch')
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or not -1 <= epoch < opt.epochs:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < opt.epochs:
         raise WeightsError(f'{path}: epoch {epoch!r} is not one of the run\'s {opt.epochs} '
                            'epochs (a finished run resumes nothing; a number out of range is a '
                            'damaged file)')
@@ -393,10 +404,55 @@ def resumable_options(ckpt, path):
     for key in ('ema', 'scheduler', 'model'):
         if not isinstance(ckpt.get(key), dict):
             raise WeightsError(f'{path}: no {key} state to resume from')
-    if isinstance(ckpt.get('best_fitness'), bool) or \
-            not isinstance(ckpt.get('best_fitness'), (int, float)):
-        raise WeightsError(f"{path}: best_fitness {ckpt.get('best_fitness')!r} is not a number")
+    best = ckpt.get('best_fitness')
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or \
+            not (best == -1 or 0 <= best <= 1):  # -1: nothing eligible evaluated yet
+        raise WeightsError(f'{path}: best_fitness {best!r} is not a fitness (0..1, or -1)')
     return opt
+
+
+def restore(resumed, source, model, optimizer, scheduler, scaler=None, ema=None):
+    """Load a checkpoint's training state into a run's objects; a part that does not fit (a
+    structure torch refuses, or values a step could not use) is a WeightsError naming it."""
+    saved = resumed['optimizer'].get('state', {})
+    if not all(isinstance(e, dict) and all(isinstance(t, torch.Tensor) for t in e.values())
+               for e in saved.values()):
+        raise WeightsError(f'{source}: its optimizer state holds values that are not tensors')
+    fresh = [dict(g) for g in optimizer.param_groups]
+    lacking = set(scheduler.state_dict()) - set(resumed['scheduler'])
+    if lacking:
+        raise WeightsError(f"{source}: its schedule lacks {', '.join(sorted(lacking))}")
+    parts = [('model', model), ('optimizer', optimizer), ('scheduler', scheduler)]
+    parts += [('scaler', scaler)] if scaler else []
+    parts += [('ema', ema.ema)] if ema else []
+    for key, target in parts:
+        try:
+            target.load_state_dict(resumed[key])
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError) as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            why = ' '.join(lines[:2])[:200] if lines else type(e).__name__
+            raise WeightsError(f'{source}: its {key} state does not fit this run ({why})') \
+                from None
+    for key in ('model', 'ema'):
+        bad = next((k for k, t in resumed[key].items() if isinstance(t, torch.Tensor) and
+                    t.is_floating_point() and not torch.isfinite(t).all()), None)
+        if bad:
+            raise WeightsError(f'{source}: its {key} state holds NaN or infinity ({bad})')
+    problem = loaded_state_problem(optimizer, scheduler, fresh)
+    if problem:
+        raise WeightsError(f'{source}: {problem}')
+    if scheduler.last_epoch != resumed['epoch'] + 1:  # one schedule step per epoch
+        raise WeightsError(f"{source}: its schedule is at epoch {scheduler.last_epoch}, the "
+                           f"checkpoint at {resumed['epoch'] + 1}")
+    if ema:
+        updates = resumed.get('ema_updates')
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise WeightsError(f'{source}: ema_updates={updates!r} is not a count')
+        steps = [float(s['step']) for s in optimizer.state.values() if 'step' in s]
+        if any(not (0 <= v <= updates and v.is_integer()) for v in steps):
+            raise WeightsError(f'{source}: an optimizer step count outside the {updates} steps '
+                               'the run has taken')
+        ema.updates = updates
 
 
 def resolved(opt):
@@ -548,20 +604,8 @@ class Trainer:
     def _restore(self, resumed):
         """Exact continuation: weights, optimizer, LR schedule, EMA, scaler, hooks; a part that
         does not fit this run is refused by name, before the first batch."""
-        parts = [('model', self.model), ('optimizer', self.optimizer),
-                 ('scheduler', self.scheduler)]
-        parts += [('scaler', self.scaler)] if self.scaler and resumed.get('scaler') else []
-        parts += [('ema', self.ema.ema)] if self.ema else []
-        for key, target in parts:
-            try:
-                target.load_state_dict(resumed[key])
-            except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
-                lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-                why = ' '.join(lines[:2])[:200] if lines else type(e).__name__
-                raise WeightsError(f'{self.opt.resume}: its {key} state does not fit this run '
-                                   f'({why})') from None
-        if self.ema:
-            self.ema.updates = resumed['ema_updates']
+        restore(resumed, self.opt.resume, self.model, self.optimizer, self.scheduler,
+                self.scaler if resumed.get('scaler') else None, self.ema)
         for h in self.hooks:
             h.load_state(resumed.get('hooks', {}).get(h.name, {}))
         if self.main:

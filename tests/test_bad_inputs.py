@@ -234,7 +234,7 @@ PROBES = [
                    ('compress', ['--weights', '{mini}', '--data', '{data}', *T]))],
     ('export', ['--img-size', '65536', '--weights', '{mini}', *T], 1, r'--img-size .*8192'),
     ('train', ['--img-size', '128', '96', '64', '--data', '{data}', *T], 2,
-     r'--img-size 128 96 64: one size; MIN MAX \[TEST\] is for --multi-scale'),
+     r'--img-size 128 96 64: one size \(or N N TEST\); MIN MAX \[TEST\] is for --multi-scale'),
     ('train', ['--img-size', '128', '96', '--multi-scale', '--data', '{data}', *T], 2,
      r'MIN below MAX'),
     ('train', ['--img-size', '128', '128', '128', '--multi-scale', '--data', '{data}', *T], 2,

@@ -1,6 +1,7 @@
 """--resume of a damaged last.pt: its training state is checked before the first batch, and a
 results.csv that cannot be read is set aside, never a reason to lose an epoch."""
 import copy
+import math
 import re
 
 import pytest
@@ -10,14 +11,52 @@ import train
 from models.weights import WeightsError, load_checkpoint, save_checkpoint
 from tests.bad_input import run_main
 from tests.conftest import _built
+from utils.errors import ToolkitError
+
+
+SMALL_CFG = """[net]
+width=64
+height=64
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+filters=33
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,10, 20,20, 40,40
+classes=6
+num=3
+"""
 
 
 @pytest.fixture(scope='module')
 def unfinished(tiny_data, tmp_path_factory):
-    """A run stopped after epoch 1 of 2: its last.pt."""
+    """A run of a small network stopped after epoch 1 of 2: its last.pt."""
     root = tmp_path_factory.mktemp('resume')
-    train.run(data=str(tiny_data), epochs=1, batch_size=8, img_size=[128], workers=0,
-              notest=True, project=str(root), name='run')
+    (root / 'small.cfg').write_text(SMALL_CFG)
+    train.run(cfg=str(root / 'small.cfg'), data=str(tiny_data), epochs=1, batch_size=8,
+              img_size=[64], workers=0, notest=True, project=str(root), name='run')
     last = root / 'run' / 'weights' / 'last.pt'
     ckpt = load_checkpoint(last)
     ckpt['opt']['epochs'] = 2  # as if stopped after its first of two epochs
@@ -48,14 +87,16 @@ def text_options(ckpt):
 
 CASES = {
     'no parameter groups': (no_groups, r'optimizer state has no parameter groups'),
-    'options that are not numbers': (text_options, r"saved option epochs='three'"),
+    'options that are not numbers': (text_options, r"--epochs 'three': must be a whole"),
+    'options that lack one': (lambda c: c['opt'].pop('batch_size'), r'lack batch_size'),
     'an absurd epoch': (lambda c: c.update(epoch=10 ** 9), r'epoch 1000000000 is not one of'),
     'a negative epoch': (lambda c: c.update(epoch=-7), r'epoch -7 is not one of'),
+    'epoch -1': (lambda c: c.update(epoch=-1), r'epoch -1 is not one of'),
     'an epoch that is text': (lambda c: c.update(epoch='1'), r"epoch '1' is not one of"),
     'no EMA': (lambda c: c.pop('ema'), r'no ema state'),
     'weights of another model': (other_model, r'its model state does not fit this run'),
     'a best fitness that is text': (lambda c: c.update(best_fitness='x'),
-                                    r"best_fitness 'x' is not a number"),
+                                    r"best_fitness 'x' is not a fitness"),
     'options that are a list': (lambda c: c.update(opt=[1, 2]), r'not a mapping'),
 }
 
@@ -99,3 +140,114 @@ def test_the_checks_leave_a_sound_checkpoint_alone(unfinished):
         bad = load_checkpoint(unfinished)
         bad['optimizer'] = torch.zeros(1)
         train.resumable_options(bad, unfinished)
+
+
+MUTATIONS = 500
+
+
+def tensor_paths(ckpt):
+    """(path, value) of the checkpoint's entries worth damaging: numbers, text, lists, dicts
+    and a sample of tensors (model, EMA, optimizer moments)."""
+    out = []
+
+    def walk(v, path):
+        out.append((path, v))
+        if isinstance(v, dict):
+            keys = list(v)
+            if path and path[-1] in ('model', 'ema', 'state') and len(keys) > 6:
+                keys = keys[:3] + keys[-3:]  # a sample: the rest are alike
+            for k in keys:
+                walk(v[k], (*path, k))
+        elif isinstance(v, list) and not (path and path[-1] == 'params'):
+            for k, item in enumerate(v[:4]):
+                walk(item, (*path, k))
+    walk(ckpt, ())
+    return [(p, v) for p, v in out if p and p[0] not in ('cfg', 'names', 'metrics')]
+
+
+def damage(value, rng):
+    """A value of another type, a number out of range (negative, NaN), or a tensor of the
+    wrong shape (the categories of damage; a valid value changed is a different run)."""
+    if isinstance(value, torch.Tensor) and value.ndim:
+        return rng.choice([value.flatten()[:-1] if value.numel() > 1 else value[:0],
+                           torch.full_like(value, float('nan')) if value.is_floating_point()
+                           else value.float(), 'x'])
+    options = ['x', None, [], {}, True, 1.5, float('nan'), -7, -10 ** 9]
+    return rng.choice([o for o in options if type(o) is not type(value) or
+                       (isinstance(o, (int, float)) and not isinstance(o, bool) and
+                        not o >= 0)])  # of its own type: only below 0, or NaN
+
+
+def changed(tree, path, value=None, remove=False):
+    """A copy of tree with one entry set (or removed): only the containers on the path are
+    copied, the rest is shared (nothing below is changed in place)."""
+    top = copy.copy(tree)
+    node = top
+    for k in path[:-1]:
+        node[k] = copy.copy(node[k])
+        node = node[k]
+    if remove:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return top
+
+
+def resumed_state(ckpt, path):
+    """What --resume restores before its first batch, as comparable plain values."""
+    from models import Darknet
+    from utils.optim import build_optimizer, lr_lambda
+    from utils.torch_utils import ModelEMA
+    from utils.torch_utils import select_device
+    # as train.run resumes: the path and this machine's workers replace the saved ones
+    opt = train.resumable_options(ckpt, path).replace(resume=str(path), workers=None)
+    select_device(opt.device)
+    model = Darknet(ckpt['cfg'])
+    hyp = ckpt['opt']['hyp_values']
+    optimizer = build_optimizer(model, hyp, opt.adam, opt.batch_size, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(hyp, opt.epochs))
+    ema = ModelEMA(model)
+    train.restore(ckpt, path, model, optimizer, scheduler, None, ema)
+    groups = [{k: v for k, v in g.items() if k != 'params'} for g in optimizer.param_groups]
+    moments = [t.clone() for s in optimizer.state.values() for t in s.values()]
+    return (opt.to_dict(), ckpt['epoch'], ckpt['best_fitness'], ema.updates, groups,
+            scheduler.state_dict()['last_epoch'], model.state_dict(), ema.ema.state_dict(),
+            moments)
+
+
+def same(a, b):
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(same, a, b))
+    nan = (lambda v: isinstance(v, float) and math.isnan(v))  # noqa: E731
+    return a == b or (nan(a) and nan(b))
+
+
+def test_single_field_damage_to_a_last_pt_is_refused_or_changes_nothing(unfinished):
+    """500 seeded mutations, one field each: every one is refused in one line before the first
+    batch, or --resume restores exactly what it restores from the sound file."""
+    import random
+    sound = load_checkpoint(unfinished)
+    want = resumed_state(sound, unfinished)
+    fields = tensor_paths(sound)
+    rng, refused = random.Random(0), 0
+    for _ in range(MUTATIONS):
+        path, value = rng.choice(fields)
+        if rng.random() < 0.3 and isinstance(path[-1], str):
+            what = f'{path} removed'
+            ckpt = changed(sound, path, remove=True)
+        else:
+            new = damage(value, rng)
+            what = f'{path} = {new!r}'[:120]
+            ckpt = changed(sound, path, new)
+        try:
+            got = resumed_state(ckpt, unfinished)
+        except ToolkitError as e:  # WeightsError naming the file, or the saved device's error
+            assert '\n' not in str(e) and str(e), what
+            refused += 1
+            continue
+        assert same(got, want), what
+    assert refused > MUTATIONS * 0.7

@@ -19,8 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HYP = ROOT / 'data' / 'hyp.scratch.yaml'
 CHOICES = {'optimizer': ('adam', 'sgd'), 'schedule': ('cosine', 'step'),
            'iou_loss': ('giou', 'ciou')}
-NON_NEGATIVE = ('lr0', 'lrf', 'weight_decay', 'warmup_epochs', 'warmup_min_iters', 'box', 'cls',
-                'obj', 'clip_grad', 'anchor_t', 'iou_t', 'label_smoothing', 'mosaic', 'kd_feat')
 
 
 class HypError(OptionError):
@@ -54,6 +52,8 @@ def load_hyp(hyp=None) -> dict:
 
 
 def check(values, source):
+    if not isinstance(values, dict):
+        raise HypError(f'{source}: expected key: value pairs, got {type(values).__name__}')
     keys = set(read_yaml(DEFAULT_HYP))
     missing = sorted(keys - set(values))
     if missing:
@@ -70,8 +70,11 @@ def check(values, source):
             raise HypError(f'{source}: {key}: {values[key]!r} is not a number')
         if not math.isfinite(values[key]):
             raise HypError(f'{source}: {key}: {values[key]} is not a finite number')
-    for key in NON_NEGATIVE:
+    for key in keys - set(CHOICES):  # gains, rates, probabilities, ranges: none below 0
         if values[key] < 0:
             raise HypError(f'{source}: {key}: {values[key]} must be 0 or more')
     if values['lr0'] <= 0 or values['nbs'] < 1:
         raise HypError(f'{source}: lr0 must be > 0 and nbs >= 1')
+    for key in ('momentum', 'warmup_momentum'):  # SGD's momentum, Adam's beta1
+        if not 0 <= values[key] < 1:
+            raise HypError(f'{source}: {key}: {values[key]} must be in [0, 1)')

@@ -60,3 +60,65 @@ def optimizer_step(model, optimizer, scaler, hooks, epoch, clip_grad):
     optimizer.zero_grad()
     for h in hooks:
         h.after_step(unwrap(model), epoch)
+
+
+GROUP_NUMBERS = ('lr', 'initial_lr', 'momentum', 'weight_decay', 'eps', 'dampening')
+
+
+def loaded_state_problem(optimizer, scheduler, fresh_groups):
+    """What a resumed optimizer or schedule holds that a step could not use, or '': torch's
+    load_state_dict checks the structure, not the values (a learning rate of 'x' or a moment
+    of the wrong shape load, then fail at the first step). fresh_groups: the groups as the
+    run built them, before loading: each loaded setting must be of its kind."""
+    for k, (group, fresh) in enumerate(zip(optimizer.param_groups, fresh_groups)):
+        problem = _kinds_problem(group, fresh) or _group_problem(group) or \
+            _moments_problem(optimizer, group)
+        if problem:
+            return f'optimizer group {k}: {problem}'
+    epoch, lrs = scheduler.last_epoch, scheduler.base_lrs
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        return f'schedule last_epoch={epoch!r}'
+    if not isinstance(lrs, list) or len(lrs) != len(optimizer.param_groups) or \
+            any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in lrs):
+        return f'schedule base_lrs={lrs!r}'
+    return ''
+
+
+def _kinds_problem(group, fresh):
+    for key, want in fresh.items():
+        if key == 'params':
+            continue
+        got = group.get(key, KeyError)
+        if type(got) is not type(want) and not (isinstance(want, float) and
+                                                 isinstance(got, int) and
+                                                 not isinstance(got, bool)):
+            return f'{key}={got!r} where a {type(want).__name__} belongs'
+    return ''
+
+
+def _group_problem(group):
+    for key in GROUP_NUMBERS:
+        v = group.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
+                v < 0:
+            return f'{key}={v!r} is not a number 0 or more'
+    betas = group.get('betas', (0.9, 0.999))
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and
+            all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        return f'betas={betas!r}'
+    return ''
+
+
+def _moments_problem(optimizer, group):
+    kinds = {frozenset(st) for st in optimizer.state.values()}
+    if len(kinds) > 1:
+        return f"state entries hold different moments ({' / '.join(sorted(map(str, kinds)))})"
+    for p in group['params']:
+        for key, t in optimizer.state.get(p, {}).items():
+            if not isinstance(t, torch.Tensor):
+                return f'state {key} holds a {type(t).__name__}, not a tensor'
+            if key != 'step' and t.shape != p.shape:
+                return f'state {key} has shape {tuple(t.shape)}, its parameter {tuple(p.shape)}'
+            if not torch.isfinite(t).all():
+                return f'state {key} holds NaN or infinity'
+    return ''
