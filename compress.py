@@ -344,8 +344,10 @@ def check(opt):
                 'batch_size'):
         if opt[key] < 1:
             raise OptionError(f"--{key.replace('_', '-')} must be 1 or more, got {opt[key]}")
-    if opt['s'] < 0 or opt['latency_runs'] < 1 or opt['shortcuts'] < 0:
-        raise OptionError('--s and --shortcuts must be 0 or more, --latency-runs 1 or more')
+    if opt['s'] < 0 or opt['shortcuts'] < 0:
+        raise OptionError('--s and --shortcuts must be 0 or more')
+    if opt['latency_runs'] < 1 and 'latency' not in opt['skip']:
+        raise OptionError(f"--latency-runs {opt['latency_runs']}: 1 or more (or --skip latency)")
 
 
 def check_inputs(opt):

@@ -81,6 +81,10 @@ def workspace(d, tiny_data):
     put('missinglist.data', f'classes=6\ntrain={d}/nothere.txt\nvalid={d}/nothere.txt\n'
         f'names={names}\n')
     put('emptylist.txt', '')
+    put('segzero.data', f'classes=6\ntrain={root}/shapes/train.txt\nvalid={root}/shapes/val.txt\n'
+        f'names={names}\nseg_classes=0\nseg_names={names}\n')
+    put('negclasses.data', f'classes=-6\ntrain={root}/shapes/train.txt\n'
+        f'valid={root}/shapes/val.txt\nnames={names}\n')
     put('emptylist.data', f'classes=6\ntrain={d}/emptylist.txt\nvalid={d}/emptylist.txt\n'
         f'names={names}\n')
     put('hypmissing.yaml', 'lr0: 0.01\n')

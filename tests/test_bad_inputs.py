@@ -53,7 +53,9 @@ BAD_DATA = {'{notrain}': ('train', r'notrain\.data.*train'),
             '{nonames}': ('all', r'nothere\.names'), '{badclasses}': ('all', r'badclasses\.data'),
             '{missinglist}': ('all', r'nothere\.txt'), '{emptylist}': ('all', r'emptylist'),
             '{out}/nothere.data': ('all', r'nothere\.data'),
-            '{binary}': ('all', r'binary\.cfg: not a text file')}
+            '{binary}': ('all', r'binary\.cfg: not a text file'),
+            '{segzero}': ('all', r'segzero\.data: seg_classes=0 beside seg_names='),
+            '{negclasses}': ('all', r'negclasses\.data: classes=-6 must be 0 or more')}
 
 BAD_HYPS = {'{hypmissing}': r'hypmissing\.yaml', '{hypbroken}': r'hypbroken\.yaml',
             '{hyplist}': r'hyplist\.yaml', '{hypnan}': r'hypnan\.yaml.*lr0',
@@ -302,6 +304,8 @@ PROBES = [
      r'--dump .*dumped: holds files already'),
     ('int_runtime', ['--weights', '{intjson}', '--source', '{ok}', '--dump', '{ok}'], 1,
      r'--dump .*ok\.jpg: not a folder'),
+    ('compress', ['--data', '{data}', '--latency-runs', '0', *T], 2,
+     r'--latency-runs 0: 1 or more \(or --skip latency\)'),
     ('sparse24', [], 2, r'--check'),
     ('sparse24', ['--check', '{out}/nothere.pt'], 1, r'nothere\.pt'),
     *[(m, ['--weights', '{mini}', '--data', '{data}', *method_args(m), flag, value, *T], 2,

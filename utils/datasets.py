@@ -100,7 +100,12 @@ def parse_data_cfg(path, generate=True) -> dict:
         except ValueError:
             raise DataError(f'{path}: {key}={data[key]} is not an integer') from None
     for count, names in (('classes', 'names'), ('seg_classes', 'seg_names')):
+        if data[count] < 0:
+            raise DataError(f'{path}: {count}={data[count]} must be 0 or more')
         if not data[count] and count == 'seg_classes':
+            if names in data:  # a zero left in while the names say how many
+                raise DataError(f'{path}: seg_classes=0 beside seg_names=: give the number of '
+                                'segmentation classes, or drop seg_names=')
             continue
         if names not in data:
             raise DataError(f"{path}: {count}={data[count]} needs '{names}='")
