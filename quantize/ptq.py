@@ -39,7 +39,9 @@ from utils.torch_utils import select_device
 
 # what quantize/ptq.py does unless told otherwise (chosen on COCO128 train2017,
 # docs/results/real.md); compress.py's PTQ and bench/peers.py's toolkit rows take them too
-DEFAULTS = {'method': 'entropy', 'asymmetric': False, 'equalize': False}
+# (asymmetric applies to the int8 format without power-of-two scales: the fixed-point ones
+# take symmetric ranges)
+DEFAULTS = {'method': 'mse', 'asymmetric': True, 'equalize': True}
 
 FORMATS = {'s8': {}, 'q8': {'fpga': True, 'bn_fold': True},
            'q16': {'fpga': True, 'bn_fold': True, 'w_bits': 16, 'a_bits': 16}}
@@ -69,9 +71,11 @@ def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=Fa
 def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib=256,
         method=DEFAULTS['method'], percentile=99.99, fpga=False, format='s8', img_size=320,
         batch_size=16, device='', workers=2, eval=True, project='runs/ptq', name='exp',
-        exist_ok=False, int8_heads=False, asymmetric=DEFAULTS['asymmetric'],
-        equalize=DEFAULTS['equalize']):
-    """Calibrate; returns the ptq.json content."""
+        exist_ok=False, int8_heads=False, asymmetric=None, equalize=DEFAULTS['equalize']):
+    """Calibrate; returns the ptq.json content. asymmetric None: the default where the format
+    takes it."""
+    if asymmetric is None:
+        asymmetric = DEFAULTS['asymmetric'] and format == 's8' and not fpga
     if calib < 1:
         raise OptionError(f'--calib is a number of images, 1 or more, got {calib}')
     if not 0 < percentile <= 100:
@@ -129,10 +133,9 @@ def parser():
                    help="quantize the heads' conv outputs too (needed by quantize/export_int.py "
                         'with --format s8); by default they stay float, as engines run a '
                         "network's last conv")
-    p.add_argument('--asymmetric', action=argparse.BooleanOptionalAction,
-                   default=DEFAULTS['asymmetric'],
+    p.add_argument('--asymmetric', action=argparse.BooleanOptionalAction, default=None,
                    help='affine activation ranges (zero points, mode 1): for onnxruntime and '
-                        'OpenVINO, not TensorRT')
+                        'OpenVINO, not TensorRT (default: on for --format s8 without --fpga)')
     p.add_argument('--equalize', action=argparse.BooleanOptionalAction,
                    default=DEFAULTS['equalize'],
                    help="equalize the float model's channel ranges across conv pairs first "

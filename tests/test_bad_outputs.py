@@ -59,7 +59,7 @@ DISK_FULL = [  # (command, arguments, bytes a file may take, the file the error 
      r'weights\.c'),
     ('export_int', ['--weights', '{qpt}'], 2 ** 16, r'q_int\.npz'),
     # workers 0: the limit holds for every file, the loader's shared memory too
-    ('ptq', [*WRITERS[6][1], '--workers', '0'], 2 ** 16, r'mini_ptq_entropy\.pt'),
+    ('ptq', [*WRITERS[6][1], '--workers', '0'], 2 ** 16, r'mini_ptq_mse\.pt'),
     ('detect', ['--weights', '{mini}', '--source', '{ok}', '--img-size', '64'], 256,
      r'ok\.jpg'),
     ('kmeans', ['--data', '{data}', '--cfg', 'cfg/yolov3-mini.cfg', '--out', '{out}/k.cfg',

@@ -105,3 +105,28 @@ def test_a_stretched_photo_maps_its_boxes_back_to_the_original_pixels(real):
     want = ds.labels[3][:, 1:].astype(np.float64) * [w0, h0, w0, h0]
     want = np.concatenate([want[:, :2] - want[:, 2:] / 2, want[:, :2] + want[:, 2:] / 2], 1)
     assert np.abs(back.numpy() - want).max() < 1e-3
+
+
+@pytest.mark.parametrize('name,size,bflops', [('yolov3-tiny', 416, 5.571),
+                                              ('yolo-fastest-1.1', 320, 0.252)])
+def test_each_release_builds_counts_as_darknet_and_writes_back_the_same_bytes(real, tmp_path,
+                                                                              name, size,
+                                                                              bflops):
+    """The release's own cfg parses and builds; its BFLOPs are those darknet prints (and the
+    authors publish); the weights the toolkit writes back hold the file's floats byte for byte,
+    and its cfg written back builds the same network."""
+    from models import Darknet, parse_cfg
+    from models.cfg import write_cfg
+    from models.weights import read_darknet_file, save_darknet_weights
+    w = real['weights']
+    model = load_model(w / f'{name}.weights', w / f'{name}.cfg')
+    assert round(model.info(size)['bflops'], 3) == bflops
+    save_darknet_weights(model, tmp_path / 'back.weights')
+    _, ours = read_darknet_file(tmp_path / 'back.weights')
+    _, theirs = read_darknet_file(w / f'{name}.weights')  # headers: the images seen differ
+    assert ours.tobytes() == theirs.tobytes()
+    (tmp_path / 'back.cfg').write_text(write_cfg(parse_cfg(w / f'{name}.cfg')))
+    again = Darknet(tmp_path / 'back.cfg')
+    assert [type(m).__name__ for m in again.module_list] == \
+        [type(m).__name__ for m in model.module_list]
+    assert again.info(size) == model.info(size)
