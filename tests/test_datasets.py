@@ -281,16 +281,16 @@ def test_a_builtin_data_file_generates_its_own_set(monkeypatch, tmp_path, name, 
     """A missing built-in set is generated once, the hard one for the hard .data files; other
     .data files never trigger it."""
     import data.make_shapes
-    from utils import datasets
+    from utils import data_cfg, datasets
     calls = []
     monkeypatch.setattr(data.make_shapes, 'generate', lambda out, hard=False: calls.append(
         (Path(out).name, hard)))
     cfg = datasets.parse_data_cfg(ROOT / 'data' / name, generate=False)
     cfg |= {'train': str(tmp_path / 'missing' / 'train.txt'), 'valid': cfg['train']}
-    datasets._generate_builtin_if_missing(ROOT / 'data' / name, cfg)
+    data_cfg._generate_builtin_if_missing(ROOT / 'data' / name, cfg)
     assert calls == [('missing', hard)]
     (tmp_path / 'mine.data').write_text('')
-    datasets._generate_builtin_if_missing(tmp_path / 'mine.data', cfg)
+    data_cfg._generate_builtin_if_missing(tmp_path / 'mine.data', cfg)
     assert len(calls) == 1
 
 

@@ -7,8 +7,9 @@
 
 quantize/loader.py, which rebuilds quantized checkpoints, sits at the quantize level (it needs
 models and quantize, and nothing below imports it); the prune scripts load float models only.
-Nothing outside bench/ and tests/ imports bench/, no module imports the script test.py (it would
-shadow the standard library's test package), and no module patches sys.path.
+The commands train and export are packages (train/, export/) behind their thin root scripts;
+no module outside tests/ imports a root script (tests call the commands the way users do).
+Nothing outside bench/ and tests/ imports bench/, and no module patches sys.path.
 """
 import ast
 
@@ -16,7 +17,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = ('utils', 'data', 'models', 'quantize', 'prune', 'distill')
+PACKAGES = ('utils', 'data', 'models', 'quantize', 'prune', 'distill', 'train', 'export',
+            'compress')
 COMMANDS = {'train', 'test', 'detect', 'export', 'compress'}
 SCRIPTS = {'prune/normal_prune.py', 'prune/regular_prune.py', 'prune/shortcut_prune.py',
            'prune/slim_prune.py', 'prune/layer_prune.py', 'prune/layer_channel_prune.py',
@@ -68,6 +70,36 @@ def test_imports_point_down(path):
             f'{path.relative_to(ROOT)} (level {level}) imports {name} (level {LEVEL[top]})'
         assert not (own in SIBLINGS and top in SIBLINGS), \
             f'{path.relative_to(ROOT)}: {own}/ and {top}/ must not import each other'
+
+
+def root_scripts():
+    """The commands that are files at the root and not also a package of that name."""
+    return {p.stem for p in ROOT.glob('*.py') if not (ROOT / p.stem / '__init__.py').is_file()}
+
+
+def imported_roots(path, scripts):
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return [n for n in names if n.split('.')[0] in scripts]
+
+
+@pytest.mark.parametrize('path', sources() + sorted((ROOT / 'bench').rglob('*.py')),
+                         ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_module_imports_a_root_script(path):
+    found = imported_roots(path, root_scripts())
+    assert not found, f'{path.relative_to(ROOT)} imports the root script(s) {found}: import ' \
+        'the package that holds the code'
+
+
+def test_a_root_script_import_is_caught(tmp_path):
+    f = tmp_path / 'x.py'
+    f.write_text('def f():\n    import slim_prune\n    from detect import run\n')
+    assert imported_roots(f, root_scripts()) == ['slim_prune', 'detect']
+    assert {'train', 'export', 'compress'}.isdisjoint(root_scripts())  # packages now
 
 
 def test_no_module_patches_sys_path():

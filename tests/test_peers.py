@@ -62,14 +62,15 @@ def test_regularizer_pushes_bn_scales_and_keeps_training_mode():
 
 
 def test_regularizer_hook_is_built_from_train_options():
+    from train import TrainOptions
     from utils.hooks import build_hooks
 
-    class Opt:
-        extra = {'torch_pruning': {'kind': 'groupnorm', 'reg': 1e-4, 'img_size': SIZE}}
-    hooks = [h for h in build_hooks(Opt) if isinstance(h, peer_prune.RegularizerHook)]
-    assert len(hooks) == 1 and hooks[0].kind == 'groupnorm'
-    Opt.extra = {}
-    assert not [h for h in build_hooks(Opt) if isinstance(h, peer_prune.RegularizerHook)]
+    opt = TrainOptions(extra={'torch_pruning': {'kind': 'groupnorm', 'reg': 1e-4,
+                                                'img_size': SIZE}})
+    hooks = build_hooks(opt)  # the built-in ones too, none of which these options switch on
+    assert len(hooks) == 1 and isinstance(hooks[0], peer_prune.RegularizerHook)
+    assert hooks[0].kind == 'groupnorm'
+    assert not build_hooks(opt.replace(extra={}))
 
 
 def test_ptq_methods_quantize_one_graph_from_the_same_images(tmp_path, tiny_data):

@@ -1,9 +1,11 @@
 """Device selection and timing that work the same on CPU and CUDA."""
 import copy
 import math
+import os
 import time
 
 import torch
+import torch.distributed as dist
 
 from utils.errors import ToolkitError
 from utils.log import LOGGER
@@ -125,3 +127,16 @@ def param_groups(model):
             else:
                 decay.append(p)
     return decay, no_decay_bn, bias
+
+
+def setup_distributed():
+    """(rank, world size, local rank) from torchrun's environment; one process: (0, 1, -1)."""
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world == 1:
+        return 0, 1, -1
+    local = int(os.environ['LOCAL_RANK'])
+    backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+    if backend == 'nccl':
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend)
+    return dist.get_rank(), world, local
