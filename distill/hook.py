@@ -29,13 +29,13 @@ from distill.feature import (FeatureTaps, feature_loss, head_channels, imitation
 from distill.imitation import imitation_losses
 from distill.output import output_losses
 from distill.segment import segmentation_kl
+from distill.strategies import FEATURE_STRATEGIES, LABEL_FREE, Strategy
 from models.weights import WeightsError, load_model
 from utils.errors import OptionError
 from utils.hooks import TrainHook
 from utils.loss import YoloLoss
 
-STRATEGIES = (1, 2, 3, 4, 5, 6)
-FEATURE_STRATEGIES = (4, 5)  # these also imitate the head inputs, through adapters
+STRATEGIES = tuple(int(s) for s in Strategy)
 FEATURE_GAIN = 0.05  # kd_feat is relative (see feature_loss); hyp files may set 'kd_feat'
 
 
@@ -90,8 +90,9 @@ class DistillHook(TrainHook):
             if s.shape != t.shape:
                 raise WeightsError(f'student head {tuple(s.shape)} and teacher head '
                                    f'{tuple(t.shape)} differ; distillation needs equal heads')
-        if self.strategy in (1, 6):
-            return output_losses(preds, t_preds, heads, self.temperature, boxes=self.strategy == 6)
+        if self.strategy in LABEL_FREE:
+            return output_losses(preds, t_preds, heads, self.temperature,
+                                 boxes=self.strategy == Strategy.OUTPUT_BOXES)
         return self._matched_losses(model, heads, preds, t_preds, targets, imgs.shape[2:])
 
     def _gain(self, name):
@@ -106,12 +107,12 @@ class DistillHook(TrainHook):
             self.assigner = YoloLoss(model, self.hyp)
         targets = targets.to(preds[0].device)
         matches = positives(self.assigner, heads, preds, targets, img_hw)
-        if self.strategy == 2:
+        if self.strategy == Strategy.BOUNDED:
             return bounded_losses(preds, t_preds, heads, matches)
         losses = imitation_losses(preds, t_preds, heads, matches, self.temperature)
         if self.strategy in FEATURE_STRATEGIES:
             masks = None
-            if self.strategy == 5:
+            if self.strategy == Strategy.FINE_FEATURES:
                 masks = [imitation_mask(h, p.shape[2:4], p.shape[0], targets, img_hw)
                          for h, p in zip(heads, preds)]
             losses['kd_feat'] = feature_loss(self.student_taps.features,

@@ -29,6 +29,7 @@ import torch
 
 from prune.cost import percent_for_bflops
 from prune.masks import channel_plan
+from prune.modes import SparsityMode
 from utils.errors import OptionError
 
 # Every layer keeps at least a quarter of its channels: with slim's default floor (0.01) the
@@ -39,7 +40,7 @@ FADE = 2 / 3  # default share of the epochs after which the cut channels are gon
 
 class CutAim:
     def __init__(self, keep, mode, epochs, fade=FADE, round_to=1):
-        if mode == 2 or not 0 < keep < 1:
+        if mode == SparsityMode.LAYER or not 0 < keep < 1:
             raise OptionError(f'--sr-target is the share of BFLOPs to keep, in (0, 1), with '
                              f'--prune 0 or 1; got {keep} with --prune {mode}')
         if not 0 < fade <= 1:

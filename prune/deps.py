@@ -22,6 +22,7 @@ from torch import nn
 from models.layers import (Activation, ConvBNAct, Dropout, GlobalAvgPool, MaxPool, Route,
                            ScaleChannels, SegmentHead, Shortcut, Upsample, YoloLayer,
                            is_depthwise)
+from prune.modes import SparsityMode
 from prune.surgery import PruneError
 
 PASS_THROUGH = (Upsample, MaxPool, GlobalAvgPool, Dropout, Activation)
@@ -140,9 +141,10 @@ def _collect(model, spaces):
 
 def prunable_groups(model, mode: int) -> list[ChannelGroup]:
     """Mode 0: single-conv spaces; mode 1: also shortcut/SE/depthwise-merged spaces."""
-    if mode not in (0, 1):
+    if mode not in (SparsityMode.NORMAL, SparsityMode.SHORTCUT):
         raise PruneError(f'channel pruning mode must be 0 or 1, got {mode}')
-    return [g for g in channel_groups(model) if not g.fixed and (mode == 1 or not g.merged)]
+    return [g for g in channel_groups(model)
+            if not g.fixed and (mode == SparsityMode.SHORTCUT or not g.merged)]
 
 
 def residual_blocks(model) -> list[int]:

@@ -26,6 +26,7 @@ from models.darknet import is_quantized
 from prune.aim import FADE, CutAim
 from prune.cost import bflops_below, cost_weights
 from prune.deps import prunable_groups, residual_blocks
+from prune.modes import SparsityMode
 from utils.errors import OptionError
 from utils.hooks import TrainHook
 from utils.plots import gamma_histogram, plot_gamma_history
@@ -39,7 +40,7 @@ def residual_block_convs(model) -> list[int]:
 
 
 def sparse_convs(model, mode) -> list[int]:
-    convs = (residual_block_convs(model) if mode == 2 else
+    convs = (residual_block_convs(model) if mode == SparsityMode.LAYER else
              sorted(c for g in prunable_groups(model, mode) for c in g.convs))
     return [c for c in convs if isinstance(model.module_list[c].bn, nn.BatchNorm2d)]
 
@@ -49,7 +50,7 @@ class SparsityHook(TrainHook):
 
     def __init__(self, s, mode, schedule='constant', epochs=1, flops=False, target=None,
                  fade=FADE, round_to=1):
-        if flops and mode == 2:
+        if flops and mode == SparsityMode.LAYER:
             raise OptionError('--sr-flops weighs channels; it needs --prune 0 or 1, not 2')
         self.s, self.mode, self.schedule, self.epochs = s, mode, schedule, epochs
         self.flops, self.groups, self.img_size = flops, [], None

@@ -14,10 +14,21 @@ float, as engines leave a network's last conv when no quantize node follows it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import IntEnum
 
 from utils.errors import OptionError
 
-MODES = {1: 'google', 2: 'dorefa', 3: 'tensorrt'}
+
+
+class QuantMode(IntEnum):
+    """train.py --quantized N: the numbers users type (and checkpoints keep), the names the code
+    tests."""
+    GOOGLE = 1
+    DOREFA = 2
+    TENSORRT = 3
+
+
+MODES = {int(m): m.name.lower() for m in QuantMode}
 OBSERVERS = ('minmax', 'ema', 'percentile')
 
 
@@ -41,10 +52,12 @@ class QuantConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise OptionError(f'--quantized must be one of {sorted(MODES)}, got {self.mode}')
+        self.mode = int(self.mode)  # a plain number in checkpoints (they load weights_only)
         for name in ('w_bits', 'a_bits'):
             bits = getattr(self, name)
-            low = 1 if (self.mode == 2 and name == 'w_bits') else 2
-            high = 8 if self.mode == 2 else 16  # 16: the q16 fixed-point format
+            dorefa = self.mode == QuantMode.DOREFA
+            low = 1 if (dorefa and name == 'w_bits') else 2
+            high = 8 if dorefa else 16  # 16: the q16 fixed-point format
             if not low <= bits <= high:
                 raise OptionError(f'--{name.replace("_", "-")} must be in {low}..{high} for mode '
                                  f'{self.mode}, got {bits}')
@@ -58,7 +71,7 @@ class QuantConfig:
 
     @property
     def symmetric_activations(self) -> bool:
-        return self.mode == 3
+        return self.mode == QuantMode.TENSORRT
 
     def to_dict(self) -> dict:
         return asdict(self)

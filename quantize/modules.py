@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.layers import ConvBNAct, Shortcut, fold_conv_bn
+from quantize.config import QuantMode
 from quantize.observers import make_observer
 from quantize.quantizers import (affine_params, dorefa_weight, fake_quant, symmetric_range,
                                  symmetric_scale)
@@ -78,7 +79,7 @@ class QuantConvBNAct(nn.Module):
         bits = bits or self.w_bits
         if not self.enabled:
             return w
-        if self.config.mode == 2:
+        if self.config.mode == QuantMode.DOREFA:
             return dorefa_weight(w, bits)
         amax = w.detach().abs().flatten(1).amax(1)
         scale = symmetric_scale(amax, bits, self.config.fpga).view(-1, 1, 1, 1)
@@ -116,9 +117,9 @@ class QuantConvBNAct(nn.Module):
         """The spacing of the quantized weights wq = quant_weight(w, bits), per output channel."""
         bits = bits or self.w_bits
         n = w.shape[0]
-        if self.config.mode == 2 and bits == 1:  # sign(w) x mean |w|: one magnitude
+        if self.config.mode == QuantMode.DOREFA and bits == 1:  # sign(w) x mean |w|: one magnitude
             return wq.abs().max().expand(n).clone()
-        if self.config.mode == 2:  # DoReFa: (2j - m) / m on the whole layer, m = 2^bits - 1
+        if self.config.mode == QuantMode.DOREFA:  # (2j - m) / m on the whole layer, m = 2^bits - 1
             return torch.full((n,), 1.0 / (2 ** bits - 1), dtype=wq.dtype, device=wq.device)
         return symmetric_scale(w.abs().flatten(1).amax(1), bits, self.config.fpga)
 

@@ -13,7 +13,7 @@ is a copy or an integer add, not a requantization.
 from __future__ import annotations
 
 from models.layers import ConvBNAct, Dropout, MaxPool, Route, Shortcut, Upsample
-from quantize.config import QuantConfig
+from quantize.config import QuantConfig, QuantMode
 from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
 
 PASS_THROUGH = (Upsample, MaxPool, Dropout)  # keep their input's integer values and scale
@@ -36,7 +36,7 @@ def quantize_model(model, config: QuantConfig, filter_fn=None):
     eight_bit = {convs[0]} | {j - 1 for j in model.yolo_layers} if convs else set()
     float_out = head_convs(model) if config.float_heads else set()
     for i in convs:
-        keep8 = config.mode == 2 and not config.dorefa_all and i in eight_bit
+        keep8 = config.mode == QuantMode.DOREFA and not config.dorefa_all and i in eight_bit
         bits = (8, 8) if keep8 else (config.w_bits, config.a_bits)
         if written.get(i) == 'int4':
             bits = (4, 8)
@@ -45,7 +45,7 @@ def quantize_model(model, config: QuantConfig, filter_fn=None):
     for i, m in enumerate(ml):
         if isinstance(m, Shortcut):
             ml[i] = QuantShortcut(m, config, config.a_bits)
-    if config.mode == 3 or config.fpga:
+    if config.mode == QuantMode.TENSORRT or config.fpga:
         share_joined_scales(model)
     model.quant_config = config.to_dict()
     return model
