@@ -26,7 +26,7 @@ from utils.datasets import DataError, load_names, parse_data_cfg
 from utils.log import LOGGER
 from utils.errors import OptionError
 from utils.nms import non_max_suppression
-from utils.options import Parser, add_shared, at_least, one_size, unit_float
+from utils.options import Parser, add_shared, at_least, keyword_options, one_size, unit_float
 from utils.files import atomic_write_text, write_image
 from utils.plots import draw_boxes, draw_mask, palette
 from utils.runs import increment_path
@@ -138,6 +138,7 @@ def show(window, img, state):
 
 
 @torch.no_grad()
+@keyword_options
 def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, names=None,
         img_size=None, conf_thres=0.25, iou_thres=0.45, classes=None, agnostic_nms=False,
         max_det=300, save_txt=False, save_masks=False, view_img=False, device='',

@@ -25,7 +25,7 @@ from utils.errors import OptionError
 from utils.evaluate import evaluate_model
 from utils.files import atomic_write_text
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, at_least, one_size, unit_float
+from utils.options import Parser, add_shared, at_least, keyword_options, one_size, unit_float
 from utils.plots import save_figure
 from utils.runs import increment_path
 from utils.torch_utils import select_device
@@ -36,6 +36,7 @@ DARKNET = {'conf_thres': 0.005, 'iou_thres': 0.45}
 DEFAULT = {'conf_thres': 0.001, 'iou_thres': 0.6}
 
 
+@keyword_options
 def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size=None,
         conf_thres=None, iou_thres=None, task='val', save_json=False, project='runs/test',
         name='exp', exist_ok=False, device='', workers=None, max_det=300, plots=True, verbose=True,
@@ -87,7 +88,7 @@ def run(data='data/shapes.data', weights=None, cfg=None, batch_size=16, img_size
 def study(data, weights, cfg, batch_size, img_size, conf_thres, iou_thres, project, name,
           exist_ok, device, workers, max_det, amp=None, darknet=False):
     """mAP and speed over a range of input sizes: study.json and study.png."""
-    import matplotlib.pyplot as plt  # noqa: PLC0415 (utils.plots chose the Agg backend)
+    import matplotlib.pyplot as plt  # utils.plots chose the Agg backend
     save_dir = increment_path(project, name, exist_ok)
     img_size = one_size(img_size, (load_for_inference(weights, cfg, 'cpu').img_size or [0, 320])[1])
     sizes = list(range(max(64, img_size // 2 // 32 * 32), img_size * 3 // 2 + 1, 32))

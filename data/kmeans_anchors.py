@@ -22,7 +22,7 @@ from utils.boxes import wh_iou
 from utils.cli import friendly_errors
 from utils.datasets import DataError, load_items, parse_data_cfg
 from utils.errors import OptionError
-from utils.options import Parser, at_least, image_size, positive_float
+from utils.options import Parser, at_least, image_size, keyword_options, positive_float
 
 
 def label_sizes(data, img_size):
@@ -120,6 +120,7 @@ def _yolo_blocks_finest_first(blocks):
     return [j + 1 for j in order]
 
 
+@keyword_options
 def run(data='data/shapes.data', n=9, img_size=320, cfg=None, out=None, generations=1000,
         seed=0, ratio=4.0):
     if bool(cfg) != bool(out):

@@ -3,6 +3,7 @@ evaluate, save, report. A script only says how it builds its PrunePlan."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from utils.datasets import create_dataloader, parse_data_cfg
 from utils.evaluate import evaluate_model
 from utils.files import atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, at_least, one_size
+from utils.errors import OptionError
+from utils.options import Parser, add_shared, at_least, closest, one_size
 from utils.runs import increment_path
 from utils.torch_utils import select_device
 
@@ -106,9 +108,11 @@ def run_method(method, cfg='', data='data/shapes.data', weights='weights/yolov3-
     """Prune with a registered method; ``options`` are its selection options (None: default).
     Returns the prune.json content."""
     m = METHODS[method]
-    unknown = set(options) - set(OPTIONS)
+    unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise PruneError(f"{method}: unknown option(s) {', '.join(sorted(unknown))}")
+        known = [*inspect.signature(run_method).parameters, *OPTIONS]
+        raise OptionError(f"{method}: unknown option '{unknown[0]}'"
+                          f'{closest(unknown[0], known)}')
     opts = m.resolve(**options)
     return prune_and_report(method, m.tag(opts), lambda model: m.select(model, **opts), cfg,
                             data, weights, img_size, batch_size, device, workers, eval,

@@ -50,7 +50,7 @@ from utils.cli import friendly_errors
 from utils.errors import ToolkitError
 from utils.files import atomic_path, atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser
+from utils.options import Parser, keyword_options
 from utils.runs import increment_path
 
 FORMATS = {f: np.iinfo(t).bits for f, t in WIDTH.items()}  # the most bits a format holds
@@ -261,6 +261,7 @@ def check_format(manifest, arrays, fmt):
     return fmt
 
 
+@keyword_options
 def run(weights='', format='', project='runs/int', name='exp', exist_ok=False):
     model = load_model(weights)
     manifest, arrays = integer_model(model, format)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from models.weights import load_model, save_checkpoint
 from quantize.calibrate import METHODS, calibrate, calibration_batches
-from quantize.config import QuantConfig
+from quantize.config import QuantConfig, QuantMode
 from quantize.equalize import equalize as equalize_ranges
 from quantize.qat import quantize_model
 from utils.cli import friendly_errors
@@ -32,7 +32,7 @@ from utils.errors import OptionError
 from utils.evaluate import evaluate_model, headline
 from utils.files import atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, one_size
+from utils.options import Parser, add_shared, keyword_options, one_size
 from utils.runs import increment_path
 from utils.torch_utils import select_device
 
@@ -57,7 +57,7 @@ def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=Fa
     if asymmetric and fmt != 's8':
         raise OptionError(f'--asymmetric: the fixed-point format {fmt} takes symmetric ranges')
     float_heads = fmt == 's8' and not int8_heads
-    config = QuantConfig(mode=1 if asymmetric else 3,
+    config = QuantConfig(mode=QuantMode.GOOGLE if asymmetric else QuantMode.TENSORRT,
                          **{'fpga': fpga, 'float_heads': float_heads, **FORMATS[fmt]})
     model = copy.deepcopy(float_model).eval()
     if equalize:
@@ -68,6 +68,7 @@ def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=Fa
     return model
 
 
+@keyword_options
 def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib=256,
         method=DEFAULTS['method'], percentile=99.99, fpga=False, format='s8', img_size=320,
         batch_size=16, device='', workers=2, eval=True, project='runs/ptq', name='exp',

@@ -35,7 +35,7 @@ from models.layers import ConvBNAct
 from models.weights import load_model, save_checkpoint
 from models.sparse24 import can_be_24, layer_conv, mask_24
 from quantize.calibrate import METHODS, calibrate
-from quantize.config import QuantConfig
+from quantize.config import QuantConfig, QuantMode
 from quantize.modules import ActQuant, QuantConvBNAct
 from quantize.calibrate import calibration_batches
 from quantize.qat import INTEGER, quantize_model
@@ -45,7 +45,7 @@ from utils.errors import OptionError
 from utils.evaluate import evaluate_model, headline
 from utils.files import atomic_write_text
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, non_negative_float, one_size
+from utils.options import Parser, add_shared, keyword_options, non_negative_float, one_size
 from utils.plots import pyplot, save_figure
 from utils.runs import increment_path
 from utils.torch_utils import select_device
@@ -96,7 +96,8 @@ def int8_alone(qmodel, i):
 
 
 def calibrated_copy(float_model, batches_calib, method, w_bits=8):
-    qmodel = quantize_model(copy.deepcopy(float_model), QuantConfig(mode=3, w_bits=w_bits))
+    config = QuantConfig(mode=QuantMode.TENSORRT, w_bits=w_bits)
+    qmodel = quantize_model(copy.deepcopy(float_model), config)
     calibrate(qmodel, batches_calib, method)
     return qmodel
 
@@ -148,7 +149,7 @@ def as_written(model, batches_calib, method):
     """A float model whose cfg carries precision= keys, quantized and calibrated as they say."""
     if all(model.blocks[i + 1].get('precision') not in INTEGER for i in conv_layers(model)):
         return model
-    model = quantize_model(model, QuantConfig(mode=3))
+    model = quantize_model(model, QuantConfig(mode=QuantMode.TENSORRT))
     calibrate(model, batches_calib, method)
     return model
 
@@ -216,6 +217,7 @@ def plot(rows, path):
     save_figure(fig, path)
 
 
+@keyword_options
 def run(weights='weights/yolov3-mini.pt', cfg='', data='data/shapes.data', calib=256,
         method='mse', subset=128, max_drop=None, sparse24=False, int4=False, img_size=320,
         batch_size=16,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
+import inspect
 import math
 import sys
 
@@ -26,6 +28,22 @@ def closest(name, choices):
     """' (did you mean X?)' for the most similar of choices, or ''."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f' (did you mean {match[0]}?)' if match else ''
+
+
+def keyword_options(run):
+    """For a command's run(**kw) written as a plain function: a keyword it does not take is an
+    OptionError naming the closest one it does (as Options.from_kwargs says for the commands
+    whose options are dataclasses), not a TypeError."""
+    params = inspect.signature(run).parameters.values()
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    @functools.wraps(run)
+    def checked(*args, **kw):
+        for key in kw:
+            if key not in names:
+                raise OptionError(f"unknown option '{key}'{closest(key, names)}")
+        return run(*args, **kw)
+    return checked
 
 
 class Parser(argparse.ArgumentParser):
