@@ -87,7 +87,11 @@ class MaxPool(nn.Module):
         before, after = pad[0], pad[1]
         if pad[:2] == pad[2:] and before == after and before <= self.size // 2:
             return F.max_pool2d(x, self.size, self.stride, before)
-        if any(pad):
+        if max(pad) < self.size:  # every window holds a real pixel: repeating the edge gives
+            # the same maxima, and keeps infinities out of exported graphs (calibrators that
+            # histogram every tensor, onnxruntime's among them, fail on them)
+            x = F.pad(x, pad, mode='replicate')
+        elif any(pad):
             x = F.pad(x, pad, value=float('-inf'))
         return F.max_pool2d(x, self.size, self.stride)
 

@@ -215,3 +215,24 @@ def test_maxpool_pads_only_what_a_window_reaches(size, stride, padding, hw):
     assert torch.equal(got, ref)
     g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
     assert torch.equal(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(ref, x, g)[0])
+
+
+def test_every_block_the_dialect_accepts_has_a_builder():
+    """The cfg dialect (models/dialect.py) and the module builders list the same block types:
+    a type accepted but not built would fail at build time, one built but not accepted never."""
+    from models.darknet import BUILDERS
+    from models.dialect import BUILT
+    assert set(BUILDERS) == set(BUILT) - {'net'}
+
+
+@pytest.mark.parametrize('size,stride,padding', [(2, 1, 1), (3, 1, 2), (2, 2, 1), (3, 2, 2),
+                                                 (5, 1, 4), (2, 1, 3)])
+def test_maxpool_edge_padding_takes_the_maxima_of_real_pixels(size, stride, padding):
+    """The pool repeats the edge where every window holds a real pixel (no infinities in an
+    exported graph): the maxima are darknet's, those of -inf padding, on odd and even sizes."""
+    pool = MaxPool(size, stride, padding)
+    for h, w in ((13, 13), (12, 17), (7, 8)):
+        x = torch.randn(2, 3, h, w)
+        pad = pool._reached(h, w)
+        want = F.max_pool2d(F.pad(x, pad, value=float('-inf')), size, stride)
+        assert torch.equal(pool(x), want)
