@@ -52,8 +52,8 @@ def mean_valid(a):
 
 def coco_eval(ground_truth_file, predictions_file):
     """pycocotools' bbox evaluation of one run, with test.py's detection limit and AREAS."""
-    from pycocotools.coco import COCO  # noqa: PLC0415 (a test/bench-only dependency)
-    from pycocotools.cocoeval import COCOeval  # noqa: PLC0415
+    from pycocotools.coco import COCO  # a test/bench-only dependency
+    from pycocotools.cocoeval import COCOeval
 
     coco = COCO(str(ground_truth_file))
     ev = COCOeval(coco, coco.loadRes(str(predictions_file)), 'bbox')

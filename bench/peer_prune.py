@@ -28,7 +28,7 @@ def pruner(model, kind, ratio, img_size, reg=None):
     """Torch-Pruning's BNScalePruner or GroupNormPruner over the whole network (global
     ranking), the convs that feed the heads left whole: their channels are anchors x (5 +
     classes) or the segmentation classes."""
-    import torch_pruning as tp  # noqa: PLC0415
+    import torch_pruning as tp
 
     heads = [model.module_list[j - 1].conv for j in model.head_layers]
     common = {'pruning_ratio': ratio, 'global_pruning': True, 'ignored_layers': heads,

@@ -55,9 +55,9 @@ class _Reader:
 
 
 def ort_graphs(float_path, arrays, out):
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat,  # noqa: PLC0415
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat,
                                           quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = out / 'ort_prepared.onnx'  # the pre-processing onnxruntime's docs ask for
     quant_pre_process(str(float_path), str(prepared))
@@ -70,8 +70,8 @@ def ort_graphs(float_path, arrays, out):
 
 
 def nncf_graphs(float_path, arrays, out):
-    import nncf  # noqa: PLC0415
-    import onnx  # noqa: PLC0415
+    import nncf
+    import onnx
 
     images = [x[i:i + 1] for x in arrays for i in range(len(x))]
     dataset = nncf.Dataset(images, lambda x: {'images': x})

@@ -77,7 +77,7 @@ def toolkit_row(opt, keep):
 
 
 def torch_pruning_rows(opt, kind, names):
-    from bench.peer_prune import pruned_to  # noqa: PLC0415 (needs torch_pruning)
+    from bench.peer_prune import pruned_to  # needs torch_pruning
 
     tag = f'tp_{kind}'
     spec = {'kind': kind, 'reg': opt.s if kind == 'bnscale' else opt.tp_reg,
@@ -101,7 +101,7 @@ def prune_rows(opt, notes):
     names = parse_data_cfg(opt.data)['names']
     rows = [toolkit_row(opt, keep) for keep in opt.keep]
     try:
-        import torch_pruning  # noqa: F401, PLC0415
+        import torch_pruning  # noqa: F401
     except ImportError:
         notes.append('Torch-Pruning rows left out: pip install torch-pruning '
                      '(or pip install -e .[peers])')

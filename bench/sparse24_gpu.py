@@ -86,7 +86,7 @@ def timed(fn, reps, rounds=5):
 
 
 def layer_row(i, conv, x, reps):
-    from torch.sparse import to_sparse_semi_structured  # noqa: PLC0415
+    from torch.sparse import to_sparse_semi_structured
     a = pad_to(patches(x, conv).half().cuda(), PAD_COLS, PAD_COLS)
     w = pad_to(gemm_weight(conv).half().cuda(), PAD_ROWS, PAD_COLS)
     w_sparse = to_sparse_semi_structured(w)
@@ -104,7 +104,7 @@ def layer_row(i, conv, x, reps):
 
 def big_gemm(n, reps):
     """A large square GEMM: what the hardware gives when the matrices fill it."""
-    from torch.sparse import to_sparse_semi_structured  # noqa: PLC0415
+    from torch.sparse import to_sparse_semi_structured
     w = torch.randn(n, n, dtype=torch.half, device='cuda')
     w = w * mask_24(w[:, :, None, None])[:, :, 0, 0]  # runs of 4 along the reduction axis
     a = torch.randn(n, n, dtype=torch.half, device='cuda')
@@ -132,7 +132,7 @@ def main(argv=None):
     if not torch.cuda.is_available():
         raise SystemExit('no CUDA device: 2:4 sparse tensor cores need an NVIDIA GPU of the '
                          'Ampere generation or later (the layout check above ran on the CPU)')
-    from torch.sparse import SparseSemiStructuredTensor  # noqa: PLC0415
+    from torch.sparse import SparseSemiStructuredTensor
     name = torch.cuda.get_device_name()
     rows = []
     for b in opt.batch:

@@ -112,7 +112,7 @@ def for_classes(cfg, data):
 def end_to_end(cfg, data, img_size, batch, device, given, steps, warmup=3):
     """Loader alone, step alone, both together: img/s of each through train.py's Trainer
     (``given``: the train.py options set, the others at their defaults)."""
-    import train  # noqa: PLC0415 (the bench builds the real training run)
+    import train  # the bench builds the real training run
     opt = train.resolved(train.TrainOptions.from_kwargs(
         cfg=for_classes(cfg, data), data=data, img_size=[img_size], batch_size=batch,
         device=device, epochs=1, notest=True, nosave=True, project='runs/bench',

@@ -141,7 +141,7 @@ def make_image(seed, split, index, size):
 def _scene(hard, seed, split, index, size):
     """(image, label lines, mask, JPEG quality) of one image of the easy or the hard set."""
     if hard:
-        from data.hard_shapes import make_image as hard_image  # noqa: PLC0415 (imports this file)
+        from data.hard_shapes import make_image as hard_image  # imports this file
         return hard_image(seed, split, index, size)
     return (*make_image(seed, split, index, size), 92)
 

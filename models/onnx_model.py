@@ -104,7 +104,7 @@ class OnnxModel(GraphModel):
 
     def _open(self, threads):
         try:
-            import onnxruntime as ort  # noqa: PLC0415
+            import onnxruntime as ort
         except ImportError:
             raise WeightsError(f'{self.path}: running ONNX models needs onnxruntime: '
                                'pip install onnxruntime') from None

@@ -21,7 +21,7 @@ class OpenVinoModel(GraphModel):
 
     def _open(self, threads):
         try:
-            import openvino as ov  # noqa: PLC0415 (optional dependency)
+            import openvino as ov  # optional dependency
         except ImportError:
             raise WeightsError(f'{self.path}: running an OpenVINO IR needs openvino: '
                                'pip install openvino') from None

@@ -68,9 +68,9 @@ def check_darknet(weights, cfg):
 def onnx_conv_weights(path):
     """{Conv node name: weight array} of an ONNX file; a Q/DQ graph's weights are its integers
     minus their zero point (zero where the float weight is zero)."""
-    import onnx  # noqa: PLC0415
-    from google.protobuf.message import DecodeError  # noqa: PLC0415 (onnx's dependency)
-    from onnx import numpy_helper  # noqa: PLC0415
+    import onnx
+    from google.protobuf.message import DecodeError  # onnx's dependency
+    from onnx import numpy_helper
 
     try:
         g = onnx.load(str(path)).graph

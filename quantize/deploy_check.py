@@ -104,10 +104,10 @@ def _activation_outputs(graph):
 
 def _run_with_outputs(onnx_path, runtime, names, x):
     """{name: value} of the graph's tensors ``names`` on input x, in ``runtime``."""
-    import onnx  # noqa: PLC0415
+    import onnx
 
     if runtime == 'onnxruntime':
-        import onnxruntime as ort  # noqa: PLC0415
+        import onnxruntime as ort
         graph = onnx.load(onnx_path)
         for name in names:
             graph.graph.output.append(
@@ -116,7 +116,7 @@ def _run_with_outputs(onnx_path, runtime, names, x):
                                        providers=['CPUExecutionProvider'])
         values = session.run(names, {session.get_inputs()[0].name: x})
         return dict(zip(names, values))
-    import openvino as ov  # noqa: PLC0415
+    import openvino as ov
     core = ov.Core()
     model = core.read_model(onnx_path)
     model.add_outputs(names)
@@ -129,7 +129,7 @@ def _run_with_outputs(onnx_path, runtime, names, x):
 def parting_layer(onnx_path, runtime, model, x):
     """The first layer whose dequantized output in ``runtime`` differs from the fake-quant
     model's by more than one step in more than PARTED of its values, or None."""
-    import onnx  # noqa: PLC0415
+    import onnx
 
     outputs = _activation_outputs(onnx.load(onnx_path))
     grids = output_quantizers(model)

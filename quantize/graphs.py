@@ -36,7 +36,7 @@ class ExportError(ToolkitError, RuntimeError):
 def export_onnx(model, stem, img_hw, batch=1, dynamic=False, opset=17, nms=False,
                 simplify=False, iou_thres=0.45, conf_thres=0.25, max_det=300, qdq='tensorrt'):
     """Write an ONNX graph; a quantized model becomes an int8 Q/DQ graph (quantize/qdq.py)."""
-    import onnx  # noqa: PLC0415 (optional dependency, needed only here)
+    import onnx  # optional dependency, needed only here
 
     path = f'{stem}.onnx'
     int8 = is_quantized(model)
@@ -84,7 +84,7 @@ def export_openvino(model, stem, img_hw, batch=1, **onnx_kw):
     the weights within +-63 so that x86 CPUs without VNNI compute them exactly,
     docs/results/latency.md)."""
     try:
-        import openvino as ov  # noqa: PLC0415 (optional dependency, needed only here)
+        import openvino as ov  # optional dependency, needed only here
     except ImportError:
         raise ExportError('--format openvino needs openvino: pip install openvino') from None
     scratch = f'.{Path(stem).name}.tmp{os.getpid()}.'  # swept like a temporary file if killed
@@ -100,7 +100,7 @@ def export_openvino(model, stem, img_hw, batch=1, **onnx_kw):
 
 def add_nms(graph, iou_thres, conf_thres, max_det):
     """Append NonMaxSuppression (per class, corner boxes) reading ``boxes`` and ``scores``."""
-    from onnx import TensorProto, helper  # noqa: PLC0415
+    from onnx import TensorProto, helper
 
     g = graph.graph
     g.node.extend([
@@ -120,7 +120,7 @@ def add_nms(graph, iou_thres, conf_thres, max_det):
 
 def _simplify(graph):
     try:
-        import onnxslim  # noqa: PLC0415
+        import onnxslim
     except ImportError:
         raise ExportError('--simplify needs onnxslim: pip install onnxslim') from None
     return onnxslim.slim(graph)
@@ -132,7 +132,7 @@ def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', 
     quantized), one static graph per batch size: what deployments run, and onnxruntime plans
     static shapes better (docs/results/latency.md). A fresh session per block,
     so that no idle session's threads compete with the one being timed."""
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     providers = ['CPUExecutionProvider']
     if device.type == 'cuda':  # a CPU-only onnxruntime runs there on the CPU: say so in the row

@@ -174,7 +174,7 @@ def run(manifest, arrays, pixels, keep_all=False):
 
 def image_pixels(path, img_size):
     """An image file as detect.py feeds it: letterboxed to img_size, RGB, (1, 3, h, w) uint8."""
-    from utils.sources import image_problem, prepare  # noqa: PLC0415
+    from utils.sources import image_problem, prepare
 
     img = read_image(path)
     problem = image_problem(img)
@@ -219,7 +219,7 @@ def run_cli(weights='', source='', img_size=None, dump_dir=''):
     check_dump_folder(dump_dir)
     manifest, arrays = load(weights)
     if img_size is None:
-        from models.cfg import load_blocks  # noqa: PLC0415
+        from models.cfg import load_blocks
 
         img_size = load_blocks(manifest['cfg'])[0].get('height')
     pixels = image_pixels(source, img_size)

@@ -238,7 +238,7 @@ def qdq_model(model, target='tensorrt'):
 
 def int8_initializers(graph):
     """Replace QuantizeLinear of a constant by its integer result (an initializer)."""
-    from onnx import numpy_helper  # noqa: PLC0415
+    from onnx import numpy_helper
 
     g = graph.graph
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}

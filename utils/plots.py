@@ -16,9 +16,9 @@ from utils.files import atomic_path
 def pyplot():
     """matplotlib.pyplot on the Agg backend, imported on first use (importing it costs every
     command's start a good part of a second otherwise)."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
     return plt
 
 
