@@ -145,6 +145,15 @@ class QuantConvBNAct(nn.Module):
             bn.num_batches_tracked += 1
         return y
 
+    def _bn(self, z):
+        """The BN of an unfolded conv; once frozen, with its running statistics in training too
+        (the scales it feeds were observed with them)."""
+        bn = self.bn
+        if not (self.bn_frozen and self.training and isinstance(bn, nn.BatchNorm2d)):
+            return bn(z)
+        return F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0,
+                            bn.eps)
+
     def out_shape(self, shape, _=()):
         return ConvBNAct.out_shape(self, shape)
 
@@ -157,7 +166,7 @@ class QuantConvBNAct(nn.Module):
         if self.fold:
             y = self._folded(x)
         else:
-            y = self.bn(self._conv(x, self.quant_weight(self.conv.weight), self.conv.bias))
+            y = self._bn(self._conv(x, self.quant_weight(self.conv.weight), self.conv.bias))
         y = self.act(y)
         return y if self.out_quant is None else self.out_quant(y)
 

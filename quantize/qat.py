@@ -122,7 +122,7 @@ def set_quant_enabled(model, enabled: bool):
 
 
 def freeze(model, observers=True, bn=True):
-    """Stop range updates (observers) and batch statistics (folded BN) from now on."""
+    """Stop range updates (observers) and batch statistics (BN, folded or not) from now on."""
     for m in model.modules():
         if observers and isinstance(m, ActQuant):
             m.observer.enabled = False
