@@ -102,8 +102,9 @@ class TrainOptions(Options):
     float_heads: bool = field(False, "QAT: the heads' convs keep a float output, as "
                               "quantize/ptq.py's do (not for the fixed-point exports)",
                               action='store_true')
-    quant_freeze_epoch: int = field(-1, 'freeze observers and folded BN from this epoch '
-                                    '(default: at 70%% of the epochs)', type=at_least(-1))
+    quant_freeze_epoch: int = field(-1, 'freeze observers and BN statistics from this epoch '
+                                    '(default: at 70%% of the epochs; 0: from the start)',
+                                    type=at_least(-1))
     sparse24: bool = field(False, "2:4 structured sparsity (the cfg's sparse=1 convs, else all "
                            'that can): magnitude masks from the start weights, kept every step',
                            action='store_true')
