@@ -1,6 +1,6 @@
-"""`python3 layer_channel_prune.py` from the repository root, as the reference toolkit writes it;
-the script is prune/layer_channel_prune.py (also `python3 -m prune.layer_channel_prune`)."""
-from prune.layer_channel_prune import main
+"""`python3 layer_channel_prune.py`, as the reference toolkit writes it: the prune command with
+its method fixed (`python3 -m prune --method layer_channel`)."""
+from prune.cli import method_main
 
 if __name__ == '__main__':
-    main()
+    method_main('layer_channel')()

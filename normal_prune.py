@@ -1,6 +1,6 @@
-"""`python3 normal_prune.py` from the repository root, as the reference toolkit writes it;
-the script is prune/normal_prune.py (also `python3 -m prune.normal_prune`)."""
-from prune.normal_prune import main
+"""`python3 normal_prune.py`, as the reference toolkit writes it: the prune command with
+its method fixed (`python3 -m prune --method normal`)."""
+from prune.cli import method_main
 
 if __name__ == '__main__':
-    main()
+    method_main('normal')()

@@ -1,6 +1,6 @@
-"""`python3 regular_prune.py` from the repository root, as the reference toolkit writes it;
-the script is prune/regular_prune.py (also `python3 -m prune.regular_prune`)."""
-from prune.regular_prune import main
+"""`python3 regular_prune.py`, as the reference toolkit writes it: the prune command with
+its method fixed (`python3 -m prune --method regular`)."""
+from prune.cli import method_main
 
 if __name__ == '__main__':
-    main()
+    method_main('regular')()

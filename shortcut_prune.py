@@ -1,6 +1,6 @@
-"""`python3 shortcut_prune.py` from the repository root, as the reference toolkit writes it;
-the script is prune/shortcut_prune.py (also `python3 -m prune.shortcut_prune`)."""
-from prune.shortcut_prune import main
+"""`python3 shortcut_prune.py`, as the reference toolkit writes it: the prune command with
+its method fixed (`python3 -m prune --method shortcut`)."""
+from prune.cli import method_main
 
 if __name__ == '__main__':
-    main()
+    method_main('shortcut')()

@@ -1,6 +1,6 @@
-"""`python3 slim_prune.py` from the repository root, as the reference toolkit writes it;
-the script is prune/slim_prune.py (also `python3 -m prune.slim_prune`)."""
-from prune.slim_prune import main
+"""`python3 slim_prune.py`, as the reference toolkit writes it: the prune command with
+its method fixed (`python3 -m prune --method slim`)."""
+from prune.cli import method_main
 
 if __name__ == '__main__':
-    main()
+    method_main('slim')()

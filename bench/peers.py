@@ -27,8 +27,9 @@ import train
 from bench import peer_ptq
 from bench.subset import subset_data
 from models.weights import load_model, save_checkpoint
-from prune import slim_prune
 from prune.cost import percent_for_bflops
+from prune.methods import METHODS
+from prune.runner import run_method
 from quantize import graphs
 from quantize.loader import inference_form
 from utils.datasets import parse_data_cfg
@@ -63,8 +64,8 @@ def toolkit_row(opt, keep):
     last, t_sparse = timed(sparse_run, opt, f'{tag}_sparse', sr=True, s=opt.s, prune=1,
                            sr_target=keep)
     model = load_model(last).float().eval()
-    pct = percent_for_bflops(model, keep, opt.img_size, slim_prune.select)
-    report, t_prune = timed(slim_prune.run, percent=pct, data=opt.data, weights=str(last),
+    pct = percent_for_bflops(model, keep, opt.img_size, METHODS['slim'].plan)
+    report, t_prune = timed(run_method, 'slim', percent=pct, data=opt.data, weights=str(last),
                             img_size=opt.img_size, latency_runs=0, project=opt.project,
                             name=tag, exist_ok=True)
     tuned, t_ft = timed(finetune, report['cfg'], report['pt'], opt, f'{tag}_ft')

@@ -1,4 +1,4 @@
-"""Accuracy vs cost of every prune script on the built-in dataset: mAP right after pruning and
+"""Accuracy vs cost of every prune method on the built-in dataset: mAP right after pruning and
 after a short fine-tune, against params and BFLOPs. Prints a table, writes JSON and a plot.
 
     python3 train.py --weights weights/yolov3-mini.pt -sr --s 0.005 --prune 1 --epochs 12 \
@@ -28,22 +28,22 @@ from utils.evaluate import evaluate_on
 from utils.torch_utils import select_device
 import train
 from models.weights import load_model
-from prune import (layer_channel_prune, layer_prune, normal_prune, regular_prune,
-                   shortcut_prune, slim_prune)
 from prune.cost import percent_for_bflops
 from prune.masks import RANKS
-from prune.surgery import PruneError
+from prune.methods import METHODS
+from prune.runner import run_method
+from prune.plan import PruneError
 from utils.plots import save_figure
 from utils.runs import increment_path
 
-SETTINGS = [  # (label, script, arguments)
-    ('normal 0.5', normal_prune, {'percent': 0.5}),
-    ('regular 0.5', regular_prune, {'percent': 0.5}),
-    ('shortcut 0.5', shortcut_prune, {'percent': 0.5}),
-    ('slim 0.5', slim_prune, {'percent': 0.5}),
-    ('layer 2', layer_prune, {'shortcuts': 2}),
-    ('layer 4', layer_prune, {'shortcuts': 4}),
-    ('layer_channel 0.5+2', layer_channel_prune, {'percent': 0.5, 'shortcuts': 2}),
+SETTINGS = [  # (label, method, arguments)
+    ('normal 0.5', 'normal', {'percent': 0.5}),
+    ('regular 0.5', 'regular', {'percent': 0.5}),
+    ('shortcut 0.5', 'shortcut', {'percent': 0.5}),
+    ('slim 0.5', 'slim', {'percent': 0.5}),
+    ('layer 2', 'layer', {'shortcuts': 2}),
+    ('layer 4', 'layer', {'shortcuts': 4}),
+    ('layer_channel 0.5+2', 'layer_channel', {'percent': 0.5, 'shortcuts': 2}),
 ]
 
 
@@ -60,11 +60,11 @@ def evaluate(weights, data, img_size, out, name):
     return {'map50': round(m['map50'], 4), 'map50_95': round(m['map50_95'], 4)}
 
 
-def one_setting(label, script, args, opt, out):
+def one_setting(label, method, args, opt, out):
     name = re.sub(r'[^\w.]+', '_', label).strip('_')
-    report = script.run(**args, data=opt.data, weights=str(opt.sparse), img_size=opt.img_size,
-                        latency_runs=opt.latency_runs, project=str(out), name=name,
-                        exist_ok=True)
+    report = run_method(method, **args, data=opt.data, weights=str(opt.sparse),
+                        img_size=opt.img_size, latency_runs=opt.latency_runs, project=str(out),
+                        name=name, exist_ok=True)
     teacher = {'t_weights': opt.weights, 'KDstr': opt.KDstr} if opt.KDstr else {}
     tuned = train.run(cfg=report['cfg'], weights=report['pt'], data=opt.data,
                       epochs=opt.ft_epochs, img_size=[opt.img_size], project=str(out),
@@ -133,14 +133,14 @@ def main(argv=None):
     opt.project = str(out)
     opt.sparse = opt.sparse or sparse_train(opt)
     pct = percent_for_bflops(load_model(opt.sparse), 1 - opt.target, opt.img_size,
-                             lambda m, p: slim_prune.select(m, p, rank=opt.rank))
-    target = (f'slim {pct} (-{opt.target:.0%} BFLOPs)', slim_prune, {'percent': pct})
+                             lambda m, p: METHODS['slim'].plan(m, p, rank=opt.rank))
+    target = (f'slim {pct} (-{opt.target:.0%} BFLOPs)', 'slim', {'percent': pct})
     settings = SETTINGS + [target]
     if opt.only is not None:
         settings = [s for s in settings if any(s[0].startswith(o) for o in opt.only)
                     or (s is target and 'target' in opt.only)]
-    settings = [(label, script, args | ({'rank': opt.rank} if 'percent' in args else {}))
-                for label, script, args in settings]
+    settings = [(label, method, args | ({'rank': opt.rank} if 'percent' in args else {}))
+                for label, method, args in settings]
     baseline = evaluate(opt.weights, opt.data, opt.img_size, out, 'eval_dense')
     sparse = evaluate(opt.sparse, opt.data, opt.img_size, out, 'eval_sparse')
     rows = []

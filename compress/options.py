@@ -9,7 +9,8 @@ from compress.stages import STAGES
 from models.weights import WeightsError
 from prune.masks import RANKS
 from prune.methods import METHODS
-from prune.surgery import PruneError, prune_model
+from prune.plan import PruneError
+from prune.surgery import prune_model
 from quantize.loader import load_model
 from train import ROOT, TrainOptions
 from utils.datasets import DataError, parse_data_cfg

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from prune.masks import group_score
-from prune.surgery import PruneError, PrunePlan, prune_model
+from prune.plan import PruneError, PrunePlan
+from prune.surgery import prune_model
 
 
 def channel_costs(model, groups, img_size) -> list[float]:

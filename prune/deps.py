@@ -23,7 +23,7 @@ from models.layers import (Activation, ConvBNAct, Dropout, GlobalAvgPool, MaxPoo
                            ScaleChannels, SegmentHead, Shortcut, Upsample, YoloLayer,
                            is_depthwise)
 from prune.modes import SparsityMode
-from prune.surgery import PruneError
+from prune.plan import PruneError
 
 PASS_THROUGH = (Upsample, MaxPool, GlobalAvgPool, Dropout, Activation)
 

@@ -1,4 +1,4 @@
-"""Importance and masks: the only part in which the six prune scripts differ.
+"""Importance and masks: the only part in which the prune methods differ.
 
 Channel pruning ranks channels by |gamma| of their BN. A group of tied convs (a shortcut chain,
 SE, depthwise) keeps a channel if any member's gamma is above the threshold: the union of the
@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from prune.deps import channel_groups, prunable_groups, residual_blocks
+from prune.plan import PruneError, PrunePlan
 from utils.log import LOGGER
-from prune.surgery import PruneError, PrunePlan
 
 RANKS = ('global', 'layer')
 

@@ -1,16 +1,18 @@
-"""The prune methods, one registry: name -> how it selects channels or blocks, and the options it
-takes. The six prune scripts, compress.py and the benches read it, so an option a method accepts
-reaches it from every tool, with one default.
+"""The prune methods, one registry: name -> how it selects channels or blocks, the options it
+takes and its help. `python3 -m prune --method NAME`, the reference toolkit's six root scripts
+(normal_prune.py ...), compress.py and the benches read it, so an option a method accepts reaches
+it from every tool, with one default.
 
 Adding a method: write its selection (a function of the model and its options returning a
-PrunePlan, from prune/masks.py's pieces), register it here with the options it takes, and add a
-thin script beside the others if it should have a command of its own.
+PrunePlan, from prune/masks.py's pieces) and register it here with the options it takes and its
+help; `python3 -m prune --method` offers it from then on.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from prune.masks import RANKS, cfg_plan, channel_plan, layer_plan
+from prune.modes import SparsityMode
 from utils.options import at_least, unit_float
 
 # option name -> (flags, argparse keywords): the selection flags the methods share
@@ -38,6 +40,7 @@ class Method:
     options: tuple            # names in OPTIONS
     sparsity: int             # the train.py --prune mode whose gammas it ranks
     defaults: dict = field(default_factory=dict)  # this method's own defaults
+    doc: str = ''             # what it cuts and when to use it (its command's help)
 
     def default(self, option):
         return self.defaults.get(option, OPTIONS[option][1]['default'])
@@ -78,22 +81,73 @@ def _cfg(model, round=1):  # noqa: A002 (the flag)
 
 
 def _layer_channels(model, percent=0.5, shortcuts=2, layer_keep=0.01, rank='global', round=1):  # noqa: A002
-    plan = _channels(1, 'layer_keep', True)(model, percent, rank, round, layer_keep=layer_keep)
+    slim = _channels(SparsityMode.SHORTCUT, 'layer_keep', True)
+    plan = slim(model, percent, rank, round, layer_keep=layer_keep)
     plan.dropped = layer_plan(model, shortcuts).dropped
     return plan
 
 
+# each method's help (its command's --help; the first line is its summary)
+DOCS = {
+    'normal': """\
+Normal pruning: one global |gamma| threshold over the convs whose channels nothing else shares.
+
+Convs tied to shortcut chains, SE or depthwise convs keep all channels (sparse-train with
+``--prune 0``). Too high a ``--percent`` (some layer would keep fewer than ``--min-keep``) is an
+error that names the highest percent that works.""",
+    'regular': """\
+Regular pruning: normal pruning with every kept channel count a multiple of --round (8).
+
+Hardware runs convolutions in blocks of channels (tensor cores, NPU lanes, FPGA PEs), so 37
+channels cost what 40 do; rounding up keeps the extra accuracy for free. The channels kept are the
+ones with the largest |gamma|.""",
+    'shortcut': """\
+Shortcut pruning: normal pruning that also prunes the convs tied by shortcut chains.
+
+A chain (every conv whose output is added into one residual stream, and SE / depthwise ties) gets
+one mask: a channel stays if any member's |gamma| is above the threshold. Sparse-train with
+``--prune 1``. Too high a ``--percent`` is an error naming the highest percent that works.""",
+    'slim': """\
+Slim pruning: shortcut pruning with a per-layer floor instead of an error.
+
+Every conv, shortcut-tied ones included, is ranked by |gamma| against one global threshold; chains
+keep the union of their members' channels; a layer that would fall below ``--layer_keep`` of its
+channels keeps its best ones instead. The usual choice after ``train.py -sr --prune 1``.""",
+    'layer': """\
+Layer pruning: drop the --shortcuts N residual blocks whose first conv matters least.
+
+A block ``[conv, conv, shortcut from=-3]`` is ranked by the mean |gamma| of its first conv
+(sparse-train with ``--prune 2``); dropping it leaves the residual stream as it was, and routes
+that pointed past it are renumbered. Depth falls, so latency falls even where channel pruning
+barely helps (GPUs at small batch).""",
+    'layer_channel': """\
+Layer-channel pruning: slim pruning's channels, then layer pruning's blocks, in one cut.
+
+Masks come from slim pruning (``--percent --layer_keep``), blocks from layer pruning
+(``--shortcuts``), both ranked on the same sparse-trained gammas (``train.py -sr --prune 1``).""",
+    'cfg': """\
+Cfg pruning: carry out lightNet's per-layer ``pruning=<fraction>`` keys.
+
+Each [convolutional] with ``pruning=f`` loses that share of its filters, those with the smallest
+L1 norm of their weights; convs tied by a shortcut chain or a depthwise conv keep one mask (the
+largest fraction a member asks for), and layers whose width cannot change are listed and left
+whole. Writes the reduced cfg (without the carried-out keys) and weights, like the other prune
+scripts: ``python3 -m prune --method cfg --cfg C --weights W``.""",
+}
+
+N, S, L = SparsityMode.NORMAL, SparsityMode.SHORTCUT, SparsityMode.LAYER
 METHODS = {m.name: m for m in (
-    Method('normal', _channels(0, 'min_keep', False),
-           ('percent', 'min_keep', 'rank', 'round'), sparsity=0),
-    Method('regular', _channels(0, 'min_keep', False),
-           ('percent', 'min_keep', 'rank', 'round'), sparsity=0, defaults={'round': 8}),
-    Method('shortcut', _channels(1, 'min_keep', False),
-           ('percent', 'min_keep', 'rank', 'round'), sparsity=1),
-    Method('slim', _channels(1, 'layer_keep', True),
-           ('percent', 'layer_keep', 'rank', 'round'), sparsity=1),
-    Method('layer', _layers, ('shortcuts',), sparsity=2),
+    Method('normal', _channels(N, 'min_keep', False), ('percent', 'min_keep', 'rank', 'round'),
+           sparsity=N, doc=DOCS['normal']),
+    Method('regular', _channels(N, 'min_keep', False), ('percent', 'min_keep', 'rank', 'round'),
+           sparsity=N, defaults={'round': 8}, doc=DOCS['regular']),
+    Method('shortcut', _channels(S, 'min_keep', False), ('percent', 'min_keep', 'rank', 'round'),
+           sparsity=S, doc=DOCS['shortcut']),
+    Method('slim', _channels(S, 'layer_keep', True), ('percent', 'layer_keep', 'rank', 'round'),
+           sparsity=S, doc=DOCS['slim']),
+    Method('layer', _layers, ('shortcuts',), sparsity=L, doc=DOCS['layer']),
     Method('layer_channel', _layer_channels,
-           ('percent', 'shortcuts', 'layer_keep', 'rank', 'round'), sparsity=1),
-    Method('cfg', _cfg, ('round',), sparsity=1),
+           ('percent', 'shortcuts', 'layer_keep', 'rank', 'round'), sparsity=S,
+           doc=DOCS['layer_channel']),
+    Method('cfg', _cfg, ('round',), sparsity=S, doc=DOCS['cfg']),
 )}

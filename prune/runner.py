@@ -1,5 +1,5 @@
-"""The shared body of the six prune scripts: load, select (the script's own part), cut, check,
-evaluate, save, report. A script only says how it builds its PrunePlan."""
+"""The body of the prune command, whatever the method: load, select (the method's own part, from
+prune/methods.py), cut, check, evaluate, save, report."""
 from __future__ import annotations
 
 import argparse
@@ -12,14 +12,15 @@ import torch
 from models.cfg import save_cfg
 from models.weights import load_checkpoint, load_model, save_checkpoint, save_darknet_weights
 from prune.methods import METHODS, OPTIONS
+from prune.plan import PruneError
 from prune.report import channel_rows, channel_table, stage_figures, summary_table
-from prune.surgery import PruneError, layer_masks, masked_model, prune_model, renumber
+from prune.surgery import layer_masks, masked_model, prune_model, renumber
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
+from utils.errors import OptionError
 from utils.evaluate import evaluate_model
 from utils.files import atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.errors import OptionError
 from utils.options import Parser, add_shared, at_least, closest, one_size
 from utils.runs import increment_path
 from utils.torch_utils import select_device

@@ -19,7 +19,6 @@ A plan says which output channels each conv keeps and which residual blocks go. 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -27,22 +26,7 @@ from torch import nn
 from models.darknet import Darknet
 from models.layers import (Activation, ConvBNAct, Route, ScaleChannels, SegmentHead, Shortcut,
                            Upsample, YoloLayer, is_depthwise)
-from utils.errors import ToolkitError
-
-
-class PruneError(ToolkitError, ValueError):
-    """A plan that cannot be carried out; the message names the layer or flag."""
-
-
-@dataclass
-class PrunePlan:
-    masks: dict = field(default_factory=dict)    # conv layer -> bool tensor of kept channels
-    dropped: list = field(default_factory=list)  # shortcut layers whose residual block goes
-    consumed: tuple = ()  # conv cfg keys the plan carries out; the written cfg drops them
-
-    def dropped_layers(self) -> set:
-        return {s - k for s in self.dropped for k in (0, 1, 2)}
-
+from prune.plan import PruneError, PrunePlan
 
 
 def layer_masks(model, plan: PrunePlan) -> list[torch.Tensor]:

@@ -224,8 +224,11 @@ def _too_long(signum, frame):
 
 
 def run_main(command, argv, budget=20):
-    module = f'{command}_prune' if command in PRUNE else COMMANDS[command]
-    main = importlib.import_module(module).main
+    if command in PRUNE:
+        from prune.cli import method_main
+        main = method_main(command)
+    else:
+        main = importlib.import_module(COMMANDS[command]).main
     old = signal.signal(signal.SIGALRM, _too_long)
     signal.alarm(budget)
     try:

@@ -7,7 +7,7 @@ from models import Darknet
 from models.cfg import CfgError, parse_cfg, save_cfg
 from models.layers import ConvBNAct
 from models.weights import save_checkpoint
-from prune import cfg_prune
+from prune.runner import run_method
 from prune.masks import cfg_plan
 from prune.surgery import PruneError, masked_model, prune_model
 from tests.conftest import cfg_path, randomize_bn
@@ -55,7 +55,7 @@ def test_the_script_writes_the_reduced_cfg_and_weights(tmp_path):
     model = marked_model()
     save_cfg(model.blocks, tmp_path / 'marked.cfg')
     save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict()}, tmp_path / 'w.pt')
-    report = cfg_prune.run(cfg=str(tmp_path / 'marked.cfg'), weights=str(tmp_path / 'w.pt'),
+    report = run_method('cfg', cfg=str(tmp_path / 'marked.cfg'), weights=str(tmp_path / 'w.pt'),
                            eval=False, latency_runs=0, project=str(tmp_path), name='p')
     assert report['max_abs_diff_pruned_vs_masked'] < 1e-3
     written = parse_cfg(report['cfg'])

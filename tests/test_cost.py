@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models import Darknet
-from prune import slim_prune
+from prune.methods import METHODS
 from prune.cost import bflops_below, channel_costs, cost_weights, percent_for_bflops
 from prune.deps import prunable_groups
 from prune.surgery import prune_model
@@ -54,7 +54,7 @@ def test_percent_for_bflops_is_the_smallest_that_fits(keep):
     full = model.info(320)['bflops']
 
     def ratio(pct):
-        return prune_model(model, slim_prune.select(model, pct)).info(320)['bflops'] / full
+        return prune_model(model, METHODS['slim'].plan(model, pct)).info(320)['bflops'] / full
 
-    pct = percent_for_bflops(model, keep, 320, slim_prune.select)
+    pct = percent_for_bflops(model, keep, 320, METHODS['slim'].plan)
     assert ratio(pct) <= keep < ratio(pct - 0.01)

@@ -89,7 +89,7 @@ def test_a_kill_while_the_c_folder_is_swapped_in_keeps_it_out_and_a_rerun_mends_
 
 
 def test_a_kill_inside_a_prune_save_leaves_no_prune_json(tmp_path):
-    killed_at_rename(['prune/normal_prune.py', '--percent', '0.3', '--no-eval',
+    killed_at_rename(['normal_prune.py', '--percent', '0.3', '--no-eval',
                       '--latency-runs', '0', '--project', tmp_path, '--name', 'x'], 'prune.json')
     left = visible(tmp_path / 'x')
     assert 'prune.json' not in left and len(left) == 3, left  # cfg, weights, pt: no marker

@@ -20,8 +20,7 @@ from tests.conftest import ROOT
 PACKAGES = ('utils', 'data', 'models', 'quantize', 'prune', 'distill', 'train', 'export',
             'compress')
 COMMANDS = {'train', 'test', 'detect', 'export', 'compress'}
-SCRIPTS = {'prune/normal_prune.py', 'prune/regular_prune.py', 'prune/shortcut_prune.py',
-           'prune/slim_prune.py', 'prune/layer_prune.py', 'prune/layer_channel_prune.py',
+SCRIPTS = {'prune/__main__.py',
            'quantize/ptq.py', 'quantize/export_int.py', 'quantize/sensitivity.py',
            'data/kmeans_anchors.py', 'data/coco2yolo.py', 'data/voc2yolo.py', 'data/fetch.py',
            'models/__main__.py'}

@@ -1,9 +1,11 @@
 """Every command's run(**kw) refuses a misspelt option in one line naming the closest valid one,
 before any work (no file is read, nothing is written)."""
+import functools
 import importlib
 
 import pytest
 
+from prune.runner import run_method
 from utils.errors import OptionError
 
 # (module, function, a misspelt keyword, the name it should suggest)
@@ -17,10 +19,10 @@ COMMANDS = [
     ('quantize.export_int', 'run', 'weigths', 'weights'),
     ('quantize.sensitivity', 'run', 'max_dropp', 'max_drop'),
     ('data.kmeans_anchors', 'run', 'generation', 'generations'),
-    *[(f'prune.{m}_prune', 'run', 'percnt', 'percent')
+    *[(f'prune --method {m}', '', 'percnt', 'percent')
       for m in ('normal', 'regular', 'shortcut', 'slim', 'layer_channel')],
-    ('prune.layer_prune', 'run', 'shortcut', 'shortcuts'),
-    ('prune.cfg_prune', 'run', 'weight', 'weights'),
+    ('prune --method layer', '', 'shortcut', 'shortcuts'),
+    ('prune --method cfg', '', 'weight', 'weights'),
 ]
 
 
@@ -28,7 +30,10 @@ COMMANDS = [
 def test_a_misspelt_option_names_the_closest(module, func, wrong, right, tmp_path,
                                               monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run = getattr(importlib.import_module(module), func)
+    if module.startswith('prune --method '):
+        run = functools.partial(run_method, module.split()[-1])
+    else:
+        run = getattr(importlib.import_module(module), func)
     with pytest.raises(OptionError) as e:
         run(**{wrong: 1})
     message = str(e.value)

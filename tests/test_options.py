@@ -72,8 +72,7 @@ def test_shared_flags_mean_the_same_everywhere():
 
 def test_the_registry_feeds_every_prune_script():
     for name, method in METHODS.items():
-        script = importlib.import_module(f'prune.{name}_prune')
-        p = importlib.import_module('prune.runner').parser(name, script.__doc__)
+        p = importlib.import_module('prune.runner').parser(name, method.doc)
         dests = {a.dest for a in p._actions}
         assert set(method.options) <= dests, name
         assert set(OPTIONS) - set(method.options) - {'shortcuts'} <= set(OPTIONS) - dests

@@ -1,7 +1,6 @@
 """Pruning is right by construction: the cut network computes what the masked one computes, and
 the masked one what the original computes with the pruned gammas set to zero."""
 import copy
-import importlib
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 from models.layers import ConvBNAct
 from prune.deps import residual_blocks
 from prune.masks import channel_plan, layer_plan
+from prune.methods import METHODS
 from prune.surgery import PruneError, PrunePlan, layer_masks, masked_model, prune_model
 from tests.conftest import CFGS
 
@@ -31,7 +31,7 @@ def zero_some_gammas(model, share=0.3, seed=1):
 
 
 def script_plan(script, model):
-    select = importlib.import_module(f'prune.{script}').select
+    select = METHODS[script.removesuffix('_prune')].plan
     kw = {'shortcuts': 1} if script == 'layer_prune' else {'percent': 0.4}
     if script == 'layer_channel_prune':
         kw['shortcuts'] = 1
@@ -154,14 +154,14 @@ def test_too_high_percent_names_the_highest_that_works():
 
 def test_regular_rounds_to_multiples_of_8_and_slim_keeps_a_floor():
     model = zero_some_gammas(_mini(), share=0.5)
-    regular = importlib.import_module('prune.regular_prune').select(model, 0.5)
+    regular = METHODS['regular'].plan(model, 0.5)
     for i, mask in regular.masks.items():
         n, total = int(mask.sum()), len(mask)
         assert n % 8 == 0 or n == total, (i, n)
-    slim = importlib.import_module('prune.slim_prune').select(model, 0.95, layer_keep=0.25)
+    slim = METHODS['slim'].plan(model, 0.95, layer_keep=0.25)
     for i, mask in slim.masks.items():
         assert mask.sum() >= 0.25 * len(mask), i
-    rounded = importlib.import_module('prune.slim_prune').select(model, 0.7, round=8)
+    rounded = METHODS['slim'].plan(model, 0.7, round=8)
     for i, mask in rounded.masks.items():
         n, total = int(mask.sum()), len(mask)
         assert n % 8 == 0 or n == total, (i, n)

@@ -1,5 +1,5 @@
-"""The six prune scripts from the command line: outputs, report, errors, and that what they write
-loads in train.py, test.py and detect.py."""
+"""The prune command (python3 -m prune --method, and the six root scripts) from the command
+line: outputs, report, errors, and that what they write loads in train.py, test.py and detect.py."""
 import json
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import detect
 import test as evaluation
 import train
 from models.weights import load_checkpoint, load_darknet_weights, load_model, save_checkpoint
-from prune import slim_prune
+from prune.runner import run_method
 from tests.conftest import ROOT, _built
 from tests.test_prune import zero_some_gammas
 
@@ -39,7 +39,7 @@ def common(data, weights, project, name):
 
 
 def test_slim_prune_script_writes_a_working_model(tiny_data, sparse_weights, tmp_path):
-    r = cli(['prune/slim_prune.py', '--percent', '0.5'] +
+    r = cli(['slim_prune.py', '--percent', '0.5'] +
             common(tiny_data, sparse_weights, tmp_path, 'slim'))
     assert r.returncode == 0, r.stderr
     out = tmp_path / 'slim'
@@ -67,7 +67,7 @@ def test_slim_prune_script_writes_a_working_model(tiny_data, sparse_weights, tmp
 
 
 def test_pruned_model_fine_tunes(tiny_data, sparse_weights, tmp_path):
-    report = slim_prune.run(percent=0.5, data=str(tiny_data), weights=str(sparse_weights),
+    report = run_method('slim', percent=0.5, data=str(tiny_data), weights=str(sparse_weights),
                             img_size=128, workers=0, latency_runs=0, eval=False,
                             project=str(tmp_path), name='p')
     assert report['original']['map50'] is None
@@ -78,31 +78,32 @@ def test_pruned_model_fine_tunes(tiny_data, sparse_weights, tmp_path):
     assert tuned['cfg'] == load_checkpoint(report['pt'])['cfg']
 
 
-@pytest.mark.parametrize('script,args', [
-    ('prune.normal_prune', ['--percent', '0.3']),
-    ('prune.regular_prune', ['--percent', '0.3', '--round', '4']),
-    ('prune.shortcut_prune', ['--percent', '0.3', '--rank', 'layer']),
-    ('prune.layer_prune', ['--shortcuts', '2']),
-    ('prune.layer_channel_prune', ['--percent', '0.3', '--shortcuts', '1']),
+@pytest.mark.parametrize('method,args', [
+    ('normal', ['--percent', '0.3']),
+    ('regular', ['--percent', '0.3', '--round', '4']),
+    ('shortcut', ['--percent', '0.3', '--rank', 'layer']),
+    ('layer', ['--shortcuts', '2']),
+    ('layer_channel', ['--percent', '0.3', '--shortcuts', '1']),
 ])
-def test_every_script_runs_as_a_module(script, args, tiny_data, sparse_weights, tmp_path):
-    r = cli([script] + args + common(tiny_data, sparse_weights, tmp_path, 'p') + ['--no-eval'],
-            module=True)
+def test_every_method_runs_from_the_one_prune_entry(method, args, tiny_data, sparse_weights,
+                                                    tmp_path):
+    r = cli(['prune', '--method', method] + args +
+            common(tiny_data, sparse_weights, tmp_path, 'p') + ['--no-eval'], module=True)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / 'p' / 'prune.json').read_text())
     assert report['pruned']['bflops'] < report['original']['bflops']
     darknet = load_model(report['weights'], report['cfg'])
     load_darknet_weights(darknet, report['weights'])  # the file holds exactly the cfg's floats
-    if 'layer' in script:
+    if 'layer' in method:
         assert len(report['dropped_blocks']) == int(args[args.index('--shortcuts') + 1])
 
 
 def test_too_high_percent_is_one_line_and_exit_1(tiny_data, sparse_weights, tmp_path):
-    r = cli(['prune/normal_prune.py', '--percent', '0.999', '--no-eval'] +
+    r = cli(['normal_prune.py', '--percent', '0.999', '--no-eval'] +
             common(tiny_data, sparse_weights, tmp_path, 'x'))
     assert r.returncode == 1
     assert r.stderr.strip().count('\n') == 0 and 'Traceback' not in r.stderr
     assert 'the highest --percent that works is' in r.stderr
-    r = cli(['prune/layer_prune.py', '--shortcuts', '99', '--no-eval'] +
+    r = cli(['layer_prune.py', '--shortcuts', '99', '--no-eval'] +
             common(tiny_data, sparse_weights, tmp_path, 'y'))
     assert r.returncode == 1 and 'residual blocks' in r.stderr and 'Traceback' not in r.stderr

@@ -107,7 +107,7 @@ def _aimed(cut_fraction=0.3, epochs=1):
 
 
 def test_target_hook_pushes_exactly_what_the_slim_cut_removes():
-    from prune import slim_prune
+    from prune.methods import METHODS
     from prune.aim import LAYER_KEEP
     from prune.cost import percent_for_bflops
     from prune.surgery import prune_model
@@ -115,7 +115,7 @@ def test_target_hook_pushes_exactly_what_the_slim_cut_removes():
     grads = _pushed_grads(model, hook, epoch=0)
 
     def select(m, p):
-        return slim_prune.select(m, p, layer_keep=LAYER_KEEP, rank='layer')
+        return METHODS['slim'].plan(m, p, layer_keep=LAYER_KEEP, rank='layer')
     plan = select(model, percent_for_bflops(model, 0.3, 320, select))
     assert hook.aim.percent > 0
     for i, grad in grads.items():
@@ -218,7 +218,7 @@ def test_target_flag_errors():
 
 
 def test_rounded_target_keeps_whole_channel_blocks_and_slim_cuts_the_same():
-    from prune import slim_prune
+    from prune.methods import METHODS
     from prune.aim import LAYER_KEEP
     from prune.sparsity import sparsity_hook
     from prune.surgery import prune_model
@@ -232,7 +232,7 @@ def test_rounded_target_keeps_whole_channel_blocks_and_slim_cuts_the_same():
     with torch.no_grad():  # what the aimed training ends with
         for i, cut in hook.aim.cut.items():
             model.module_list[i].bn.weight[cut] = 0
-    plan = slim_prune.select(model, hook.aim.cut_share(), layer_keep=LAYER_KEEP, rank='layer',
+    plan = METHODS['slim'].plan(model, hook.aim.cut_share(), layer_keep=LAYER_KEEP, rank='layer',
                              round=16)
     assert all(torch.equal(plan.masks[i], ~cut) for i, cut in hook.aim.cut.items())
     assert prune_model(model, plan).info(320)['bflops'] / model.info(320)['bflops'] <= 0.3

@@ -1,0 +1,4 @@
+"""python3 -m prune --method NAME [flags] (prune/cli.py)."""
+from prune.cli import main
+
+main()
