@@ -29,7 +29,7 @@ from export.formats import (FORMATS, check_options, export_c_project, export_dar
                             export_engine, export_size, int8_model, precision_pins)
 from models.darknet import is_quantized
 from quantize.deploy_check import check_batches, checked_qdq, qdq_candidates
-from quantize.export_int import FORMATS as INT_FORMATS
+from quantize.formats import FORMATS as INT_FORMATS
 from quantize.graphs import (MIN_OPSET, MIN_OPSET_INT8, ExportError, export_onnx,
                              export_openvino)
 from quantize.loader import load_model

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from quantize import int_runtime
+from quantize.formats import WIDTH
 from utils.errors import ToolkitError
 from utils.files import pause_for_tests
 
@@ -99,7 +100,7 @@ class Writer:
     def __init__(self, manifest, arrays, img_hw):
         self.manifest, self.arrays = manifest, arrays
         fmt = manifest['number_format']
-        self.act = np.dtype(int_runtime.WIDTH[fmt])  # weights and activations alike
+        self.act = np.dtype(WIDTH[fmt])  # weights and activations alike
         self.acc64 = max(e['acc_bits'] for e in manifest['layers'] if e['type'] == 'conv') > 31
         self.shape = shapes(manifest, arrays, img_hw)
         self.owner = buffer_of(manifest)
@@ -285,7 +286,7 @@ def replace_folder(new, old):
 
 def export_c(manifest, arrays, img_hw, out_dir):
     """Write the project into out_dir (built beside it, renamed when whole); returns the files."""
-    if manifest['number_format'] not in int_runtime.WIDTH:
+    if manifest['number_format'] not in WIDTH:
         raise CExportError(f"format {manifest['number_format']} has no C form")
     writer = Writer(manifest, arrays, img_hw)
     out_dir = Path(out_dir)

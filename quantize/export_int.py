@@ -42,7 +42,8 @@ from models.darknet import is_quantized
 from models.layers import ConvBNAct, MaxPool, Route, SegmentHead, Upsample, YoloLayer
 from models.summary import layer_shapes
 from quantize.fixed_point import FixedPointError, bits_for, is_power_of_two, multiplier
-from quantize.int_runtime import FORMAT, WIDTH
+from quantize.formats import FORMATS
+from quantize.int_runtime import FORMAT
 from quantize.loader import load_model
 from quantize.modules import QuantConvBNAct, QuantShortcut
 from quantize.qdq import act_qparams, output_quantizers
@@ -53,7 +54,6 @@ from utils.log import LOGGER
 from utils.options import Parser, keyword_options
 from utils.runs import increment_path
 
-FORMATS = {f: np.iinfo(t).bits for f, t in WIDTH.items()}  # the most bits a format holds
 ACTIVATIONS = {nn.Identity: 'linear', nn.ReLU: 'relu', nn.LeakyReLU: 'leaky'}
 EXACT_BITS = 53  # float64 holds every integer below 2^53: the runtime's GEMM is exact below
 
@@ -237,12 +237,12 @@ def fitting_format(manifest):
 def check_format(manifest, arrays, fmt):
     if fmt not in FORMATS:
         raise IntExportError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
-    top = 2 ** (FORMATS[fmt] - 1)
+    top = 2 ** (FORMATS[fmt].bits - 1)
     for i, p in tensors(manifest):
         if p['qmin'] < -top or p['qmax'] > top - 1:
             raise IntExportError(f'layer {i}: its output holds {p["qmin"]}..{p["qmax"]}, more '
                                  f'than {fmt} holds (quantize with at most '
-                                 f'{FORMATS[fmt]}-bit activations)')
+                                 f'{FORMATS[fmt].bits}-bit activations)')
         if fmt != 's8' and not (is_power_of_two(p['scale']) and p['zero_point'] == 0):
             raise IntExportError(f'layer {i}: scale {p["scale"]:.6g} and zero point '
                                  f'{p["zero_point"]}: {fmt} needs power-of-two scales without '

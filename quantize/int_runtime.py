@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from quantize.fixed_point import requantize
+from quantize.formats import WIDTH
 from quantize.int_schema import Bad, validate
 from utils.cli import friendly_errors
 from utils.datasets import DataError, read_image
@@ -35,7 +36,6 @@ from utils.log import LOGGER
 from utils.options import Parser, image_size
 
 FORMAT = 'yolo-int/2'
-WIDTH = {'s8': np.int8, 'q8': np.int8, 'q16': np.int16}
 
 
 class IntModelError(ToolkitError, ValueError):

@@ -12,9 +12,9 @@ import numpy as np
 
 from models.darknet import Darknet
 from models.layers import ConvBNAct, MaxPool, Route, SegmentHead, Shortcut, Upsample, YoloLayer
+from quantize.formats import FORMATS
 from utils.errors import ToolkitError
 
-FORMATS = ('s8', 'q8', 'q16')
 ACTIVATIONS = ('linear', 'relu', 'leaky')
 MAX_SHIFT = 62        # requantize's shifts are int64 arithmetic
 MAX_BITS = 62         # accumulator bits the runtime holds exactly (export_int keeps them <= 53)

@@ -24,6 +24,7 @@ from pathlib import Path
 from models.weights import load_model, save_checkpoint
 from quantize.calibrate import METHODS, calibrate, calibration_batches
 from quantize.config import QuantConfig, QuantMode
+from quantize.formats import FORMATS
 from quantize.equalize import equalize as equalize_ranges
 from quantize.qat import quantize_model
 from utils.cli import friendly_errors
@@ -43,8 +44,6 @@ from utils.torch_utils import select_device
 # take symmetric ranges)
 DEFAULTS = {'method': 'mse', 'asymmetric': True, 'equalize': True}
 
-FORMATS = {'s8': {}, 'q8': {'fpga': True, 'bn_fold': True},
-           'q16': {'fpga': True, 'bn_fold': True, 'w_bits': 16, 'a_bits': 16}}
 
 
 def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=False, fmt='s8',
@@ -57,8 +56,9 @@ def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=Fa
     if asymmetric and fmt != 's8':
         raise OptionError(f'--asymmetric: the fixed-point format {fmt} takes symmetric ranges')
     float_heads = fmt == 's8' and not int8_heads
-    config = QuantConfig(mode=QuantMode.GOOGLE if asymmetric else QuantMode.TENSORRT,
-                         **{'fpga': fpga, 'float_heads': float_heads, **FORMATS[fmt]})
+    mode = QuantMode.GOOGLE if asymmetric else QuantMode.TENSORRT
+    config = QuantConfig(mode=mode, **{'fpga': fpga, 'float_heads': float_heads,
+                                       **FORMATS[fmt].quant_config()})
     model = copy.deepcopy(float_model).eval()
     if equalize:
         pairs = equalize_ranges(model, batches)

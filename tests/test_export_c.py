@@ -16,6 +16,7 @@ from quantize import int_runtime
 from quantize.config import QuantConfig
 from quantize.export_c import export_c
 from quantize.export_int import integer_model
+from quantize.formats import WIDTH
 from quantize.qat import quantize_model
 from tests.conftest import ROOT, _built, randomize_bn
 from tests.test_quantize import calibrate, x_batch
@@ -52,7 +53,7 @@ def c_heads(exe, pixels, fmt, tmp_path):
     raw, out = tmp_path / 'image.raw', tmp_path / 'heads.bin'
     raw.write_bytes(np.ascontiguousarray(pixels).tobytes())
     subprocess.run([str(exe), str(raw), str(out)], check=True)
-    return np.fromfile(out, np.dtype(int_runtime.WIDTH[fmt]).newbyteorder('<'))
+    return np.fromfile(out, np.dtype(WIDTH[fmt]).newbyteorder('<'))
 
 
 LAYERS_CFG = """[net]
