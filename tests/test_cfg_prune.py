@@ -6,9 +6,9 @@ import torch
 from models import Darknet
 from models.cfg import CfgError, parse_cfg, save_cfg
 from models.layers import ConvBNAct
-from models.weights import save_checkpoint
-from prune.runner import run_method
+from models.weights import load_model, save_checkpoint
 from prune.masks import cfg_plan
+from prune.runner import run_method
 from prune.surgery import PruneError, masked_model, prune_model
 from tests.conftest import cfg_path, randomize_bn
 
@@ -56,12 +56,15 @@ def test_the_script_writes_the_reduced_cfg_and_weights(tmp_path):
     save_cfg(model.blocks, tmp_path / 'marked.cfg')
     save_checkpoint({'cfg': model.cfg_text, 'model': model.state_dict()}, tmp_path / 'w.pt')
     report = run_method('cfg', cfg=str(tmp_path / 'marked.cfg'), weights=str(tmp_path / 'w.pt'),
-                           eval=False, latency_runs=0, project=str(tmp_path), name='p')
+                        eval=False, latency_runs=0, project=str(tmp_path), name='p')
     assert report['max_abs_diff_pruned_vs_masked'] < 1e-3
     written = parse_cfg(report['cfg'])
     assert not any('pruning' in b.options for b in written)
     assert written[3].get('filters') == int(cfg_plan(model).masks[2].sum())
-    assert Darknet(written) is not None
+    darknet = load_model(report['weights'], report['cfg']).eval()  # the files darknet reads
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(darknet(x)[0], load_model(report['pt']).eval()(x)[0], atol=1e-4)
 
 
 def test_bad_fractions_and_cfgs_without_the_key_get_one_line():

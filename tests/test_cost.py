@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from models import Darknet
-from prune.methods import METHODS
 from prune.cost import bflops_below, channel_costs, cost_weights, percent_for_bflops
 from prune.deps import prunable_groups
+from prune.methods import METHODS
 from prune.surgery import prune_model
 from tests.conftest import cfg_path
 

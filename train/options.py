@@ -34,15 +34,16 @@ class TrainOptions(Options):
     batch_size: int = field(16, 'total over all processes', shared=True)
     img_size: list = field([], 'or MIN MAX [TEST] with --multi-scale', shared=True)
     device: str = field('', shared=True)
-    workers: int = field(None, 'default: all but one of the cores on a GPU (at most 12), a '
-                         'quarter of them on a CPU', shared=True)
-    resume: object = field(None, 'continue a run: its last.pt, or the newest unfinished one '
-                           'under --project', nargs='?', const=True)
+    workers: int | None = field(None, 'default: all but one of the cores on a GPU (at most '
+                                '12), a quarter of them on a CPU', shared=True)
+    resume: bool | str | None = field(None, 'continue a run: its last.pt, or the newest '
+                                      'unfinished one under --project', nargs='?', const=True)
     name: str = field('exp', shared=True)
     project: str = field('runs/train', shared=True)
     exist_ok: bool = field(False, shared=True)
-    hyp: object = field(None, 'hyperparameter YAML (default: data/hyp.finetune.yaml with '
-                        '--weights and no -sr, else data/hyp.scratch.yaml)')
+    hyp: str | dict | None = field(None, 'hyperparameter YAML (default: '
+                                   'data/hyp.finetune.yaml with --weights and no -sr, else '
+                                   'data/hyp.scratch.yaml)')
     seed: int = field(0, 'random seed', type=at_least(0))
     notest: bool = field(False, 'evaluate only after the last epoch', action='store_true')
     nosave: bool = field(False, 'write no checkpoints', action='store_true')

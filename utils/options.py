@@ -206,7 +206,8 @@ class Options:
         field; returns self."""
         for f in dataclasses.fields(self):
             meta = f.metadata
-            if not meta.get('cli', True) or f.type in ('object', object):  # several kinds
+            kinds = {k.strip() for k in str(f.type).split('|')} - {'None'}
+            if not meta.get('cli', True) or len(kinds) > 1:  # several kinds: check() sees to them
                 continue
             shared = meta.get('shared')
             kw = dict(SHARED[f.name][1]) if shared else dict(meta.get('kw', {}))
