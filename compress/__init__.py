@@ -4,8 +4,8 @@
     python3 compress.py --cfg yolov3.cfg --weights yolov3.weights --data my.data --keep-bflops 0.5
     python3 compress.py --skip qat --KDstr 1 --name kd1   # any stage can be skipped
 
-Stages, each calling the toolkit's own entry points (train.run, prune/<method>.run, export.run,
-test.run): baseline evaluation -> sparse training (-sr, aimed at the cut that leaves
+Stages, each calling the toolkit's own entry points (train.run, prune.runner.run_method,
+export.run, test.run): baseline evaluation -> sparse training (-sr, aimed at the cut that leaves
 --keep-bflops of the BFLOPs) -> pruning (--method at that cut, or --percent; --shortcuts) ->
 fine-tuning (distilled from the baseline with --KDstr 1-6; off by default) -> 2:4 structured
 sparsity (--sparse24: magnitude masks, fine-tuned the same way; off by default) -> QAT

@@ -23,7 +23,7 @@ class QuantHook(TrainHook):
 
     def __init__(self, config: QuantConfig, freeze_epoch: int, start=''):
         self.config, self.freeze_epoch, self.frozen = config, freeze_epoch, False
-        self.start = start  # a quantized checkpoint to begin from
+        self.start = start  # the run's .pt --weights: its ranges too, if it is quantized
 
     def on_model(self, model):
         model = quantize_model(model, self.config)
@@ -52,9 +52,12 @@ SAME_KEYS = ('mode', 'w_bits', 'a_bits', 'bn_fold', 'fpga', 'float_heads')
 
 
 def load_quantized_start(model, path, config):
-    """The start checkpoint's weights and observed ranges, into the model just quantized the
-    same way (a checkpoint of another quantization would leave its ranges meaningless)."""
+    """A quantized start checkpoint's weights and observed ranges, into the model just
+    quantized the same way (a checkpoint of another quantization would leave its ranges
+    meaningless); a float one has been loaded already (load_pretrained)."""
     ckpt = load_checkpoint(path)
+    if not ckpt.get('quant'):
+        return
     saved = saved_config(ckpt['quant'], path)
     differ = [k for k in SAME_KEYS if getattr(saved, k) != getattr(config, k)]
     if differ:
@@ -83,6 +86,5 @@ def quant_hook(opt):
     freeze_epoch = opt.quant_freeze_epoch
     if freeze_epoch < 0:
         freeze_epoch = max(1, math.ceil(0.7 * opt.epochs))
-    start = opt.weights if (str(opt.weights).endswith('.pt') and not opt.resume and
-                            load_checkpoint(opt.weights).get('quant')) else ''
+    start = opt.weights if str(opt.weights).endswith('.pt') and not opt.resume else ''
     return QuantHook(config, freeze_epoch, start)
