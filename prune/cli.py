@@ -30,9 +30,9 @@ def main(argv=None):
         method_parser().print_help()
         return None
     known, rest = method_parser().parse_known_args(argv)
-    return method_main(known.method)(rest)
+    return method_main(known.method, f'python3 -m prune --method {known.method}')(rest)
 
 
-def method_main(method):
+def method_main(method, prog=''):
     """The command of one method (its root script, or -m prune --method with it)."""
-    return script_main(method, METHODS[method].doc)
+    return script_main(method, METHODS[method].doc, prog)

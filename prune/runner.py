@@ -28,8 +28,8 @@ from utils.torch_utils import select_device
 TOLERANCE = 1e-3  # pruned vs masked outputs, in pixels; they agree to float rounding (~1e-5)
 
 
-def parser(method, doc):
-    p = Parser(prog=f'{method}_prune.py', description=doc.strip().splitlines()[0])
+def parser(method, doc, prog=''):
+    p = Parser(prog=prog or f'{method}_prune.py', description=doc.strip().splitlines()[0])
     add_shared(p, cfg='', data='data/shapes.data', weights='weights/yolov3-mini.pt',
                img_size=None, batch_size=16, device='', workers=2, project='runs/prune',
                name='exp', exist_ok=False)
@@ -44,11 +44,11 @@ def parser(method, doc):
     return p
 
 
-def script_main(method, doc):
-    """The main() of a prune script: its flags from the registry, one-line errors."""
+def script_main(method, doc, prog=''):
+    """The main() of a prune command: its flags from the registry, one-line errors."""
     @friendly_errors
     def main(argv=None):
-        return run_method(method, **vars(parser(method, doc).parse_args(argv)))
+        return run_method(method, **vars(parser(method, doc, prog).parse_args(argv)))
     return main
 
 
