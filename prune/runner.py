@@ -17,11 +17,10 @@ from prune.report import channel_rows, channel_table, stage_figures, summary_tab
 from prune.surgery import layer_masks, masked_model, prune_model, renumber
 from utils.cli import friendly_errors
 from utils.datasets import create_dataloader, parse_data_cfg
-from utils.errors import OptionError
 from utils.evaluate import evaluate_model
 from utils.files import atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, at_least, closest, one_size
+from utils.options import Parser, add_shared, at_least, one_size, refuse_unknown
 from utils.runs import increment_path
 from utils.torch_utils import select_device
 
@@ -109,11 +108,8 @@ def run_method(method, cfg='', data='data/shapes.data', weights='weights/yolov3-
     """Prune with a registered method; ``options`` are its selection options (None: default).
     Returns the prune.json content."""
     m = METHODS[method]
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        known = [*inspect.signature(run_method).parameters, *OPTIONS]
-        raise OptionError(f"{method}: unknown option '{unknown[0]}'"
-                          f'{closest(unknown[0], known)}')
+    refuse_unknown(sorted(options), [*inspect.signature(run_method).parameters, *OPTIONS],
+                   f'{method}: ')
     opts = m.resolve(**options)
     return prune_and_report(method, m.tag(opts), lambda model: m.select(model, **opts), cfg,
                             data, weights, img_size, batch_size, device, workers, eval,

@@ -30,6 +30,13 @@ def closest(name, choices):
     return f' (did you mean {match[0]}?)' if match else ''
 
 
+def refuse_unknown(keys, names, where=''):
+    """An OptionError for the first of keys that is not one of names, naming the closest."""
+    for key in keys:
+        if key not in names:
+            raise OptionError(f"{where}unknown option '{key}'{closest(key, names)}")
+
+
 def keyword_options(run):
     """For a command's run(**kw) written as a plain function: a keyword it does not take is an
     OptionError naming the closest one it does (as Options.from_kwargs says for the commands
@@ -39,9 +46,7 @@ def keyword_options(run):
 
     @functools.wraps(run)
     def checked(*args, **kw):
-        for key in kw:
-            if key not in names:
-                raise OptionError(f"unknown option '{key}'{closest(key, names)}")
+        refuse_unknown(kw, names)
         return run(*args, **kw)
     return checked
 
@@ -188,10 +193,7 @@ class Options:
     @classmethod
     def from_kwargs(cls, **kw):
         """The options from keyword arguments; an unknown name is an OptionError."""
-        names = cls.names()
-        for key in kw:
-            if key not in names:
-                raise OptionError(f"unknown option '{key}'{closest(key, names)}")
+        refuse_unknown(kw, cls.names())
         return cls(**kw)
 
     @classmethod
@@ -226,9 +228,7 @@ class Options:
         return out
 
     def replace(self, **kw):
-        for key in kw:
-            if key not in self.names():
-                raise OptionError(f"unknown option '{key}'{closest(key, self.names())}")
+        refuse_unknown(kw, self.names())
         return dataclasses.replace(self, **kw)
 
     @classmethod
