@@ -4,6 +4,7 @@ A probe runs a command's ``main`` in this process (a failure is found before any
 probe costs milliseconds, not an interpreter start). A row: the command, its arguments (``{x}``
 names a file of the workspace), the exit code, and a regex the one error line must match.
 """
+import copy
 import importlib
 import re
 import signal
@@ -221,6 +222,21 @@ class DidRealWork(BaseException):
 
 def _too_long(signum, frame):
     raise DidRealWork('the probe ran past 20 s: the bad input was not refused up front')
+
+
+def changed(tree, path, value=None, remove=False):
+    """A copy of tree with one entry set (or removed): only the containers on the path are
+    copied, the rest is shared (nothing below is changed in place)."""
+    top = copy.copy(tree)
+    node = top
+    for k in path[:-1]:
+        node[k] = copy.copy(node[k])
+        node = node[k]
+    if remove:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return top
 
 
 def run_main(command, argv, budget=20):

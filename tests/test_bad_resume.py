@@ -9,7 +9,7 @@ import torch
 
 import train
 from models.weights import WeightsError, load_checkpoint, save_checkpoint
-from tests.bad_input import run_main
+from tests.bad_input import changed, run_main
 from tests.conftest import _built
 from utils.errors import ToolkitError
 
@@ -176,21 +176,6 @@ def damage(value, rng):
     return rng.choice([o for o in options if type(o) is not type(value) or
                        (isinstance(o, (int, float)) and not isinstance(o, bool) and
                         not o >= 0)])  # of its own type: only below 0, or NaN
-
-
-def changed(tree, path, value=None, remove=False):
-    """A copy of tree with one entry set (or removed): only the containers on the path are
-    copied, the rest is shared (nothing below is changed in place)."""
-    top = copy.copy(tree)
-    node = top
-    for k in path[:-1]:
-        node[k] = copy.copy(node[k])
-        node = node[k]
-    if remove:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return top
 
 
 def resumed_state(ckpt, path):

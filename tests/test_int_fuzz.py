@@ -14,6 +14,7 @@ from quantize.config import QuantConfig
 from quantize.export_int import integer_model
 from quantize.int_schema import Bad, validate
 from quantize.qat import quantize_model
+from tests.bad_input import changed
 from tests.conftest import _built
 from tests.test_quantize import calibrate, x_batch
 
@@ -40,18 +41,6 @@ def leaves(tree, path=()):
     elif isinstance(tree, list):
         for k, v in enumerate(tree):
             yield from leaves(v, (*path, k))
-
-
-def replaced(tree, path, value=None, remove=False):
-    tree = copy.deepcopy(tree)
-    node = tree
-    for k in path[:-1]:
-        node = node[k]
-    if remove:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return tree
 
 
 def swaps(value):
@@ -82,9 +71,9 @@ def mutate(manifest, arrays, rng):
     path = rng.choice(paths)
     value = dict(leaves(manifest))[path]
     if rng.random() < 0.3 and isinstance(path[-1], str):
-        return f'{path} removed', replaced(manifest, path, remove=True), arrays
+        return f'{path} removed', changed(copy.deepcopy(manifest), path, remove=True), arrays
     new = rng.choice(swaps(value))
-    return f'{path} = {new!r}', replaced(manifest, path, new), arrays
+    return f'{path} = {new!r}', changed(copy.deepcopy(manifest), path, new), arrays
 
 
 def test_single_field_mutations_are_refused_or_change_nothing(valid):
