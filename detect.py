@@ -1,4 +1,4 @@
-"""Run a detector (or a network that segments) on images, folders, globs, videos or a webcam and
+r"""Run a detector (or a network that segments) on images, folders, globs, videos or a webcam and
 draw what it finds: the segmentation blended in its cfg's colours, boxes on top.
 
     python3 detect.py --weights weights/yolov3-mini.pt --source data/shapes/images/val
@@ -11,6 +11,7 @@ original image; --save-masks adds masks/<name>.png, the class index of every pix
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from pathlib import Path
@@ -26,12 +27,39 @@ from utils.datasets import DataError, load_names, parse_data_cfg
 from utils.log import LOGGER
 from utils.errors import OptionError
 from utils.nms import non_max_suppression
-from utils.options import Parser, add_shared, at_least, keyword_options, one_size, unit_float
+from utils.options import Options, Parser, at_least, field, one_size, unit_float
 from utils.files import atomic_write_text, write_image
 from utils.plots import draw_boxes, draw_mask, palette
 from utils.runs import increment_path
 from utils.sources import iter_frames
 from utils.torch_utils import autocast, select_device, time_sync
+
+
+@dataclasses.dataclass
+class DetectOptions(Options):
+    """Everything a detect run is told; detect.run(**kw) and the command line build it."""
+    source: str = field('data/shapes/images/val', 'image, folder, glob, video file or webcam '
+                        'index')
+    weights: str | None = field(None, 'none with --cfg: random initial weights', shared=True)
+    cfg: str | None = field(None, shared=True)
+    data: str | None = field(None, 'its names= file names the classes', shared=True)
+    names: str | None = field(None, '.names file (default: the --data names, else those in the '
+                              'checkpoint)')
+    img_size: int | list | tuple | None = field(None, shared=True)
+    conf_thres: float = field(0.25, '', type=unit_float)
+    iou_thres: float = field(0.45, '', type=unit_float)
+    classes: list | None = field(None, 'keep only these', type=at_least(0), nargs='+')
+    agnostic_nms: bool = field(False, 'NMS across classes', action='store_true')
+    max_det: int = field(300, '', type=at_least(1))
+    save_txt: bool = field(False, 'write labels with confidences', action='store_true')
+    save_masks: bool = field(False, 'segmenting networks: write each class map as '
+                             'masks/<name>.png', action='store_true')
+    view_img: bool = field(False, 'show results in a window', action='store_true')
+    device: str = field('', shared=True)
+    project: str = field('runs/detect', shared=True)
+    name: str = field('exp', shared=True)
+    exist_ok: bool = field(False, shared=True)
+    amp: bool | None = field(None, shared=True)
 
 
 def resolve_names(names_file, weights, nc, data=None):
@@ -138,35 +166,35 @@ def show(window, img, state):
 
 
 @torch.no_grad()
-@keyword_options
-def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, names=None,
-        img_size=None, conf_thres=0.25, iou_thres=0.45, classes=None, agnostic_nms=False,
-        max_det=300, save_txt=False, save_masks=False, view_img=False, device='',
-        project='runs/detect', name='exp', exist_ok=False, amp=None):
-    device = select_device(device)
-    model = load_for_inference(weights, cfg, device)
-    amp_dtype = autocast_dtype(model, device, amp, weights)
-    size = one_size(img_size, (model.img_size or (None, None))[1])
+def run(**kw):
+    """Detect (and segment) every frame of --source; returns the run folder and the counts
+    per class."""
+    opt = DetectOptions.from_kwargs(**kw).validate()
+    weights, classes = opt.weights, opt.classes
+    device = select_device(opt.device)
+    model = load_for_inference(weights, opt.cfg, device)
+    amp_dtype = autocast_dtype(model, device, opt.amp, weights)
+    size = one_size(opt.img_size, (model.img_size or (None, None))[1])
     if size is None:
         raise OptionError(f'{weights}: a dynamic graph takes any size: give --img-size')
-    names = resolve_names(names, weights, model.nc, data) if model.nc else []
+    names = resolve_names(opt.names, weights, model.nc, opt.data) if model.nc else []
     if classes and max(classes) >= model.nc:
         raise OptionError(f'--classes {max(classes)}: the model detects classes 0 to '
                           f'{model.nc - 1}')
     colors = palette(model.seg_nc, head_option(model, 'colormap')) if model.seg_nc else None
-    save_dir = increment_path(project, name, exist_ok)
-    outputs, gui = Outputs(save_dir, save_txt, save_masks), {}
+    save_dir = increment_path(opt.project, opt.name, opt.exist_ok)
+    outputs, gui = Outputs(save_dir, opt.save_txt, opt.save_masks), {}
     counts = Counter()
     try:
-        for frame in iter_frames(str(source), size):
+        for frame in iter_frames(str(opt.source), size):
             t0 = time_sync()
             x = torch.from_numpy(frame.input).to(device).float().div(255).unsqueeze(0)
             with autocast(device, amp_dtype):
                 decoded, heads = model(x)
             det = torch.zeros((0, 6))
             if decoded is not None:
-                det = non_max_suppression(decoded.float(), conf_thres, iou_thres, classes,
-                                          agnostic_nms, max_det, multi_label=False)[0].cpu()
+                det = non_max_suppression(decoded.float(), opt.conf_thres, opt.iou_thres, classes,
+                                          opt.agnostic_nms, opt.max_det, multi_label=False)[0].cpu()
                 det[:, :4] = scale_boxes(det[:, :4], x.shape[2:], frame.image.shape[:2],
                                          frame.ratio_pad)
             mask = (original_mask(model.segment_classes(heads, x.shape[2:])[0], frame)
@@ -182,7 +210,7 @@ def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, name
                 draw_mask(drawn, mask, colors)
             drawn = draw_boxes(drawn, det, names)
             outputs.write(frame, drawn, det, mask)
-            if view_img:
+            if opt.view_img:
                 show(str(frame.path), drawn, gui)
     finally:
         outputs.close()
@@ -191,25 +219,7 @@ def run(source='data/shapes/images/val', weights=None, cfg=None, data=None, name
 
 
 def parser():
-    p = Parser(prog='detect.py', description=__doc__)
-    p.add_argument('--source', default='data/shapes/images/val',
-                   help='image, folder, glob, video file or webcam index')
-    add_shared(p, weights=None, cfg=None, data=None, img_size=None, device='',
-               project='runs/detect', name='exp', exist_ok=False, amp=None,
-               notes={'weights': 'none with --cfg: random initial weights',
-                      'data': 'its names= file names the classes'})
-    p.add_argument('--names', default=None,
-                   help='.names file (default: the --data names, else those in the checkpoint)')
-    p.add_argument('--conf-thres', type=unit_float, default=0.25)
-    p.add_argument('--iou-thres', type=unit_float, default=0.45)
-    p.add_argument('--classes', type=at_least(0), nargs='+', default=None, help='keep only these')
-    p.add_argument('--agnostic-nms', action='store_true', help='NMS across classes')
-    p.add_argument('--max-det', type=at_least(1), default=300)
-    p.add_argument('--save-txt', action='store_true', help='write labels with confidences')
-    p.add_argument('--save-masks', action='store_true',
-                   help='segmenting networks: write each class map as masks/<name>.png')
-    p.add_argument('--view-img', action='store_true', help='show results in a window')
-    return p
+    return DetectOptions.add_fields(Parser(prog='detect.py', description=__doc__))
 
 
 def parse_opt(argv=None):

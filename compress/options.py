@@ -8,7 +8,7 @@ from pathlib import Path
 from compress.stages import STAGES
 from models.weights import WeightsError
 from prune.masks import RANKS
-from prune.methods import METHODS
+from prune.methods import METHODS, OPTIONS
 from prune.plan import PruneError
 from prune.surgery import prune_model
 from quantize.loader import load_model
@@ -46,7 +46,7 @@ class CompressOptions(Options):
                             choices=[0, 1, 2])
     sr_flops: bool = field(False, "train.py's --sr-flops", action='store_true')
     method: str = field('slim', '', choices=list(METHODS))
-    percent: float = field(0.5, 'with --keep-bflops 0', type=float)
+    percent: float = field(0.5, 'with --keep-bflops 0', type=OPTIONS['percent'][1]['type'])
     keep_bflops: float = field(0.3, 'the share of the BFLOPs to keep: the sparse stage aims at '
                                "that cut (train.py's --sr-target) and pruning takes the smallest "
                                'percent that leaves at most that share; 0: use --percent (not '
@@ -58,7 +58,8 @@ class CompressOptions(Options):
     rank: str = field('layer', "the prune script's --rank", choices=RANKS)
     round: int = field(8, 'every pruned layer keeps a multiple of this many channels (the aimed '
                        "cut's train.py --sr-round and the prune method's --round): "
-                       "onnxruntime's x86 kernels work in blocks of 8 or 16", type=int)
+                       "onnxruntime's x86 kernels work in blocks of 8 or 16",
+                 type=OPTIONS['round'][1]['type'])
     shortcuts: int = field(2, 'layer pruning: blocks to remove', type=int)
     KDstr: int = field(0, 'distill the fine-tune from the baseline with this strategy (0: none, '
                        'the default: none helped, docs/results/distillation.md)', type=int,
@@ -81,8 +82,6 @@ class CompressOptions(Options):
     def check(self):
         """Options that cannot give a useful run are refused before any stage starts."""
         self.validate()
-        if self.round < 1:
-            raise OptionError(f'--round is a number of channels, 1 or more, got {self.round}')
         if not (self.keep_bflops == 0 or 0 < self.keep_bflops < 1):
             raise OptionError(f'--keep-bflops is a share in (0, 1), or 0 to use --percent; got '
                               f'{self.keep_bflops}')

@@ -25,19 +25,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from export.formats import (FORMATS, check_options, export_c_project, export_darknet,
+from export.formats import (check_options, export_c_project, export_darknet,
                             export_engine, export_size, int8_model, precision_pins)
 from models.darknet import is_quantized
 from quantize.deploy_check import check_batches, checked_qdq, qdq_candidates
-from quantize.formats import FORMATS as INT_FORMATS
-from quantize.graphs import (MIN_OPSET, MIN_OPSET_INT8, ExportError, export_onnx,
-                             export_openvino)
+from export.options import ExportOptions
+from quantize.graphs import MIN_OPSET_INT8, ExportError, export_onnx, export_openvino
 from quantize.loader import load_model
-from quantize.qdq import TARGETS
 from utils.cli import friendly_errors
 from utils.files import atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, at_least, keyword_options
+from utils.options import Parser
 from utils.runs import increment_path
 from utils.torch_utils import DeviceError, select_device
 
@@ -45,20 +43,24 @@ __all__ = ['ExportError', 'export_darknet', 'int8_model', 'main', 'parse_opt', '
            'precision_pins', 'run']
 
 
-@keyword_options
-def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, batch=1,
-        dynamic=False, half=False, int8=False, qdq=None, calib_images='', calib=256,
-        calib_method='entropy', dla=None, opset=17, nms=False, simplify=False, int_format='',
-        device='', project='runs/export', name='exp', exist_ok=False, check=True,
-        check_images=''):
+def run(**kw):
     """Export; returns the list of files written."""
-    check_options(fmt, batch, dla, int_format)
-    device = select_device(device)
+    opt = ExportOptions.from_kwargs(**kw).validate()
+    check_options(opt.fmt, opt.batch, opt.dla, opt.int_format)
+    return export(opt)
+
+
+def export(opt):
+    """run's work once the options are checked."""
+    weights, fmt, half, opset, calib_images = opt.weights, opt.fmt, opt.half, opt.opset, \
+        opt.calib_images
+    qdq = opt.qdq
+    device = select_device(opt.device)
     if half and device.type != 'cuda':
         raise DeviceError('--half exports fp16, which needs a CUDA --device')
-    model = load_model(weights, cfg or None).to(device).eval()
-    img_hw = export_size(img_size, model)
-    int8 = (int8 or is_quantized(model)) and fmt != 'darknet'
+    model = load_model(weights, opt.cfg or None).to(device).eval()
+    img_hw = export_size(opt.img_size, model)
+    int8 = (opt.int8 or is_quantized(model)) and fmt != 'darknet'
     if int8 and fmt in ('onnx', 'engine') and opset < MIN_OPSET_INT8:
         raise ExportError(f'--opset {opset}: an int8 graph (QuantizeLinear per channel) needs '
                           f'{MIN_OPSET_INT8} or more')
@@ -66,18 +68,20 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, bat
         raise ExportError('--int8 on a float checkpoint calibrates it: give --calib-images (a '
                           'list file, folder or glob of representative images), or export a '
                           'QAT / quantize/ptq.py checkpoint')
-    save_dir = increment_path(project, name, exist_ok)  # an unwritable folder fails before work
+    # an unwritable folder fails before work
+    save_dir = increment_path(opt.project, opt.name, opt.exist_ok)
     if int8 and not is_quantized(model):
-        model = int8_model(model, calib_images, calib, calib_method, img_hw[0], device)
+        model = int8_model(model, calib_images, opt.calib, opt.calib_method, img_hw[0],
+                           device)
     verdict = None
-    if int8 and fmt in ('onnx', 'openvino') and check:
-        batches = check_batches(weights, check_images or calib_images, img_hw, model.nc)
+    if int8 and fmt in ('onnx', 'openvino') and opt.check:
+        batches = check_batches(weights, opt.check_images or calib_images, img_hw, model.nc)
         qdq, verdict = checked_qdq(model, fmt, img_hw, qdq, batches)
     qdq = qdq or (qdq_candidates(fmt, None, model)[0] if int8 else None)
     stem = save_dir / Path(weights).stem
     if half:
         model = model.half()
-    onnx_kw = {'dynamic': dynamic, 'opset': opset, 'nms': nms, 'simplify': simplify,
+    onnx_kw = {'dynamic': opt.dynamic, 'opset': opset, 'nms': opt.nms, 'simplify': opt.simplify,
                'qdq': qdq}
     outputs = [f'{stem}{suffix}'
                for suffix in ('.cfg', '.weights', '.onnx', '.xml', '.bin', '.engine', '_c')]
@@ -85,57 +89,24 @@ def run(weights='weights/yolov3-mini.pt', cfg='', fmt='onnx', img_size=None, bat
         if fmt == 'darknet':
             files = export_darknet(model.float(), stem)
         elif fmt == 'c':
-            files = export_c_project(model, stem, img_hw, int_format)
+            files = export_c_project(model, stem, img_hw, opt.int_format)
         elif fmt == 'onnx':
-            files = export_onnx(model, stem, img_hw, batch, **onnx_kw)
+            files = export_onnx(model, stem, img_hw, opt.batch, **onnx_kw)
         elif fmt == 'openvino':
-            files = export_openvino(model, stem, img_hw, batch, **onnx_kw)
+            files = export_openvino(model, stem, img_hw, opt.batch, **onnx_kw)
         else:
-            files = export_engine(model, stem, img_hw, batch, half, device, int8, dla, **onnx_kw)
+            files = export_engine(model, stem, img_hw, opt.batch, half, device, int8, opt.dla,
+                                  **onnx_kw)
         atomic_write_text(save_dir / 'export.json', json.dumps(
-            {'weights': str(weights), 'format': fmt, 'img_size': list(img_hw), 'batch': batch,
-             'dynamic': dynamic, 'half': half, 'int8': int8, 'qdq': qdq if int8 else None,
-             'nms': nms, 'files': files, 'int8_check': verdict and vars(verdict)}, indent=2))
+            {'weights': str(weights), 'format': fmt, 'img_size': list(img_hw), 'batch': opt.batch,
+             'dynamic': opt.dynamic, 'half': half, 'int8': int8, 'qdq': qdq if int8 else None,
+             'nms': opt.nms, 'files': files, 'int8_check': verdict and vars(verdict)}, indent=2))
     LOGGER.info(f"exported {', '.join(files)}")
     return files
 
 
 def parser():
-    p = Parser(prog='export.py', description=__doc__)
-    add_shared(p, weights='weights/yolov3-mini.pt', cfg='', img_size=None, device='',
-               project='runs/export', name='exp', exist_ok=False,
-               notes={'img_size': 'or HEIGHT WIDTH'})
-    p.add_argument('--format', dest='fmt', default='onnx', choices=FORMATS)
-    p.add_argument('--batch', type=int, default=1, help='batch size of a static graph')
-    p.add_argument('--dynamic', action='store_true', help='ONNX: dynamic batch and image size')
-    p.add_argument('--half', action='store_true', help='fp16 (CUDA)')
-    p.add_argument('--int8', action='store_true',
-                   help='int8 Q/DQ: calibrate a float checkpoint on --calib-images (QAT and PTQ '
-                        'checkpoints are int8 already)')
-    p.add_argument('--qdq', default=None, choices=TARGETS,
-                   help='int8: the engine the Q/DQ graph is for (quantize/qdq.py; default: the '
-                        'first that passes the int8 check here: tensorrt, this CPU\'s '
-                        'onnxruntime flavour, uint8; for OpenVINO its symmetric graph, then '
-                        'uint8, the onnxruntime ones); uint8: the fake-quant model exactly with '
-                        'zero points; onnxruntime-u8: uint8 weights, exact on any x86 CPU')
-    p.add_argument('--no-check', dest='check', action='store_false',
-                   help='int8: write the graph without checking it against the fake-quant '
-                        'model in its runtime here (e.g. for another CPU)')
-    p.add_argument('--check-images', default='',
-                   help='int8 check: images (list, folder or glob; default: the ones the '
-                        'checkpoint was calibrated or trained on, else synthetic)')
-    p.add_argument('--calib-images', default='', help='--int8: image list file, folder or glob')
-    p.add_argument('--calib', type=at_least(1), default=256, help='--int8: calibration images')
-    p.add_argument('--calib-method', default='entropy',
-                   choices=['max', 'percentile', 'mse', 'entropy'])
-    p.add_argument('--dla', type=int, default=None, help='engine: DLA core (Jetson)')
-    p.add_argument('--opset', type=at_least(MIN_OPSET), default=17,
-                   help=f'ONNX opset, {MIN_OPSET} or more ({MIN_OPSET_INT8} or more for int8)')
-    p.add_argument('--nms', action='store_true', help='ONNX: add a NonMaxSuppression node')
-    p.add_argument('--simplify', action='store_true', help='ONNX: simplify with onnxslim')
-    p.add_argument('--int-format', default='', choices=['', *INT_FORMATS],
-                   help='c: number format (default: the one the checkpoint fits)')
-    return p
+    return ExportOptions.add_fields(Parser(prog='export.py', description=__doc__))
 
 
 def parse_opt(argv=None):

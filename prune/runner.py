@@ -3,7 +3,7 @@ prune/methods.py), cut, check, evaluate, save, report."""
 from __future__ import annotations
 
 import argparse
-import inspect
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,22 +20,34 @@ from utils.datasets import create_dataloader, parse_data_cfg
 from utils.evaluate import evaluate_model
 from utils.files import atomic_write_text, whole_or_none
 from utils.log import LOGGER
-from utils.options import Parser, add_shared, at_least, one_size, refuse_unknown
+from utils.options import Options, Parser, at_least, field, one_size, refuse_unknown
 from utils.runs import increment_path
 from utils.torch_utils import select_device
 
 TOLERANCE = 1e-3  # pruned vs masked outputs, in pixels; they agree to float rounding (~1e-5)
 
 
+@dataclasses.dataclass
+class PruneOptions(Options):
+    """What every prune method is told besides its own selection options (prune/methods.py)."""
+    cfg: str = field('', shared=True)
+    data: str = field('data/shapes.data', shared=True)
+    weights: str = field('weights/yolov3-mini.pt', shared=True)
+    img_size: int | list | tuple | None = field(None, shared=True)
+    batch_size: int = field(16, shared=True)
+    device: str = field('', shared=True)
+    workers: int = field(2, shared=True)
+    eval: bool = field(True, 'evaluate mAP of the original, masked and pruned models',
+                       action=argparse.BooleanOptionalAction)
+    latency_runs: int = field(20, '0: skip the latency figures', type=at_least(0))
+    project: str = field('runs/prune', shared=True)
+    name: str = field('exp', shared=True)
+    exist_ok: bool = field(False, shared=True)
+
+
 def parser(method, doc, prog=''):
     p = Parser(prog=prog or f'{method}_prune.py', description=doc.strip().splitlines()[0])
-    add_shared(p, cfg='', data='data/shapes.data', weights='weights/yolov3-mini.pt',
-               img_size=None, batch_size=16, device='', workers=2, project='runs/prune',
-               name='exp', exist_ok=False)
-    p.add_argument('--eval', action=argparse.BooleanOptionalAction, default=True,
-                   help='evaluate mAP of the original, masked and pruned models')
-    p.add_argument('--latency-runs', type=at_least(0), default=20,
-                   help='0: skip the latency figures')
+    PruneOptions.add_fields(p)
     m = METHODS[method]
     for option in m.options:
         flags, kw = OPTIONS[option]
@@ -102,31 +114,25 @@ def first_divergence(model, plan, masked, pruned, img_size, device, tol=1e-4):
     return None
 
 
-def run_method(method, cfg='', data='data/shapes.data', weights='weights/yolov3-mini.pt',
-               img_size=None, batch_size=16, device='', workers=2, eval=True, latency_runs=20,
-               project='runs/prune', name='exp', exist_ok=False, **options):
-    """Prune with a registered method; ``options`` are its selection options (None: default).
-    Returns the prune.json content."""
+def run_method(method, **kw):
+    """Prune with a registered method; ``kw`` holds PruneOptions and the method's selection
+    options (None: default). Returns the prune.json content."""
     m = METHODS[method]
-    refuse_unknown(sorted(options), [*inspect.signature(run_method).parameters, *OPTIONS],
-                   f'{method}: ')
-    opts = m.resolve(**options)
-    return prune_and_report(method, m.tag(opts), lambda model: m.select(model, **opts), cfg,
-                            data, weights, img_size, batch_size, device, workers, eval,
-                            latency_runs, project, name, exist_ok)
+    names = PruneOptions.option_names()
+    refuse_unknown(sorted(kw), [*names, *OPTIONS], f'{method}: ')
+    opt = PruneOptions.from_kwargs(**{k: v for k, v in kw.items() if k in names}).validate()
+    opts = m.resolve(**{k: v for k, v in kw.items() if k not in names})
+    return prune_and_report(method, m.tag(opts), lambda model: m.select(model, **opts), opt)
 
 
-def prune_and_report(method, tag, select, cfg='', data='data/shapes.data',
-                     weights='weights/yolov3-mini.pt', img_size=None, batch_size=16, device='',
-                     workers=2, eval=True, latency_runs=20, project='runs/prune', name='exp',
-                     exist_ok=False):
+def prune_and_report(method, tag, select, opt):
     """Prune with ``select(model) -> PrunePlan``; returns the prune.json content. The outputs
     appear together: the cfg, weights and checkpoint first, prune.json last, so a folder with a
     prune.json holds a complete set."""
-    device = select_device(device)
+    weights, cfg, device = opt.weights, opt.cfg, select_device(opt.device)
     model = load_model(weights, cfg or None).float().to(device).eval()
-    data_cfg = parse_data_cfg(data)
-    size = one_size(img_size, model.img_size[1])
+    data_cfg = parse_data_cfg(opt.data)
+    size = one_size(opt.img_size, model.img_size[1])
     plan = select(model)
     masked, pruned = masked_model(model, plan), prune_model(model, plan)
     if n_params(pruned) == n_params(model):
@@ -139,8 +145,9 @@ def prune_and_report(method, tag, select, cfg='', data='data/shapes.data',
         layer = f'first at layer {where[0]} ({where[1]:.2e})' if where else 'at the outputs'
         raise PruneError(f'pruned and masked outputs differ by {diff:.2e}, {layer}: nothing '
                          f'was written; please report this with the cfg')
-    loader = _val_loader(data_cfg, size, batch_size, workers, model.seg_nc) if eval else None
-    save_dir = increment_path(project, name, exist_ok)
+    loader = (_val_loader(data_cfg, size, opt.batch_size, opt.workers, model.seg_nc)
+              if opt.eval else None)
+    save_dir = increment_path(opt.project, opt.name, opt.exist_ok)
     stem = save_dir / '_'.join(filter(None, (_source_cfg_name(weights, cfg), method, tag)))
     outputs = [Path(f'{stem}{suffix}') for suffix in ('.cfg', '.weights', '.pt')]
     with whole_or_none(outputs):  # prune.json, written last, says the set is whole
@@ -149,7 +156,7 @@ def prune_and_report(method, tag, select, cfg='', data='data/shapes.data',
         for stage, net in (('original', model), ('masked', masked), ('pruned', pruned)):
             metrics = evaluate_model(net, loader, data_cfg['names'], verbose=False, plots=False,
                                      seg_names=data_cfg.get('seg_names')) if loader else None
-            stages[stage] = stage_figures(net, size, device, metrics, latency_runs)
+            stages[stage] = stage_figures(net, size, device, metrics, opt.latency_runs)
         rows = channel_rows(model, layer_masks(model, plan), plan.dropped_layers())
         report = {'method': method, 'cfg': str(outputs[0]), 'weights': str(outputs[1]),
                   'pt': str(outputs[2]), 'source': str(weights), 'img_size': size,

@@ -244,7 +244,7 @@ def test_evaluation_takes_the_machines_default_workers():
     import test as evaluation
     from utils import evaluate
     assert evaluation.parse_opt([]).workers is None
-    assert inspect.signature(evaluation.run).parameters['workers'].default is None
+    assert evaluation.TestOptions().workers is None
     assert inspect.signature(evaluate.evaluate_on).parameters['workers'].default is None
 
 

@@ -30,10 +30,32 @@ def test_a_misspelt_option_names_the_closest_valid_one():
 def test_every_default_lives_in_the_options_object():
     """The parser's defaults are the dataclass's: one place for each."""
     args = train.parse_opt([])
-    for name in train.TrainOptions.names():
+    for name in train.TrainOptions.option_names():
         if name in ('extra', 'hyp_values'):
             continue
         assert getattr(args, name) == getattr(train.TrainOptions(), name), name
+
+
+@pytest.mark.parametrize('command', ['test', 'detect', 'export', 'compress', 'prune'])
+def test_every_command_takes_its_defaults_and_ranges_from_its_options_object(command):
+    """test, detect, export, compress and every prune method: the parser is built from the
+    dataclass (same defaults), and run(**kw) refuses what the flag refuses."""
+    if command == 'prune':
+        from prune.runner import PruneOptions, parser
+        options, args = PruneOptions, parser('slim', METHODS['slim'].doc).parse_args([])
+        bad = {'latency_runs': -1}
+    else:
+        module = importlib.import_module(command)
+        options = next(v for k, v in vars(module).items() if k.endswith('Options')
+                       and k != 'Options' and v.__module__.startswith(command))
+        args = module.parse_opt([])
+        bad = {'compress': {'round': 0}, 'export': {'opset': 5}}.get(command, {'max_det': 0})
+    for name in options.option_names():
+        if hasattr(args, name):
+            assert getattr(args, name) == getattr(options(), name), (command, name)
+    flag = '--' + next(iter(bad)).replace('_', '-')
+    with pytest.raises(OptionError, match=flag):
+        options.from_kwargs(**bad).validate()
 
 
 @pytest.mark.parametrize('flags, match', [

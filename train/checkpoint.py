@@ -108,7 +108,7 @@ def resumable_options(ckpt, path):
     saved = ckpt['opt']
     if not isinstance(saved, dict):
         raise WeightsError(f'{path}: its saved options are not a mapping')
-    missing = [k for k in TrainOptions.names() if k not in saved and k != 'extra']
+    missing = [k for k in TrainOptions.option_names() if k not in saved and k != 'extra']
     if missing:  # a default in its place would make it another run
         raise WeightsError(f"{path}: its saved options lack {', '.join(missing[:3])} (written "
                            'by another version, or damaged)')

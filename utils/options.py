@@ -187,19 +187,19 @@ class Options:
     """Base of the typed option objects; subclasses add fields made with ``field``."""
 
     @classmethod
-    def names(cls):
+    def option_names(cls):
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
     def from_kwargs(cls, **kw):
         """The options from keyword arguments; an unknown name is an OptionError."""
-        refuse_unknown(kw, cls.names())
+        refuse_unknown(kw, cls.option_names())
         return cls(**kw)
 
     @classmethod
     def from_dict(cls, values):
         """Options saved by an older version: unknown keys are dropped, missing ones default."""
-        names = set(cls.names())
+        names = set(cls.option_names())
         return cls(**{k: v for k, v in values.items() if k in names})
 
     def validate(self):
@@ -228,7 +228,7 @@ class Options:
         return out
 
     def replace(self, **kw):
-        refuse_unknown(kw, self.names())
+        refuse_unknown(kw, self.option_names())
         return dataclasses.replace(self, **kw)
 
     @classmethod
@@ -252,7 +252,7 @@ class Options:
 
     @classmethod
     def from_args(cls, namespace):
-        return cls(**{k: v for k, v in vars(namespace).items() if k in cls.names()})
+        return cls(**{k: v for k, v in vars(namespace).items() if k in cls.option_names()})
 
 
 def _field_problem(value, default, kw):
