@@ -1,4 +1,4 @@
-"""Re-cluster anchors for a dataset and optionally write them into a cfg.
+r"""Re-cluster anchors for a dataset and optionally write them into a cfg.
 
     python3 data/kmeans_anchors.py --data data/shapes.data --n 9 --img-size 320 \
         --cfg cfg/yolov3-mini.cfg --out runs/anchors/yolov3-mini-shapes.cfg

@@ -39,7 +39,8 @@ class QuantConfig:
     a_bits: int = 8
     bn_fold: bool = False       # fold BN into the conv while training (batch statistics)
     fpga: bool = False          # every scale an exact power of two
-    observer: str = ''          # '' = ema (bench/quant_table.py: better than minmax for 3)
+    # '' = ema (bench/experiments/quant_table.py: better than minmax for 3)
+    observer: str = ''
     percentile: float = 99.99   # for observer='percentile'
     dorefa_all: bool = False    # mode 2: also the first and last convs at w_bits / a_bits
     freeze_epoch: int = -1      # observers (and folded BN statistics) freeze from this epoch

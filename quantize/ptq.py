@@ -39,7 +39,7 @@ from utils.torch_utils import select_device
 
 
 # what quantize/ptq.py does unless told otherwise (chosen on COCO128 train2017,
-# docs/results/real.md); compress.py's PTQ and bench/peers.py's toolkit rows take them too
+# docs/results/real.md); compress.py's PTQ and bench/peers/compare.py's toolkit rows take them too
 # (asymmetric applies to the int8 format without power-of-two scales: the fixed-point ones
 # take symmetric ranges)
 DEFAULTS = {'method': 'mse', 'asymmetric': True, 'equalize': True}

@@ -1,9 +1,9 @@
-"""bench/coco_agreement.py --breakdown: sizes and classes land in the right rows."""
+"""bench/peers/coco_agreement.py --breakdown: sizes and classes land in the right rows."""
 import json
 
 import pytest
 
-from bench.coco_agreement import breakdown, coco_eval
+from bench.peers.coco_agreement import breakdown, coco_eval
 
 
 def test_breakdown_puts_each_object_in_its_size_and_class(tmp_path):

@@ -196,7 +196,7 @@ def test_train_py_distills_with_sparsity(tiny_data, tmp_path):
 
 
 def test_kd_signal_reads_a_model_against_the_labels(tiny_data):
-    from bench.kd_signal import KEYS, signal
+    from bench.experiments.kd_signal import KEYS, signal
     from utils.datasets import create_dataloader, parse_data_cfg
     data = parse_data_cfg(tiny_data)
     loader, _ = create_dataloader(data['valid'], 6, 128, 4, workers=0)

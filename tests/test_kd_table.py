@@ -1,4 +1,5 @@
-"""bench/kd_table.py: every row fine-tunes on the same fixed sample of training images."""
+"""bench/experiments/kd_table.py: every row fine-tunes on the same fixed sample of training
+images."""
 import json
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""bench/latency.py: backends take turns in blocks, and every row is timed and written."""
+"""bench/speed/latency.py: backends take turns in blocks, and every row is timed and written."""
 import copy
 import json
 

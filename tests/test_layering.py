@@ -103,7 +103,7 @@ def test_a_root_script_import_is_caught(tmp_path):
 
 def test_no_module_patches_sys_path():
     offenders = [p.relative_to(ROOT).as_posix() for p in
-                 sources() + sorted((ROOT / 'bench').glob('*.py'))
+                 sources() + sorted((ROOT / 'bench').rglob('*.py'))
                  if 'sys.path' in p.read_text()]
     assert not offenders
 

@@ -1,6 +1,6 @@
-"""bench/peers.py's comparisons are fair by construction: the Torch-Pruning result carried into
-a cfg computes what Torch-Pruning's module computes, its equal-BFLOPs search lands at the
-target, its regularizer acts inside train.py's loop, and every PTQ method quantizes the same
+"""bench/peers/compare.py's comparisons are fair by construction: the Torch-Pruning result
+carried into a cfg computes what Torch-Pruning's module computes, its equal-BFLOPs search lands
+at the target, its regularizer acts inside train.py's loop, and every PTQ method quantizes the same
 graph from the same images."""
 import copy
 

@@ -70,7 +70,7 @@ def test_yolov3_tiny_on_16_val2017_photos_scores_as_stored(real, tmp_path):
 def test_the_network_computes_what_opencvs_darknet_reader_computes(real, name, size):
     """Our reading of cfg + .weights (grouped convs, dropout, shortcuts included) against
     OpenCV's own parser, on a stretched photo: every decoded box and score."""
-    from bench.darknet_reader import cfg_with_thresh
+    from bench.peers.darknet_reader import cfg_with_thresh
     w = real['weights']
     cfg = ROOT / 'cfg' / 'yolov3-tiny.cfg' if name == 'yolov3-tiny' else w / f'{name}.cfg'
     net = cv2.dnn.readNetFromDarknet(str(cfg_with_thresh(cfg, 0.0, real['root'])),

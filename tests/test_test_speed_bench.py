@@ -1,4 +1,5 @@
-"""bench/test_speed.py: each checkout evaluates in its own process, and the rows carry its mAP."""
+"""bench/speed/test_speed.py: each checkout evaluates in its own process, and the rows carry
+its mAP."""
 import re
 
 from bench import test_speed

@@ -1,7 +1,7 @@
 """Timing that users can compare: runners taking turns, so the machine's drift cancels out.
 
 A runner is ``(meta, make)``: ``make()`` returns the function to time (a fresh session or a
-closure over a prepared input). bench/latency.py, compress.py's latency stage and the prune
+closure over a prepared input). bench/speed/latency.py, compress.py's latency stage and the prune
 report time torch models through here; quantize.graphs.onnx_runners adds onnxruntime ones.
 """
 from __future__ import annotations

@@ -1,18 +1,20 @@
-"""Accuracy vs cost of every prune method on the built-in dataset: mAP right after pruning and
+r"""Accuracy vs cost of every prune method on the built-in dataset: mAP right after pruning and
 after a short fine-tune, against params and BFLOPs. Prints a table, writes JSON and a plot.
 
     python3 train.py --weights weights/yolov3-mini.pt -sr --s 0.005 --prune 1 --epochs 12 \
         --name sr-mini                                       # sparse training (or leave --sparse
-    python3 bench/prune_tradeoff.py --sparse runs/train/sr-mini/weights/last.pt   # out: it runs)
+    python3 -m bench.experiments.prune_tradeoff \
+        --sparse runs/train/sr-mini/weights/last.pt   # out: it runs)
 
 Each setting is pruned from the same sparse checkpoint and fine-tuned for ``--ft-epochs`` with
 train.py's defaults (distilled from ``--weights`` with ``--KDstr N``). ``slim@70%`` is slim
 pruning at the smallest percent (0.01 steps) that removes at least ``--target`` of the BFLOPs.
+
+Feeds docs/results/pruning.md, docs/results/distillation.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
@@ -23,6 +25,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from terminaltables import AsciiTable
 
+from bench.provenance import write_result
 from quantize.loader import load_for_inference
 from utils.evaluate import evaluate_on
 from utils.torch_utils import select_device
@@ -153,7 +156,7 @@ def main(argv=None):
     result = {'baseline': baseline, 'sparse': sparse, 'sparse_weights': str(opt.sparse),
               'slim_target_percent': pct, 'ft_epochs': opt.ft_epochs, 'KDstr': opt.KDstr,
               'rank': opt.rank, 'rows': rows}
-    (out / 'prune_tradeoff.json').write_text(json.dumps(result, indent=2))
+    write_result(out / 'prune_tradeoff.json', result)
     plot(baseline, rows, out / 'prune_tradeoff.png')
     print(f'saved {out}/prune_tradeoff.json and .png')
 

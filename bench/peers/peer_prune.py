@@ -1,10 +1,12 @@
-"""Torch-Pruning (DepGraph) driven on the toolkit's Darknet module, for bench/peers.py.
+"""Torch-Pruning (DepGraph) driven on the toolkit's Darknet module, for bench/peers/compare.py.
 
 Torch-Pruning prunes the torch module in place and writes no darknet files; ``carried`` rebuilds
 the result as a cfg (each [convolutional]'s filters= read from its pruned conv) with the same
 weights, so that train.py fine-tunes every method with one recipe. Its regularizers run inside
 train.py's loop through a hook (utils/hooks.py), with the same epochs as the toolkit's sparse
 training.
+
+Feeds docs/results/peers.md (through bench/peers/compare.py).
 """
 from __future__ import annotations
 

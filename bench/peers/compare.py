@@ -1,28 +1,29 @@
-"""The toolkit beside what users would pick instead: pruning against Torch-Pruning, PTQ against
+r"""The toolkit beside what users would pick instead: pruning against Torch-Pruning, PTQ against
 onnxruntime's and NNCF's, on one dataset and one starting checkpoint. Prints tables and writes
-peers.json (docs/results/peers.md).
+peers.json. Feeds docs/results/peers.md and docs/results/real.md.
 
-    python3 -m bench.peers --only ptq --calib 64
-    python3 -m bench.peers --only prune --keep 0.5 0.3 --sr-epochs 3 --ft-epochs 3
-    python3 -m bench.peers --data data/shapes-hard.data --weights weights/yolov3-mini-hard.pt
+    python3 -m bench.peers.compare --only ptq --calib 64
+    python3 -m bench.peers.compare --only prune --keep 0.5 0.3 --sr-epochs 3 --ft-epochs 3
+    python3 -m bench.peers.compare --data data/shapes-hard.data \
+        --weights weights/yolov3-mini-hard.pt
 
 Pruning, per BFLOPs share kept (--keep): the toolkit's slim aimed at it (train.py -sr
 --sr-target, then slim at the smallest percent that reaches it) against Torch-Pruning's
 BNScalePruner and GroupNormPruner (its own regularizer in the same number of sparse epochs, then
 its global cut at the ratio that reaches the same BFLOPs). Every pruned model is fine-tuned with
 train.py's defaults for --ft-epochs. --train-images N trains every run on the same N images
-(validation stays whole). PTQ: see bench/peer_ptq.py. A peer that is not installed is left out
+(validation stays whole). PTQ: see bench/peers/peer_ptq.py. A peer that is not installed is left out
 with a one-line note (pip install -e .[peers]).
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
 from terminaltables import AsciiTable
 
+from bench.provenance import write_result
 import train
 from bench import peer_ptq
 from bench.subset import subset_data
@@ -78,7 +79,7 @@ def toolkit_row(opt, keep):
 
 
 def torch_pruning_rows(opt, kind, names):
-    from bench.peer_prune import pruned_to  # needs torch_pruning
+    from bench.peers.peer_prune import pruned_to  # needs torch_pruning
 
     tag = f'tp_{kind}'
     spec = {'kind': kind, 'reg': opt.s if kind == 'bnscale' else opt.tp_reg,
@@ -166,7 +167,7 @@ def run_ptq(opt, notes):
 
 
 def parse_opt(argv=None):
-    p = Parser(prog='python3 -m bench.peers', description=__doc__.splitlines()[0])
+    p = Parser(prog='python3 -m bench.peers.compare', description=__doc__.splitlines()[0])
     p.add_argument('--weights', default='weights/yolov3-mini.pt', help='the float starting point')
     p.add_argument('--cfg', default='', help='the cfg of darknet --weights')
     p.add_argument('--data', default='data/shapes.data')
@@ -200,7 +201,7 @@ def main(argv=None):
         result['prune'] = run_prune(opt, notes)
     for n in notes:
         print(n)
-    (out / 'peers.json').write_text(json.dumps(result | {'notes': notes}, indent=2))
+    write_result(out / 'peers.json', result | {'notes': notes})
     print(f'saved {out}/peers.json')
 
 

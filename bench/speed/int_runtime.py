@@ -1,13 +1,15 @@
 """Per-image time of the integer model: the Python runtime, the exported C program, and
 onnxruntime's int8 Q/DQ graph of the same checkpoint, batch 1, as ratios to onnxruntime.
 
-    python3 -m bench.int_runtime --weights runs/ptq/s8/yolov3-mini_ptq_max.pt
-    python3 -m bench.int_runtime --weights q8.pt s8.pt --img-size 320 --runs 10 --threads 2
+    python3 -m bench.speed.int_runtime --weights runs/ptq/s8/yolov3-mini_ptq_max.pt
+    python3 -m bench.speed.int_runtime --weights q8.pt s8.pt --img-size 320 --runs 10 --threads 2
 
 The C program is compiled with ``cc -O2 -std=c99`` (add --march-native for -march=native) and
 timed as a process per image (start-up included: about a millisecond), single-threaded as an
 MCU runs it; the Python runtime runs with --threads torch threads (its float64 convolutions);
 onnxruntime with --threads intra-op threads. Runners take turns (utils/timing.py).
+
+Feeds docs/results/fixed-point.md.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from terminaltables import AsciiTable
 
+from bench.provenance import caption
 from quantize import graphs
 from quantize import int_runtime
 from quantize.export_c import export_c
@@ -59,7 +62,7 @@ def runners(weights, opt, tmp):
 
 
 def main(argv=None):
-    p = Parser(prog='bench/int_runtime.py', description=__doc__.splitlines()[0])
+    p = Parser(prog='bench/speed/int_runtime.py', description=__doc__.splitlines()[0])
     p.add_argument('--weights', nargs='+', required=True, help='QAT or PTQ checkpoints')
     p.add_argument('--img-size', type=int, default=320)
     p.add_argument('--runs', type=int, default=10)
@@ -78,6 +81,7 @@ def main(argv=None):
     t = AsciiTable([['weights', 'backend', 'median ms', 'p90 ms', 'vs onnxruntime int8']] + body,
                    f' {opt.img_size} px, batch 1, {opt.threads} threads ')
     print(t.table)
+    print(caption())
 
 
 if __name__ == '__main__':

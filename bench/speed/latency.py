@@ -1,7 +1,7 @@
 """Inference latency and throughput of checkpoints across backends.
 
-    python3 bench/latency.py --weights weights/yolov3-mini.pt runs/prune/exp/pruned.pt
-    python3 bench/latency.py --weights best.pt --device 0 --batch 1 16     # CUDA
+    python3 bench/speed/latency.py --weights weights/yolov3-mini.pt runs/prune/exp/pruned.pt
+    python3 bench/speed/latency.py --weights best.pt --device 0 --batch 1 16     # CUDA
 
 Backends: torch eager fp32, torch channels_last, torch.compile (--compile; slow to warm up on
 CPUs), onnxruntime fp32 (the ONNX export of export.py), onnxruntime int8 (the Q/DQ export of a
@@ -15,16 +15,19 @@ and p90 latency in ms and images/s from the median. Prints a table and writes la
 torch's, one per core): at batch 1 a pruned network's small convolutions gain less from a second
 thread than the original's, so its ratio to the original depends on the thread count (README,
 Export).
+
+Feeds docs/results/latency.md, docs/results/real.md, docs/results/pruning.md and
+docs/results/quantization.md.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import torch
 from terminaltables import AsciiTable
 
+from bench.provenance import write_result
 import export
 from models.darknet import is_quantized
 from quantize import graphs
@@ -102,7 +105,7 @@ def labels(paths):
 
 
 def main(argv=None):
-    p = Parser(prog='bench/latency.py', description=__doc__.splitlines()[0])
+    p = Parser(prog='bench/speed/latency.py', description=__doc__.splitlines()[0])
     p.add_argument('--weights', nargs='+', default=['weights/yolov3-mini.pt'])
     p.add_argument('--img-size', type=int, default=320)
     p.add_argument('--batch', type=int, nargs='+', default=[1, 8])
@@ -142,10 +145,8 @@ def main(argv=None):
     t = AsciiTable([head] + body, f' latency, {device}, {torch.get_num_threads()} threads ')
     t.inner_heading_row_border = True
     print(t.table)
-    Path(opt.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(opt.out).write_text(json.dumps({'device': str(device), 'img_size': opt.img_size,
-                                         'threads': opt.threads,
-                                         'results': results}, indent=2))
+    write_result(opt.out, {'device': str(device), 'img_size': opt.img_size,
+                           'threads': opt.threads, 'results': results})
     print(f'saved {opt.out}')
 
 

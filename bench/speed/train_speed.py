@@ -1,26 +1,27 @@
-"""Training throughput: images/s and peak memory of one training step (forward, loss, backward,
+r"""Training throughput: images/s and peak memory of one training step (forward, loss, backward,
 optimizer) for a cfg, input size and batch, in fp32 and with --amp.
 
-    python3 -m bench.train_speed --cfg cfg/yolov3-tiny.cfg --img-size 320 --batch-size 16
-    python3 -m bench.train_speed --cfg cfg/yolov3.cfg --img-size 416 --device 0   # on a GPU
+    python3 -m bench.speed.train_speed --cfg cfg/yolov3-tiny.cfg --img-size 320 --batch-size 16
+    python3 -m bench.speed.train_speed --cfg cfg/yolov3.cfg --img-size 416 --device 0   # on a GPU
 
 Inputs are random images with random boxes, so the figure is the model's compute (the data
 pipeline runs in separate worker processes during training). Each measurement runs in its own
 process; peak memory is max RSS on CPU, max allocated on CUDA. Prints a table, writes JSON.
 
-    python3 -m bench.train_speed --end-to-end                     # where this machine limits
-    python3 -m bench.train_speed --end-to-end --cfg cfg/yolov3.cfg --img-size 416 \
+    python3 -m bench.speed.train_speed --end-to-end                     # where this machine limits
+    python3 -m bench.speed.train_speed --end-to-end --cfg cfg/yolov3.cfg --img-size 416 \
         --batch-size 32 --amp --device 0
 
 --end-to-end builds train.py's own Trainer on the training split of --data (mosaic and all, at
 train.py's defaults unless --workers is given) and times three things in turns: the loader
 alone, train.py's step alone on one batch already loaded, and the two together as train.py runs
 them; it says which one limits.
+
+Feeds docs/results/training-speed.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import resource
 import time
@@ -31,6 +32,7 @@ import torch
 
 from terminaltables import AsciiTable
 
+from bench.provenance import write_result
 from models import Darknet
 from models.cfg import load_blocks, save_cfg, with_classes
 from utils.datasets import parse_data_cfg
@@ -175,8 +177,7 @@ def main(argv=None):
     rows += [[Path(r['cfg']).stem, r['img_size'], r['batch'], r['device'], r['precision'],
               r['img_per_s'], r['peak_mem_mb']] for r in results]
     print(AsciiTable(rows).table)
-    Path(opt.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(opt.json).write_text(json.dumps(results, indent=2))
+    write_result(opt.json, {'rows': results})
 
 
 def print_end_to_end(opt):
@@ -191,8 +192,7 @@ def print_end_to_end(opt):
               r['end_to_end_img_per_s'], f"{r['end_to_end_of_step']:.0%}", r['limit']]
              for r in results]
     print(AsciiTable(rows).table)
-    Path(opt.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(opt.json).write_text(json.dumps(results, indent=2))
+    write_result(opt.json, {'rows': results})
     return results
 
 

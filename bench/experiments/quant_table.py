@@ -2,20 +2,22 @@
 with each --quantized variant, plus PTQ with each calibrator, scored on the validation set; the
 8-bit modes 1 and 3 also as their int8 Q/DQ ONNX run by onnxruntime.
 
-    python3 bench/quant_table.py                        # yolov3-mini, built-in dataset, 2 epochs
-    python3 bench/quant_table.py --variants fp32 q3 q3-fold --ptq entropy --epochs 1
+    python3 -m bench.experiments.quant_table       # yolov3-mini, built-in dataset, 2 epochs
+    python3 bench/experiments/quant_table.py --variants fp32 q3 q3-fold --ptq entropy --epochs 1
 
 Prints a table (mAP@0.5, mAP@0.5:0.95, change against FP32) and writes quant_table.json.
+
+Feeds docs/results/quantization.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
 from terminaltables import AsciiTable
 
+from bench.provenance import write_result
 import export
 from quantize.loader import load_for_inference
 from utils.evaluate import evaluate_on
@@ -105,7 +107,7 @@ def main(argv=None):
     rows += [ptq_row(m, opt, out) for m in opt.ptq]
     print(table(float_start, rows))
     result = {'weights': opt.weights, 'epochs': opt.epochs, 'start': float_start, 'rows': rows}
-    (out / 'quant_table.json').write_text(json.dumps(result, indent=2))
+    write_result(out / 'quant_table.json', result)
     print(f'saved {out}/quant_table.json')
 
 

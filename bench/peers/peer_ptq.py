@@ -5,6 +5,8 @@ Every method starts from the same float checkpoint and ends as an int8 Q/DQ ONNX
 the same OnnxModel evaluates (mAP on the validation split) and onnxruntime times at batch 1.
 The peers get the float graph export.py writes (the decoding head included) and their own
 recommended settings: QDQ, per-channel weights, their default activation types.
+
+Feeds docs/results/peers.md and real.md (through bench/peers/compare.py).
 """
 from __future__ import annotations
 

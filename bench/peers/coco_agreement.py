@@ -1,14 +1,16 @@
-"""Score test.py's predictions.json with pycocotools and print both tools' figures side by side.
+r"""Score test.py's predictions.json with pycocotools and print both tools' figures side by side.
 
     python3 test.py --weights weights/yolov3-mini.pt --save-json --name agree
-    python3 bench/coco_agreement.py --data data/shapes.data --run runs/test/agree
-    python3 -m bench.coco_agreement --data data/shapes-hard.data --run runs/test/agree-hard \
+    python3 bench/peers/coco_agreement.py --data data/shapes.data --run runs/test/agree
+    python3 -m bench.peers.coco_agreement --data data/shapes-hard.data --run runs/test/agree-hard \
         --breakdown
 
 --breakdown also prints pycocotools' AP and recall by object size (the square root of the box
 area: under 16 px, 16-32, 32-96, over 96) and AP@0.5 per class: where a model's mAP is lost.
 Ground truth comes from the YOLO labels of the validation list (boxes in original pixels, image
 ids = file stems, categories = class indices), exactly as test.py writes predictions.
+
+Feeds docs/results/evaluation.md, docs/results/real.md, docs/results/hard-benchmark.md.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.provenance import write_result
 from utils.evaluate import coco_image_id
 
 from utils.datasets import load_items, parse_data_cfg
@@ -108,7 +111,7 @@ def main(argv=None):
               'pycocotools': {'map50': mean_valid(precision[0]),
                               'map50_95': mean_valid(precision)}}
     print(json.dumps(result, indent=2))
-    (run / 'coco_agreement.json').write_text(json.dumps(result, indent=2))
+    write_result(run / 'coco_agreement.json', result)
     if opt.breakdown:
         print_breakdown(*breakdown(ev, coco))
 

@@ -8,17 +8,19 @@ one kernel position (the toolkit's 2:4 grouping) is 4 consecutive values of the 
 as the sparse tensor cores need. Before timing, the GEMM on the masked weights is checked against
 F.conv2d, and the sparse GEMM against the dense one.
 
-    python3 -m bench.sparse24_gpu --weights weights/yolov3-mini.pt --batch 1 16
+    python3 -m bench.speed.sparse24_gpu --weights weights/yolov3-mini.pt --batch 1 16
+
+Feeds docs/results/sparsity.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 
 import torch
 import torch.nn.functional as F
 
+from bench.provenance import write_result
 from models.weights import load_model
 from models.sparse24 import mask_24, sparse_layers
 
@@ -157,8 +159,7 @@ def main(argv=None):
         print(f"{r['batch']:>5} {r['layer']!s:>6} {r['gemm']:>18} {r['dense_ms']:9.4f} "
               f"{r['sparse_ms']:9.4f} {r['speedup']:8.2f} {r['rel_err']:8.1e}")
     if opt.json:
-        with open(opt.json, 'w') as f:
-            json.dump({'device': name, 'torch': torch.__version__, 'rows': rows}, f, indent=1)
+        write_result(opt.json, {'device': name, 'rows': rows})
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """test.py's evaluation time per image here against another checkout (a release), taking turns.
 
     git worktree add /tmp/release 05f0afa           # the release to compare with
-    python3 -m bench.test_speed --against /tmp/release --rounds 3
+    python3 -m bench.speed.test_speed --against /tmp/release --rounds 3
 
 Each round evaluates the same weights on the same dataset (absolute paths) once in this checkout
 and once in the other, each in a fresh process running that checkout's own ``load_for_inference``
@@ -9,6 +9,8 @@ and ``evaluate_on`` (what test.py runs). The time is the evaluation's wall time 
 the loader, inference, NMS, the metrics, their final computation; not the start-up. Prints, per
 checkout, the median over the rounds and each round, and test.py's own breakdown. Each checkout
 runs its own default loader workers unless --workers says otherwise.
+
+Feeds docs/results/evaluation.md.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from utils.options import Parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 DRIVER = """
 import json, sys, time, torch
@@ -49,7 +51,7 @@ def evaluate_in(checkout, opt):
 
 
 def main(argv=None):
-    p = Parser(prog='bench/test_speed.py', description=__doc__)
+    p = Parser(prog='bench/speed/test_speed.py', description=__doc__)
     p.add_argument('--against', required=True, help='another checkout of the toolkit')
     p.add_argument('--weights', default=str(ROOT / 'weights/yolov3-mini.pt'))
     p.add_argument('--data', default=str(ROOT / 'data/shapes.data'))

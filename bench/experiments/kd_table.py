@@ -1,15 +1,18 @@
-"""Does distillation help a pruned student recover? The same fine-tune without KD and with each
+r"""Does distillation help a pruned student recover? The same fine-tune without KD and with each
 --KDstr, from the same pruned checkpoint, against the teacher it was pruned from.
 
-    python3 -m bench.kd_table --cfg runs/prune/exp/yolov3-mini_slim_0.83.cfg \
+    python3 -m bench.experiments.kd_table --cfg runs/prune/exp/yolov3-mini_slim_0.83.cfg \
         --weights runs/prune/exp/yolov3-mini_slim_0.83.pt --teacher weights/yolov3-mini.pt
-    python3 -m bench.kd_table --cfg S.cfg --weights S.pt --teacher weights/yolov3-mini-hard.pt \
+    python3 -m bench.experiments.kd_table --cfg S.cfg --weights S.pt \
+        --teacher weights/yolov3-mini-hard.pt \
         --data data/shapes-hard.data --epochs 10 --seeds 0 1 2 --train-images 1000
 
 Prints a table (mAP and the share of the student-teacher gap each strategy closes; with
 --seeds, the mean and each seed's mAP, so differences can be set against the spread), writes
 kd_table.json into the run folder. Each finished fine-tune leaves its figures in its own folder
 (result.json), so the same command with --name of a stopped table redoes only the missing ones.
+
+Feeds docs/results/distillation.md.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import time
 import numpy as np
 from terminaltables import AsciiTable
 
+from bench.provenance import write_result
 import train
 from bench.subset import subset_data
 from quantize.loader import load_for_inference
@@ -80,7 +84,7 @@ def table(teacher, rows):
 
 
 def main(argv=None):
-    p = Parser(prog='bench/kd_table.py', description=__doc__.splitlines()[0])
+    p = Parser(prog='bench/experiments/kd_table.py', description=__doc__.splitlines()[0])
     p.add_argument('--cfg', required=True, help='the pruned student cfg')
     p.add_argument('--weights', required=True, help='the pruned student weights')
     p.add_argument('--teacher', default='weights/yolov3-mini.pt')
@@ -108,7 +112,7 @@ def main(argv=None):
     print(table(teacher, rows))
     result = {'teacher': teacher, 'student': opt.weights, 'epochs': opt.epochs,
               'seeds': opt.seeds, 'train_images': opt.train_images, 'rows': rows}
-    (out / 'kd_table.json').write_text(json.dumps(result, indent=2))
+    write_result(out / 'kd_table.json', result)
     print(f'saved {out}/kd_table.json')
 
 

@@ -1,7 +1,7 @@
 """One backbone for two tasks: the multi-task yolov3-mini against its detection-only and
 segmentation-only twins, trained for the same epochs from the same start.
 
-    python3 -m bench.multitask --epochs 5
+    python3 -m bench.experiments.multitask --epochs 5
 
 Starts: the detection-only and multi-task networks from weights/yolov3-mini.pt (the multi-task
 decoder fresh); the segmentation-only one from the same backbone and neck, carried over layer
@@ -10,17 +10,19 @@ data/shapes-seg.data with train.py's defaults and are evaluated by test.py's eva
 300 validation images; the table gives mAP@0.5, mAP@0.5:0.95, mIoU, BFLOPs, training minutes,
 and the batch-1 forward latency of each network (torch, all timed in turns) over the
 detection-only one's.
+
+Feeds docs/results/multitask.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 from terminaltables import AsciiTable
 
+from bench.provenance import write_result
 import train
 from models import Darknet
 from models.weights import load_checkpoint, save_checkpoint
@@ -29,7 +31,7 @@ from utils.evaluate import evaluate_on, headline
 from utils.runs import increment_path
 from utils.timing import rows_of, torch_runners
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NETWORKS = {'detection': 'cfg/yolov3-mini.cfg', 'segmentation': 'cfg/yolov3-mini-seg.cfg',
             'multi-task': 'cfg/yolov3-mini-multitask.cfg'}
 
@@ -109,7 +111,7 @@ def main(argv=None):
     table = AsciiTable([head] + body, f' {opt.epochs} epochs, {opt.img_size} px ')
     table.inner_heading_row_border = True
     print(table.table)
-    (out / 'multitask.json').write_text(json.dumps({'opt': vars(opt), 'rows': rows}, indent=2))
+    write_result(out / 'multitask.json', {'opt': vars(opt), 'rows': rows})
     print(f'saved {out / "multitask.json"}')
     return rows
 

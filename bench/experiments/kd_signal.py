@@ -1,25 +1,27 @@
-"""What can a teacher teach beyond the labels? At the cells the detection loss trains as positives
+r"""What can a teacher teach beyond the labels? At the cells the detection loss trains as positives
 (the validation set, no augmentation), compare the teacher's and a student's predictions with the
 ground truth: class accuracy, the probability of the true class (softmax at T = 1 and at the
 distillation temperature), objectness at positive and negative cells, and box IoU.
 
-    python3 bench/kd_signal.py --teacher weights/yolov3-mini.pt \
+    python3 bench/experiments/kd_signal.py --teacher weights/yolov3-mini.pt \
         --student runs/bench/prune/exp6/slim_0.69_70_BFLOPs_ft/weights/best.pt
 
 If the teacher's outputs are the labels again (true class near 1, little mass on the others even
 at T = 3) and the student's shortfall is in what the labels already teach, output distillation
 has nothing to add. Prints a table and writes kd_signal.json beside the student (or teacher).
+
+Feeds docs/results/distillation.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
 import torch
 from terminaltables import AsciiTable
 
+from bench.provenance import write_result
 from distill.common import logits
 from models.weights import load_model
 from utils.boxes import bbox_iou
@@ -83,7 +85,7 @@ def main(argv=None):
     t.inner_heading_row_border = True
     print(t.table)
     out = Path(opt.student[0] if opt.student else opt.teacher).parent / 'kd_signal.json'
-    out.write_text(json.dumps({'kd_T': opt.kd_T, 'rows': rows}, indent=2))
+    write_result(out, {'kd_T': opt.kd_T, 'rows': rows})
     print(f'saved {out}')
 
 

@@ -1,10 +1,11 @@
-"""PTQ of a real model, each method alone and combined, scored where it is deployed: the
+r"""PTQ of a real model, each method alone and combined, scored where it is deployed: the
 fake-quant model, its int8 graph in onnxruntime and in OpenVINO (each written by export.py, which
 checks it first), and its agreement with the fp32 model on photos nobody labelled for it.
 
-    python3 -m bench.ptq_table --cfg cfg/yolov3-tiny.cfg --weights weights/yolov3-tiny.weights \
+    python3 -m bench.experiments.ptq_table --cfg cfg/yolov3-tiny.cfg \
+        --weights weights/yolov3-tiny.weights \
         --img-size 416 --name tiny
-    python3 -m bench.ptq_table --cfg weights/yolo-fastest-1.1.cfg \
+    python3 -m bench.experiments.ptq_table --cfg weights/yolo-fastest-1.1.cfg \
         --weights weights/yolo-fastest-1.1.weights --img-size 320 --name fastest
 
 Calibration: the 128 train2017 photos of data/coco128.data. Choosing: the fake-quant mAP on
@@ -12,6 +13,8 @@ train2017 (labelled, and the calibration photos themselves). Reporting: val2017,
 row. Agreement: mAP@0.5 of the fake-quant model against the fp32 model's detections above 0.25 on
 the 128 val2017 photos plus the 101 CamVid val photos (utils/agreement.py). Writes
 ptq_table.json and prints a markdown table.
+
+Feeds docs/results/real.md.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.provenance import caption, write_result
 from models.weights import load_model
 from quantize.loader import load_for_inference
 from quantize.ptq import calibrated, calibration_batches
@@ -29,7 +33,7 @@ from utils.datasets import parse_data_cfg
 from utils.evaluate import evaluate_on
 from utils.runs import increment_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # name: quantize/ptq.py options; 'base' is the symmetric int8 graph TensorRT takes, heads and all
 ROWS = {
     'entropy (the old default)': {'method': 'entropy', 'int8_heads': True},
@@ -135,9 +139,9 @@ def main(argv=None):
     rows = [row(name, ROWS[name], fp32, batches, agree, opt, out) for name in opt.rows]
     text = table(fp32_row, rows, opt.openvino)
     print(text)
-    (out / 'ptq_table.json').write_text(json.dumps({'fp32': fp32_row, 'rows': rows,
-                                                    'options': vars(opt)}, indent=2))
-    (out / 'ptq_table.md').write_text(text + '\n')
+    stamp = write_result(out / 'ptq_table.json', {'fp32': fp32_row, 'rows': rows,
+                                                  'options': vars(opt)})
+    (out / 'ptq_table.md').write_text(f'{text}\n\n{caption(stamp)}\n')
 
 
 if __name__ == '__main__':

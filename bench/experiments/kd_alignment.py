@@ -1,24 +1,27 @@
-"""Does a distillation term point anywhere the labels do not? On augmented training batches, the
+r"""Does a distillation term point anywhere the labels do not? On augmented training batches, the
 gradient of each KDstr's terms (as train.py weighs them) and of the detection loss, with respect
 to the student's weights, compared by cosine similarity; beside it, the cosine between the
 detection gradients of two different batches (how much one batch of labels agrees with another).
 
-    python3 bench/kd_alignment.py --student runs/bench/prune/exp12/slim_0.01_70_BFLOPs/*.pt
+    python3 -m bench.experiments.kd_alignment \
+        --student runs/bench/prune/exp12/slim_0.01_70_BFLOPs/*.pt
 
 A KD gradient nearly parallel to the detection gradient only rescales the label loss; one
 nearly orthogonal to it (and to other batches' label gradients) pulls the student elsewhere.
 BN layers run in eval mode, so both gradients see the same network. Prints a table, writes JSON.
+
+Feeds docs/results/distillation.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
 import torch
 from terminaltables import AsciiTable
 
+from bench.provenance import write_result
 from distill.hook import DistillHook
 from models.weights import load_model
 from utils.hyp import load_hyp
@@ -105,9 +108,8 @@ def main(argv=None):
                      '|g| / |g detection|']] + rows)
     t.inner_heading_row_border = True
     print(t.table)
-    Path(opt.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(opt.out).write_text(json.dumps({'teacher': opt.teacher, 'batches': opt.batches,
-                                         'kd_T': opt.kd_T, 'students': result}, indent=2))
+    write_result(opt.out, {'teacher': opt.teacher, 'batches': opt.batches, 'kd_T': opt.kd_T,
+                           'students': result})
     print(f'saved {opt.out}')
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything this project measures on a lent CUDA GPU, in one call (the lease is short):
 #
-#   OUT=runs/cuda bash bench/cuda_session.sh [SWEEP_SECONDS]
+#   OUT=runs/cuda bash bench/speed/cuda_session.sh [SWEEP_SECONDS]
 #
 # 1. the environment; 2. the built-in dataset (16 workers); 3. compress.py schedules in parallel
 # (all stages but latency), stopped at SWEEP_SECONDS; 4. unless BENCH=0, the training-step and
@@ -9,7 +9,7 @@
 # summary is printed last. TINY=1 rehearses it on a CPU in a few minutes.
 # Measured on an H100 (2026-11-27): with six trainings sharing it, an epoch took 16-24 s (the
 # loop, not the GPU, bounds it). The sweep of aimed schedules for issue 5 that ran here then is
-# in git history (bench/cuda_session.sh at 8b57585). Four compress.py runs sharing it took 11-17 s
+# in git history (bench/speed/cuda_session.sh at 8b57585). Four compress.py runs sharing it took 11-17 s
 # per epoch: 20 + 3 epochs with QAT and export in 400 s; the 16 + 3 / 12 + 6 sweep below did not
 # finish its fine-tunes in 275 s (README, Quick start, has what did finish).
 set -u
@@ -69,10 +69,10 @@ stamp sweep done
 [ "${BENCH:-1}" = 1 ] || { SKIP_BENCH=1; }
 if [ -z "${SKIP_BENCH:-}" ]; then
 stamp benches
-timeout 90 python3 bench/train_speed.py --cfg cfg/yolov3-mini.cfg cfg/yolov3-tiny.cfg \
+timeout 90 python3 bench/speed/train_speed.py --cfg cfg/yolov3-mini.cfg cfg/yolov3-tiny.cfg \
   cfg/yolov3.cfg --img-size 416 --batch-size 32 --device $DEV --json $WORK/train_speed.json \
   > $WORK/train_speed.log 2>&1
-timeout 60 python3 bench/latency.py --weights weights/yolov3-mini.pt --device $DEV \
+timeout 60 python3 bench/speed/latency.py --weights weights/yolov3-mini.pt --device $DEV \
   --batch 1 32 --runs 50 --out $WORK/latency.json > $WORK/latency.log 2>&1
 fi
 

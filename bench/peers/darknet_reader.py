@@ -1,9 +1,9 @@
-"""Score a darknet cfg + .weights with an independent reader: OpenCV 4.x's readNetFromDarknet,
+r"""Score a darknet cfg + .weights with an independent reader: OpenCV 4.x's readNetFromDarknet,
 scored by pycocotools, beside test.py --darknet on the same photos.
 
     python3 test.py --data data/coco128.data --cfg cfg/yolov3-tiny.cfg \
         --weights weights/yolov3-tiny.weights --img-size 416 --darknet --save-json --name dk
-    python3 -m bench.darknet_reader --data data/coco128.data --cfg cfg/yolov3-tiny.cfg \
+    python3 -m bench.peers.darknet_reader --data data/coco128.data --cfg cfg/yolov3-tiny.cfg \
         --weights weights/yolov3-tiny.weights --img-size 416 --run runs/test/dk
 
 OpenCV decodes the [yolo] layers itself (it reads the cfg and weights with its own parser) and
@@ -15,6 +15,8 @@ with test.py's limit of 300 detections per photo; also printed: test.py's own fi
 clipped to the photo, as darknet's `detector valid` writes them for COCO and as test.py does; the
 unclipped figure is printed too (darknet's `detector map` compares unclipped boxes: up to half a
 point of mAP@0.5:0.95 on Yolo-Fastest 1.1, docs/results/real.md).
+
+Feeds docs/results/real.md.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.coco_agreement import coco_eval, ground_truth, mean_valid
+from bench.provenance import write_result
+from bench.peers.coco_agreement import coco_eval, ground_truth, mean_valid
 from utils.datasets import image_files, parse_data_cfg
 from utils.evaluate import coco_image_id
 
@@ -119,7 +122,7 @@ def main(argv=None):
     result['test.py'] = {'map50': ours['map50'], 'map50_95': ours['map50_95']}
     result |= {'scoring': ours.get('scoring'), 'opencv': cv2.__version__}
     print(json.dumps(result, indent=2))
-    (run / 'darknet_reader.json').write_text(json.dumps(result, indent=2))
+    write_result(run / 'darknet_reader.json', result)
 
 
 if __name__ == '__main__':
