@@ -21,7 +21,6 @@ import numpy as np
 from quantize import int_runtime
 from quantize.formats import WIDTH
 from utils.errors import ToolkitError
-from utils.files import pause_for_tests
 
 C_DIR = Path(__file__).parent / 'c'
 ACT = {'linear': 'YINT_LINEAR', 'relu': 'YINT_RELU', 'leaky': 'YINT_LEAKY'}
@@ -278,7 +277,6 @@ def replace_folder(new, old):
     if old.exists():
         aside = Path(tempfile.mkdtemp(prefix=f'.{old.name}.tmp{os.getpid()}.', dir=old.parent))
         old.rename(aside)  # onto the empty folder mkdtemp made
-    pause_for_tests(old)
     new.rename(old)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)

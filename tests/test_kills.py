@@ -1,8 +1,7 @@
 """Kills at the worst moment and runs started together: the real process is SIGKILLed just
-before it renames a finished file into place (YOLO_PAUSE_BEFORE_RENAME stops it there), and what
+before it renames a finished file into place (tests/pause_at_rename.py stops it there), and what
 is left is checked: nothing partial under a final name, and a killed run resumes."""
 import csv
-import os
 import signal
 import subprocess
 import sys
@@ -17,11 +16,10 @@ from tests.conftest import ROOT, _built
 
 
 def killed_at_rename(args, pattern, timeout=300):
-    """Run a script with YOLO_PAUSE_BEFORE_RENAME=pattern and SIGKILL it when it pauses there;
-    returns its stderr so far."""
-    env = {**os.environ, 'YOLO_PAUSE_BEFORE_RENAME': pattern}
-    p = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env, text=True,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Run a script under tests/pause_at_rename.py and SIGKILL it when it pauses before the
+    rename that pattern names; returns its stderr so far."""
+    p = subprocess.Popen([sys.executable, 'tests/pause_at_rename.py', pattern, *map(str, args)],
+                         cwd=ROOT, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     lines = []
     for line in p.stderr:  # until the pause line or the end
         lines.append(line)

@@ -6,14 +6,11 @@ the final name; on any failure the temporary file is removed and the old file, i
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import glob
 import os
 import re
 import shutil
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from utils.errors import ToolkitError
@@ -44,7 +41,6 @@ def atomic_path(path):
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        pause_for_tests(path)
         os.replace(tmp, path)
     except OSError as e:
         if e.filename not in (None, tmp):
@@ -100,22 +96,6 @@ def whole_or_none(paths):
             if p.exists() and stamp(p) != old:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         raise
-
-
-_renames = {}
-
-
-def pause_for_tests(path):
-    """YOLO_PAUSE_BEFORE_RENAME=<file name pattern>[:N]: stop just before the N-th (default
-    first) rename of a matching file, so that a test can kill the process at the worst moment
-    (tests/test_kills.py)."""
-    pattern, _, nth = os.environ.get('YOLO_PAUSE_BEFORE_RENAME', '').partition(':')
-    if not pattern or not fnmatch.fnmatch(Path(path).name, pattern):
-        return
-    _renames[pattern] = _renames.get(pattern, 0) + 1
-    if _renames[pattern] == int(nth or 1):
-        print(f'paused before renaming {path}', file=sys.stderr, flush=True)
-        time.sleep(600)
 
 
 def check_writable(folder) -> None:
