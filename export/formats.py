@@ -51,7 +51,7 @@ def export_engine(model, stem, img_hw, batch=1, half=False, device=None, int8=Fa
     """A serialized TensorRT engine built from the ONNX export: fp32, fp16 (--half) or int8 from
     the Q/DQ graph of a quantized model (explicit quantization: TensorRT takes our scales)."""
     try:
-        import tensorrt as trt  # noqa: PLC0415
+        import tensorrt as trt
     except ImportError:
         raise ExportError('--format engine needs TensorRT, which is not installed: on a machine '
                           'with an NVIDIA GPU run `pip install tensorrt` (or use the JetPack '
@@ -122,7 +122,7 @@ def _pin_precisions(trt, network, config, pins):
 
 def int8_model(model, calib_images, calib, method, img_size, device):
     """A float model calibrated now (quantize/ptq.py's calibrators) for an int8 export."""
-    from quantize.ptq import calibrated, calibration_batches  # noqa: PLC0415
+    from quantize.ptq import calibrated, calibration_batches
 
     batches = calibration_batches(calib_images, model.nc, calib, img_size, 16, device, 2)
     LOGGER.info(f'calibrated int8 ranges on {sum(len(b) for b in batches)} images ({method})')

@@ -53,7 +53,7 @@ def cfg_path(name):
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
     """A 32 + 8 image, 128 px shapes dataset shared by the training and pruning tests."""
-    from data.make_shapes import generate
+    from data.drawn import generate
     root = tmp_path_factory.mktemp('tiny')
     generate(root / 'shapes', n_train=32, n_val=8, img_size=128, verbose=False)
     data = root / 'tiny.data'

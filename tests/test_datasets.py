@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.make_shapes import generate
+from data.drawn import generate
 from tests.conftest import ROOT
 from utils.datasets import (DataError, YoloDataset, cache_bytes, label_path, load_items,
                             parse_data_cfg)
@@ -251,7 +251,7 @@ def test_evaluation_takes_the_machines_default_workers():
 def test_hard_shapes_are_deterministic_and_consistent(tmp_path):
     """Same seed, same bytes (images, labels, masks) whatever the workers; labels and masks
     agree; the names files list the generator's classes."""
-    from data.hard_shapes import CLASSES
+    from data.drawn.hard import CLASSES
     generate(tmp_path / 'a', n_train=10, n_val=2, workers=2, verbose=False, hard=True)
     generate(tmp_path / 'b', n_train=10, n_val=2, workers=1, verbose=False, hard=True)
     files = sorted(p.relative_to(tmp_path / 'a') for p in (tmp_path / 'a').rglob('*.*'))
@@ -280,10 +280,10 @@ def test_the_hard_dataset_data_files_name_24_classes():
 def test_a_builtin_data_file_generates_its_own_set(monkeypatch, tmp_path, name, hard):
     """A missing built-in set is generated once, the hard one for the hard .data files; other
     .data files never trigger it."""
-    import data.make_shapes
+    import data.drawn
     from utils import data_cfg, datasets
     calls = []
-    monkeypatch.setattr(data.make_shapes, 'generate', lambda out, hard=False: calls.append(
+    monkeypatch.setattr(data.drawn, 'generate', lambda out, hard=False: calls.append(
         (Path(out).name, hard)))
     cfg = datasets.parse_data_cfg(ROOT / 'data' / name, generate=False)
     cfg |= {'train': str(tmp_path / 'missing' / 'train.txt'), 'valid': cfg['train']}

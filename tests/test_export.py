@@ -12,7 +12,7 @@ import torch
 import export
 from quantize import graphs
 from models.deploy_head import DeployHead
-from data.make_shapes import draw_shape
+from data.drawn import draw_shape
 from models.weights import save_checkpoint
 from quantize.loader import load_model
 from prune.masks import channel_plan, layer_plan

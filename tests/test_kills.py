@@ -141,3 +141,19 @@ def test_two_exports_into_one_folder_at_once_leave_one_whole_file(tmp_path):
     assert sorted(p.name for p in (tmp_path / 'x').iterdir()) == ['export.json',
                                                                    'yolov3-mini.onnx']
     onnx.checker.check_model(onnx.load(str(tmp_path / 'x' / 'yolov3-mini.onnx')))
+
+
+def test_a_kill_while_a_dataset_is_written_leaves_no_split_list_and_a_rerun_is_whole(tmp_path):
+    """The drawn-shapes writer: a split's folders move into place only when every file is
+    written, and its list (what a .data points at) is written last."""
+    args = ['data/make_shapes.py', '--out', tmp_path, '--n-train', '8', '--n-val', '4',
+            '--img-size', '64', '--workers', '1']
+    run_script(args)
+    killed_at_rename(args, 'train:2')  # images/train replaced, labels/train not yet
+    assert 'train.txt' not in visible(tmp_path) and 'val.txt' in visible(tmp_path)
+    run_script(args)
+    listed = (tmp_path / 'train.txt').read_text().split()
+    assert len(listed) == 8 and all((tmp_path / p).is_file() for p in listed)
+    for kind in ('images', 'labels', 'masks'):
+        assert len(visible(tmp_path / kind / 'train')) == 8
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]  # no staging left

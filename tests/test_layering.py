@@ -1,6 +1,6 @@
 """The import direction of the code base: each layer imports only from the layers below it.
 
-    data/make_shapes.py (0)  <-  utils (1)  <-  models (2)
+    data/drawn, data/make_shapes.py (0)  <-  utils (1)  <-  models (2)
     <-  quantize | prune | distill (3, never each other)
     <-  the commands: train, test, detect, export, the prune scripts, quantize/ptq.py,
         quantize/export_int.py, data tools (4)  <-  compress (5)  <-  bench, tests (on top)

@@ -16,7 +16,7 @@ import test as evaluation
 import train
 from quantize import graphs
 from models.deploy_head import DeployHead
-from data.make_shapes import generate
+from data.drawn import generate
 from distill.hook import DistillHook
 from distill.segment import segmentation_kl
 from models import Darknet

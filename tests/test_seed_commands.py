@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from data.make_shapes import generate
+from data.drawn import generate
 from models import Darknet
 from models.weights import load_checkpoint, save_darknet_weights
 from tests.conftest import ROOT, randomize_bn

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import train
-from data.make_shapes import draw_shape
+from data.drawn import draw_shape
 from models import Darknet
 from models.weights import (WeightsError, load_checkpoint, load_pretrained, save_checkpoint,
                             save_darknet_weights)

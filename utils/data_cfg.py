@@ -109,7 +109,7 @@ def _generate_builtin_if_missing(path, data):
     folder = Path(data['train']).parent
     if not all(Path(data[k]).exists() for k in ('train', 'valid')) or \
             not (folder / 'masks').is_dir():
-        from data.make_shapes import generate  # noqa: PLC0415 (only for the built-in dataset)
+        from data.drawn import generate  # only for the built-in dataset
         hard = BUILTIN[path.name]
         LOGGER.info(f'built-in {"hard " if hard else ""}dataset not found: generating it once '
                     f'(under a minute)')

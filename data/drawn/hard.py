@@ -20,7 +20,7 @@ import math
 import cv2
 import numpy as np
 
-from data.make_shapes import SPLITS, background, polygon
+from data.drawn.primitives import SPLITS, background, polygon
 
 CLASSES = ('circle', 'ring', 'ring_dot', 'square', 'frame', 'triangle', 'triangle_hollow',
            'pentagon', 'hexagon', 'star5', 'star6', 'cross', 'tee', 'arrow', 'crescent',
