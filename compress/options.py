@@ -6,14 +6,14 @@ import dataclasses
 from pathlib import Path
 
 from compress.stages import STAGES
-from models.weights import WeightsError
+from models.tasks import check_tasks
 from prune.masks import RANKS
 from prune.methods import METHODS, OPTIONS
 from prune.plan import PruneError
 from prune.surgery import prune_model
 from quantize.loader import load_model
 from train import ROOT, TrainOptions
-from utils.datasets import DataError, parse_data_cfg
+from utils.datasets import DataError, load_items, parse_data_cfg
 from utils.errors import OptionError
 from utils.hyp import load_hyp
 from utils.options import Options, field, image_size, non_negative_float, unit_float
@@ -107,9 +107,9 @@ def check_inputs(opt):
     for key in ('train', 'valid'):
         if not Path(data[key]).exists():
             raise DataError(f"{opt['data']}: {key}= {data[key]} does not exist")
-    if model.yolo_layers and model.nc != data['classes']:
-        raise WeightsError(f"{opt['cfg'] or opt['weights']}: the model detects {model.nc} "
-                           f"classes, {opt['data']} has {data['classes']}")
+    check_tasks(model, opt['cfg'] or opt['weights'], opt['data'], data['classes'],
+                data.get('seg_names'))
+    load_items(data['train'], data['classes'])  # an empty or unreadable list fails now (cached)
     for key in ('hyp_sparse', 'hyp_finetune', 'hyp_sparse24'):
         if opt[key]:
             load_hyp(opt[key])

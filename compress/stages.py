@@ -21,7 +21,6 @@ from prune.sparsity import sparse_convs
 from quantize import graphs
 from quantize.loader import load_for_inference, load_model
 from quantize.qdq import dequantized_model
-from utils.datasets import fits_in_ram, parse_data_cfg
 from utils.evaluate import evaluate_on, headline
 from utils.files import atomic_write_text
 from utils.log import LOGGER
@@ -38,7 +37,7 @@ class Run:
     def __init__(self, save_dir, opt, state=None):
         self.dir, self.opt = Path(save_dir), opt
         self.state = state or {'opt': opt, 'done': {}, 'rows': []}
-        self.cache = not opt['no_cache'] and images_fit_in_ram(opt)
+        self.cache = False if opt['no_cache'] else None  # None: train.py decides
 
     @property
     def path(self):
@@ -59,15 +58,6 @@ class Run:
             if 'weights' in info:
                 return info['cfg'], info['weights']
         return self.opt['cfg'], self.opt['weights']  # the baseline stage records these
-
-
-def images_fit_in_ram(opt):
-    """Keep the decoded training images in RAM when they take under a quarter of what is free:
-    a CPU epoch then does no JPEG decoding beside the model's threads
-    (docs/results/compress.md)."""
-    data = parse_data_cfg(opt['data'])
-    return fits_in_ram(data['train'], int(data['classes']),
-                       max(opt['img_size'], opt['img_size_sparse']))
 
 
 def find_run(opt):

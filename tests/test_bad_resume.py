@@ -173,6 +173,8 @@ def damage(value, rng):
                            torch.full_like(value, float('nan')) if value.is_floating_point()
                            else value.float(), 'x'])
     options = ['x', None, [], {}, True, 1.5, float('nan'), -7, -10 ** 9]
+    if value is None:  # an option left to its default: True may be a valid choice of it
+        options.remove(True)
     return rng.choice([o for o in options if type(o) is not type(value) or
                        (isinstance(o, (int, float)) and not isinstance(o, bool) and
                         not o >= 0)])  # of its own type: only below 0, or NaN
@@ -236,3 +238,19 @@ def test_single_field_damage_to_a_last_pt_is_refused_or_changes_nothing(unfinish
             continue
         assert same(got, want), what
     assert refused > MUTATIONS * 0.7
+
+
+def test_optimizer_groups_are_found_by_name_and_a_checkpoint_without_names_resumes(unfinished):
+    """Groups carry names (bn, decay, bias); a last.pt from before they had them resumes as the
+    same groups, and one whose groups are in another order is refused, naming the group."""
+    ckpt = load_checkpoint(unfinished)
+    assert [g['name'] for g in ckpt['optimizer']['param_groups']] == ['bn', 'decay', 'bias']
+    unnamed = copy.deepcopy(ckpt)
+    for g in unnamed['optimizer']['param_groups']:
+        del g['name']
+    assert same(resumed_state(unnamed, unfinished), resumed_state(ckpt, unfinished))
+    swapped = copy.deepcopy(ckpt)
+    groups = swapped['optimizer']['param_groups']
+    groups[0]['name'], groups[2]['name'] = 'bias', 'bn'
+    with pytest.raises(WeightsError, match="group 0: holds the 'bias' parameters"):
+        resumed_state(swapped, unfinished)

@@ -108,14 +108,19 @@ def test_killed_run_resumes_at_the_stage_it_was_in(tiny_data, tmp_path):
 
 
 def test_training_images_are_cached_only_when_they_fit(tiny_data, tmp_path, monkeypatch):
+    """compress leaves the choice to train.py (one rule, Trainer._cache) unless --no-cache;
+    train.py caches when the decoded images take under a quarter of the free memory and says
+    what it did in opt.yaml."""
     opt = vars(compress.parse_opt(tiny_args(tiny_data, tmp_path, 'm')))
-    assert compress.Run(tmp_path / 'm', opt).cache
-    assert not compress.Run(tmp_path / 'm', opt | {'no_cache': True}).cache
-    need = datasets.cache_bytes(parse_data_cfg(tiny_data)['train'], 6, 128)
+    assert compress.Run(tmp_path / 'm', opt).cache is None
+    assert compress.Run(tmp_path / 'm', opt | {'no_cache': True}).cache is False
+    train_set = parse_data_cfg(tiny_data)['train']
+    need = datasets.cache_bytes(train_set, 6, 128)
+    assert datasets.fits_in_ram(train_set, 6, 128)
     monkeypatch.setattr(datasets, 'available_memory', lambda: 4 * need)  # exactly a quarter
-    assert not compress.Run(tmp_path / 'm', opt).cache
+    assert not datasets.fits_in_ram(train_set, 6, 128)
     monkeypatch.setattr(datasets, 'available_memory', lambda: None)  # unknown: no cache
-    assert not compress.Run(tmp_path / 'm', opt).cache
+    assert not datasets.fits_in_ram(train_set, 6, 128)
 
 
 def test_the_fine_tune_distills_only_when_asked():

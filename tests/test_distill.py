@@ -209,7 +209,7 @@ def test_kd_signal_reads_a_model_against_the_labels(tiny_data):
 
 
 def test_kd_alignment_bench_measures_the_gradients_it_names():
-    from bench import kd_alignment
+    from bench.experiments import kd_alignment
     from train import load_hyp
     from utils.loss import scaled_gains
     teacher = copy.deepcopy(_built('yolov3-mini')).eval()

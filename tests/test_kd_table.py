@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from bench import kd_table
+from bench.experiments import kd_table
 from tests.conftest import ROOT
 
 

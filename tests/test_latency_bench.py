@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from quantize import graphs
-from bench import latency
+from bench.speed import latency
 from models.weights import save_checkpoint
 from quantize.config import QuantConfig
 from quantize.qat import quantize_model

@@ -13,7 +13,7 @@ from tests.conftest import ROOT, randomize_bn
 
 tp = pytest.importorskip('torch_pruning', reason='torch-pruning is a dev dependency')
 
-from bench import peer_prune, peer_ptq  # noqa: E402 (needs torch_pruning)
+from bench.peers import peer_prune, peer_ptq  # noqa: E402 (needs torch_pruning)
 from models import Darknet  # noqa: E402
 
 SIZE = 96

@@ -298,7 +298,7 @@ def test_test_py_scores_an_onnx_export_like_the_checkpoint(tiny_data, tmp_path):
 
 
 def test_quant_table_bench_runs_qat_ptq_and_their_onnx(tiny_data, tmp_path):
-    from bench import quant_table
+    from bench.experiments import quant_table
     quant_table.main(['--data', str(tiny_data), '--img-size', '128', '--epochs', '1',
                       '--variants', 'q3', '--ptq', 'max', '--calib', '8',
                       '--project', str(tmp_path)])

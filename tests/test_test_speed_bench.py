@@ -2,7 +2,7 @@
 its mAP."""
 import re
 
-from bench import test_speed
+from bench.speed import test_speed
 from tests.conftest import ROOT
 
 

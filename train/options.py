@@ -20,6 +20,18 @@ DEFAULT_CFG = 'cfg/yolov3-mini.cfg'
 KD_FLAGS = ('--KDstr', '--kdstr', '--kd-weight', '--kd-T', '--kd-t', '--kd-feature')
 
 
+def bit_width(text):
+    """An argparse type: a bit width any quantization mode could take, 1 to 16 (QuantConfig
+    narrows it per mode)."""
+    value = at_least(1)(text)
+    if value > 16:
+        raise argparse.ArgumentTypeError(f'must be 16 or less, got {value}')
+    return value
+
+
+bit_width.__name__ = 'int >= 1'  # validate() checks it as a whole number first
+
+
 @dataclasses.dataclass
 class TrainOptions(Options):
     """Everything a training run is told; train.run(**kw) and the command line build it."""
@@ -92,8 +104,8 @@ class TrainOptions(Options):
                          ".data file's train=", nargs='+', metavar='SOURCE')
     quantized: int = field(0, 'QAT: 1 Google 8-bit, 2 DoReFa, 3 TensorRT-style (0: off)',
                            type=int, choices=[0, 1, 2, 3])
-    w_bits: int = field(8, 'QAT weight bits', type=int)
-    a_bits: int = field(8, 'QAT activation bits', type=int)
+    w_bits: int = field(8, 'QAT weight bits (1..16; each mode narrows it)', type=bit_width)
+    a_bits: int = field(8, 'QAT activation bits (1..16; each mode narrows it)', type=bit_width)
     BN_Fold: bool = field(False, 'QAT: fold BN into the conv while training',
                           flags=['--BN_Fold', '--bn-fold'], action='store_true')
     FPGA: bool = field(False, 'QAT: every scale a power of two', flags=['--FPGA', '--fpga'],

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from distill.hook import distill_hook
 from models.darknet import Darknet
-from models.weights import WeightsError, load_pretrained, save_checkpoint
+from models.tasks import check_tasks
+from models.weights import load_pretrained, save_checkpoint
 from prune.sparse24 import sparse24_hook
 from prune.sparsity import sparsity_hook
 from quantize.hook import quant_hook
@@ -30,8 +31,8 @@ from utils.hooks import HOOK_BUILDERS, build_hooks
 from utils.hyp import load_hyp
 from utils.log import LOGGER
 from utils.loss import Criterion, scaled_gains
-from utils.optim import (add_hook_parameters, build_optimizer, lr_lambda, optimizer_step,
-                         warmup)
+from utils.optim import (add_hook_parameters, build_optimizer, group, lr_lambda,
+                         optimizer_step, warmup)
 from utils.plots import plot_results
 from utils.runs import increment_path, project_dir, save_options
 from utils.torch_utils import (ModelEMA, amp_settings, autocast, select_device, setup_distributed,
@@ -128,18 +129,20 @@ class Trainer:
                 self.model, device_ids=[local] if self.device.type == 'cuda' else None)
         seg_nc, cuda = unwrap(self.model).seg_nc, self.device.type == 'cuda'
         self.workers = default_workers(cuda, world) if opt.workers is None else opt.workers
+        cache = self._cache(data_cfg)
         self.train_loader, self.train_set = create_dataloader(
             opt.images or data_cfg['train'], self.nc, self.train_size, opt.batch_size // world,
             augment=True, hyp=hyp, rect=opt.rect, workers=self.workers, shuffle=True,
-            cache_images=self._cache(data_cfg), prefix='train: ' if self.main else '',
+            cache_images=cache, prefix='train: ' if self.main else '',
             distributed=world > 1, seed=opt.seed, seg_nc=seg_nc, pin_memory=cuda)
         self.val_loader = None
         if self.main and not (opt.teacher_only and 'valid' not in data_cfg):
             self.val_loader, _ = create_dataloader(
                 data_cfg['valid'], self.nc, test_size, opt.batch_size // world * 2,
                 workers=self.workers, prefix='valid: ', seg_nc=seg_nc, pin_memory=cuda)
-            save_options({k: v for k, v in opt.to_dict().items() if k != 'hyp_values'},
-                         self.save_dir / 'opt.yaml')
+        if self.main:  # what the run did: cache_images as decided, not None
+            save_options({k: v for k, v in opt.to_dict().items() if k != 'hyp_values'} |
+                         {'cache_images': cache}, self.save_dir / 'opt.yaml')
             atomic_write_text(self.save_dir / 'hyp.yaml', yaml.safe_dump(hyp, sort_keys=False))
         self.criterion = Criterion(unwrap(self.model), hyp)
         nb = len(self.train_loader)
@@ -191,7 +194,7 @@ class Trainer:
     def _build_model(self, resumed):
         opt = self.opt
         model = Darknet(resumed['cfg'] if resumed else opt.cfg)
-        check_tasks(model, opt, self.nc, self.seg_names)
+        check_tasks(model, cfg_label(opt), opt.data, self.nc, self.seg_names)
         if opt.weights and not resumed:
             msg = load_pretrained(model, opt.weights, other_classes=opt.pt)
             if self.main:
@@ -234,7 +237,7 @@ class Trainer:
         for epoch in range(self.start_epoch, opt.epochs):
             t_epoch = time.time()
             losses = self.train_epoch(epoch)
-            lr = self.optimizer.param_groups[1]['lr']
+            lr = group(self.optimizer, 'decay')['lr']
             self.scheduler.step()
             extra = {}
             for h in self.hooks:
@@ -273,7 +276,7 @@ class Trainer:
             if self.main:
                 shown = ' '.join(f'{k} {v / (i + 1):.4f}' for k, v in sums.items())
                 bar.set_description(f"{epoch + 1}/{self.opt.epochs} {shown} lr "
-                                    f"{self.optimizer.param_groups[1]['lr']:.2e} "
+                                    f"{group(self.optimizer, 'decay')['lr']:.2e} "
                                     f'{imgs.shape[-1]}px', refresh=False)
             ready = time.perf_counter()
         if nb > 1:
@@ -362,17 +365,6 @@ class Trainer:
             if improved:  # best.pt first: a last.pt of epoch k means best.pt has seen epoch k
                 save_checkpoint(ckpt, best_pt)
             save_checkpoint(ckpt, self.save_dir / 'weights' / 'last.pt')
-
-
-def check_tasks(model, opt, nc, seg_names):
-    """The dataset has what the network learns: its detection classes, its masks."""
-    where = cfg_label(opt)
-    if model.yolo_layers and model.nc != nc:
-        raise WeightsError(f'{where}: the model detects {model.nc} classes, {opt.data} has {nc}')
-    if model.seg_layers and len(seg_names or []) != model.seg_nc:
-        have = f'{len(seg_names)} segmentation classes' if seg_names else 'no masks'
-        raise WeightsError(f'{where}: the model segments {model.seg_nc} classes, {opt.data} '
-                           f'has {have} (seg_classes= and seg_names= in the .data)')
 
 
 def _rescale(imgs, low, high, stride=32):

@@ -17,13 +17,20 @@ def lr_lambda(hyp, epochs):
 def build_optimizer(model, hyp, adam, batch_size, accumulate):
     decay, bn, bias = param_groups(model)
     wd = hyp['weight_decay'] * batch_size * accumulate / hyp['nbs']
+    first = [{'params': bn, 'name': 'bn'}]
     if adam or hyp.get('optimizer', 'sgd') == 'adam':
-        opt = torch.optim.Adam(bn, lr=hyp['lr0'], betas=(hyp['momentum'], 0.999))
+        opt = torch.optim.Adam(first, lr=hyp['lr0'], betas=(hyp['momentum'], 0.999))
     else:
-        opt = torch.optim.SGD(bn, lr=hyp['lr0'], momentum=hyp['momentum'], nesterov=True)
-    opt.add_param_group({'params': decay, 'weight_decay': wd})
-    opt.add_param_group({'params': bias})
+        opt = torch.optim.SGD(first, lr=hyp['lr0'], momentum=hyp['momentum'], nesterov=True)
+    opt.add_param_group({'params': decay, 'weight_decay': wd, 'name': 'decay'})
+    opt.add_param_group({'params': bias, 'name': 'bias'})
     return opt
+
+
+def group(optimizer, name):
+    """The parameter group called ``name``: 'bn' (BN weights, no decay), 'decay' (conv and
+    linear weights), 'bias', 'hook' (hooks' own tensors)."""
+    return next(g for g in optimizer.param_groups if g.get('name') == name)
 
 
 def add_hook_parameters(optimizer, hooks, device):
@@ -31,17 +38,17 @@ def add_hook_parameters(optimizer, hooks, device):
     decayed like the conv weights."""
     params = [p for h in hooks for p in h.parameters(device)]
     if params:
-        decay = optimizer.param_groups[1]['weight_decay']
-        optimizer.add_param_group({'params': params, 'weight_decay': decay})
+        decay = group(optimizer, 'decay')['weight_decay']
+        optimizer.add_param_group({'params': params, 'weight_decay': decay, 'name': 'hook'})
 
 
 def warmup(optimizer, hyp, ni, n_warmup, epoch, lf):
     """Linear warmup: bias lr falls from warmup_bias_lr, the others rise from 0; momentum rises."""
-    for j, group in enumerate(optimizer.param_groups):
-        start = hyp['warmup_bias_lr'] if j == 2 else 0.0
-        group['lr'] = float(np.interp(ni, [0, n_warmup], [start, group['initial_lr'] * lf(epoch)]))
-        if 'momentum' in group:
-            group['momentum'] = float(np.interp(ni, [0, n_warmup], [hyp['warmup_momentum'],
+    for g in optimizer.param_groups:
+        start = hyp['warmup_bias_lr'] if g['name'] == 'bias' else 0.0
+        g['lr'] = float(np.interp(ni, [0, n_warmup], [start, g['initial_lr'] * lf(epoch)]))
+        if 'momentum' in g:
+            g['momentum'] = float(np.interp(ni, [0, n_warmup], [hyp['warmup_momentum'],
                                                                      hyp['momentum']]))
 
 
@@ -70,9 +77,13 @@ def loaded_state_problem(optimizer, scheduler, fresh_groups):
     load_state_dict checks the structure, not the values (a learning rate of 'x' or a moment
     of the wrong shape load, then fail at the first step). fresh_groups: the groups as the
     run built them, before loading: each loaded setting must be of its kind."""
-    for k, (group, fresh) in enumerate(zip(optimizer.param_groups, fresh_groups)):
-        problem = _kinds_problem(group, fresh) or _group_problem(group) or \
-            _moments_problem(optimizer, group)
+    for k, (loaded, fresh) in enumerate(zip(optimizer.param_groups, fresh_groups)):
+        # checkpoints written before the groups had names hold them in the order built here
+        loaded.setdefault('name', fresh['name'])
+        problem = _kinds_problem(loaded, fresh) or _group_problem(loaded) or \
+            _moments_problem(optimizer, loaded)
+        if not problem and loaded['name'] != fresh['name']:
+            problem = f"holds the '{loaded['name']}' parameters, this run's '{fresh['name']}'"
         if problem:
             return f'optimizer group {k}: {problem}'
     epoch, lrs = scheduler.last_epoch, scheduler.base_lrs

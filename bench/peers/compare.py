@@ -25,7 +25,7 @@ from terminaltables import AsciiTable
 
 from bench.provenance import write_result
 import train
-from bench import peer_ptq
+from bench.peers import peer_ptq
 from bench.subset import subset_data
 from models.weights import load_model, save_checkpoint
 from prune.cost import percent_for_bflops
