@@ -93,6 +93,14 @@ def c_array(name, a):
     return f'const {C_TYPE[a.dtype]} {name}[{max(len(a), 1)}] = {{\n{body or "0"}\n}};\n'
 
 
+TILE_LANES = 256  # yint.h's YINT_LANES
+
+
+def align16(n):
+    """n rounded up to a multiple of 16, as YINT_ALIGN does."""
+    return -(-n // 16) * 16
+
+
 class Writer:
     """model.c and weights.c of one manifest at one input size."""
 
@@ -105,11 +113,23 @@ class Writer:
         self.owner = buffer_of(manifest)
         sizes = {b: int(np.prod(self.shape[b])) * self.act.itemsize  # in layer order: the
                  for b in dict.fromkeys(self.owner.values())}     # same input, the same file
-        convs = [e['index'] for e in manifest['layers'] if e['type'] == 'conv']
-        rows = max(int(np.prod(self.shape[i][1:])) for i in convs)  # one output channel
-        self.scratch = rows * (8 if self.acc64 else 4)
+        self.tap = 2 if self.act.itemsize == 1 else 4  # x - zero: int16 holds it for 8 bits
+        self.scratch = max(self.conv_scratch(e) for e in manifest['layers']
+                           if e['type'] == 'conv')
         self.offset, self.arena = plan_arena(sizes, lifetimes(manifest, self.owner),
                                              -(-self.scratch // 8) * 8)
+
+    def conv_scratch(self, e):
+        """Bytes yint_conv needs (yint.h's YINT_* macros): four accumulator rows of a tile, then
+        the tile's prepared input, cin x stride x stride segments."""
+        cin, k, s, d = self.shape[reads(e)[0]][0], e['size'], e['stride'], e['dilation']
+        _, oh, ow = self.shape[e['index']]
+        reach = (k - 1) * d // s
+        pitch = ow + reach
+        rows = min(max(TILE_LANES // pitch, 1), oh)
+        lanes = align16(rows * pitch)
+        seg = align16(lanes + reach * (pitch + 1))
+        return 4 * lanes * (8 if self.acc64 else 4) + cin * s * s * seg * self.tap
 
     def t(self, j):
         return f'T({self.offset[self.owner[j]]})'
@@ -118,7 +138,8 @@ class Writer:
         a, acc = C_TYPE[self.act], 'int64_t' if self.acc64 else 'int32_t'
         return (f"/* {self.manifest['number_format']} */\n#ifndef YINT_CONFIG_H\n"
                 f'#define YINT_CONFIG_H\n#include <stdint.h>\ntypedef {a} act_t;\n'
-                f'typedef {a} wt_t;\ntypedef {acc} acc_t;\n#endif\n')
+                f'typedef {a} wt_t;\ntypedef int{8 * self.tap}_t tap_t;\n'
+                f'typedef {acc} acc_t;\n#endif\n')
 
     def weights_c(self):
         out = ['#include "yint.h"\n']
@@ -249,7 +270,7 @@ class Writer:
         return f"""# {name}: integer {self.manifest['number_format']} model in C99
 
 - input: {c} x {h} x {w} uint8 pixels, RGB, channels first (the letterboxed image)
-- arena (activations and one accumulator row, static): {self.arena:,} bytes
+- arena (activations and the convolutions' tile buffers, static): {self.arena:,} bytes
 - weights, biases and multipliers (const): {self.weight_bytes():,} bytes
 - accumulators: {'int64' if self.acc64 else 'int32'}; no malloc, no floating point
 
@@ -257,6 +278,10 @@ Build and run:
 
     cc -O2 -std=c99 -Wall -Werror -o yolo main.c model.c weights.c yint.c
     ./yolo image.raw heads.bin
+
+The convolution kernels (yint.c) are written for the compiler to vectorise at -O2: add the
+target's flags (`-march=native` on a PC, `-mcpu=cortex-m7` and the like on a microcontroller)
+to use its vector or DSP instructions.
 
 `heads.bin` holds each head's integers ({C_TYPE[self.act]}, little-endian, channels x height x
 width), head after head:

@@ -203,3 +203,27 @@ def test_export_py_format_c_from_a_checkpoint(tmp_path):
                         '--format', 'c', '--project', str(tmp_path)],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1 and 'integer model' in r.stderr
+
+
+def test_the_conv_kernels_vectorise_at_o2(tmp_path):
+    """The multiply-accumulate loops of yint.c are what a C99 compiler vectorises at -O2 (gcc
+    says so with -fopt-info-vec); a change that stops it is a 3x slower C runtime."""
+    version = subprocess.run([compiler(), '--version'], capture_output=True, text=True).stdout
+    if 'gcc' not in version.lower() and 'free software foundation' not in version.lower():
+        pytest.skip(f'the vectorisation report is gcc\'s; this compiler is {version[:40]!r}')
+    source = ROOT / 'quantize' / 'c' / 'yint.c'
+    (tmp_path / 'yint_config.h').write_text('#include <stdint.h>\ntypedef int8_t act_t;\n'
+                                            'typedef int8_t wt_t;\ntypedef int16_t tap_t;\n'
+                                            'typedef int32_t acc_t;\n')
+    r = subprocess.run([compiler(), '-O2', '-std=c99', '-fopt-info-vec-optimized', '-I',
+                        str(tmp_path), '-I', str(source.parent), '-c', str(source), '-o',
+                        str(tmp_path / 'yint.o')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = source.read_text().splitlines()
+    kernels = {name: next(i for i, line in enumerate(lines, 1) if f' {name}(' in line)
+               for name in ('mac_rows', 'mac_rows3', 'mac_row')}
+    vectorised = {int(m) for m in re.findall(r'yint\.c:(\d+):\d+: optimized: loop vectorized',
+                                             r.stderr)}
+    for name, start in kernels.items():
+        end = next(i for i, line in enumerate(lines, 1) if i > start and line == '}')
+        assert any(start < line < end for line in vectorised), (name, r.stderr[-800:])

@@ -3,6 +3,7 @@ onnxruntime's int8 Q/DQ graph of the same checkpoint, batch 1, as ratios to onnx
 
     python3 -m bench.speed.int_runtime --weights runs/ptq/s8/yolov3-mini_ptq_max.pt
     python3 -m bench.speed.int_runtime --weights q8.pt s8.pt --img-size 320 --runs 10 --threads 2
+    python3 -m bench.speed.int_runtime --weights s8.pt --threads 1 --against /tmp/release
 
 The C program is compiled with ``cc -O2 -std=c99`` (add --march-native for -march=native) and
 timed as a process per image (start-up included: about a millisecond), single-threaded as an
@@ -13,8 +14,10 @@ Feeds docs/results/fixed-point.md.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,8 +35,16 @@ from utils.options import Parser
 from utils.timing import rows_of
 
 
-def c_runner(manifest, arrays, size, folder, native):
-    export_c(manifest, arrays, (size, size), folder)
+# the C project of a checkpoint as another checkout's code writes it (--against)
+EXPORT_ELSEWHERE = ('import sys; from pathlib import Path; from quantize.export_c import export_c; '
+                    'from quantize.export_int import integer_model; '
+                    'from quantize.loader import load_model; '
+                    'm = load_model(sys.argv[1]).float().eval(); '
+                    'export_c(*integer_model(m), (int(sys.argv[2]),) * 2, Path(sys.argv[3]))')
+
+
+def c_runner(folder, size, native):
+    """Compile the C project in folder; a runner of one image through it."""
     exe = folder / 'yolo'
     flags = ['-O2', '-std=c99'] + (['-march=native'] if native else [])
     subprocess.run([shutil.which('cc') or 'gcc', *flags, '-o', str(exe),
@@ -42,6 +53,13 @@ def c_runner(manifest, arrays, size, folder, native):
     raw.write_bytes(np.random.default_rng(0).integers(0, 256, 3 * size * size, np.uint8))
     command = [str(exe), str(raw), str(folder / 'heads.bin')]
     return lambda: lambda: subprocess.run(command, check=True)
+
+
+def exported_elsewhere(checkout, weights, size, folder):
+    subprocess.run([sys.executable, '-c', EXPORT_ELSEWHERE, str(Path(weights).resolve()),
+                    str(size), str(folder)], cwd=checkout, check=True,
+                   env={**os.environ, 'PYTHONPATH': str(Path(checkout).resolve())})
+    return folder
 
 
 def runners(weights, opt, tmp):
@@ -53,8 +71,14 @@ def runners(weights, opt, tmp):
     name = Path(weights).name
     yield ({'weights': name, 'backend': f'Python runtime ({fmt})'},
            lambda: lambda: int_runtime.run(manifest, arrays, pixels))
+    here = Path(tmp) / f'c_{fmt}'
+    export_c(manifest, arrays, (opt.img_size, opt.img_size), here)
     yield ({'weights': name, 'backend': f'C -O2 ({fmt}, 1 thread)'},
-           c_runner(manifest, arrays, opt.img_size, Path(tmp) / f'c_{fmt}', opt.march_native))
+           c_runner(here, opt.img_size, opt.march_native))
+    if opt.against:
+        there = exported_elsewhere(opt.against, weights, opt.img_size, Path(tmp) / f'old_{fmt}')
+        yield ({'weights': name, 'backend': f'C -O2 ({fmt}, 1 thread, {Path(opt.against).name})'},
+               c_runner(there, opt.img_size, opt.march_native))
     if fmt != 'q16':  # Q/DQ graphs hold 8 bits
         for meta, make in graphs.onnx_runners(model, opt.img_size, [1], torch.device('cpu'),
                                               tmp, 'onnxruntime int8', opt.threads):
@@ -69,6 +93,9 @@ def main(argv=None):
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--march-native', action='store_true')
+    p.add_argument('--against', default='', metavar='CHECKOUT',
+                   help="also time the C project another checkout writes (e.g. a release: git "
+                        "worktree add /tmp/release <commit>), the rows taking turns")
     opt = p.parse_args(argv)
     torch.set_num_threads(opt.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,7 +3,7 @@
 
 /* (a * m + b) / 2^n rounded to nearest, ties to even (quantize/fixed_point.py). The floor
  * division is written out: C99 leaves the right shift of a negative number to the compiler. */
-int64_t yint_requantize(int64_t a, int64_t m, int n, int64_t b)
+static int64_t requantize(int64_t a, int64_t m, int n, int64_t b)
 {
     int64_t p = a * m + b, q, r, half, one = 1;
     if (n == 0)
@@ -12,6 +12,11 @@ int64_t yint_requantize(int64_t a, int64_t m, int n, int64_t b)
     r = p - q * (one << n);
     half = one << (n - 1);
     return q + (r > half || (r == half && (q & 1)));
+}
+
+int64_t yint_requantize(int64_t a, int64_t m, int n, int64_t b)
+{
+    return requantize(a, m, n, b);
 }
 
 static act_t saturate(int64_t v, int qmin, int qmax)
@@ -27,65 +32,174 @@ void yint_input(const uint8_t *pixels, long count, int32_t m, int n, int zero, i
         y[i] = saturate(zero + yint_requantize(pixels[i], m, n, 0), qmin, qmax);
 }
 
-static int first_inside(int offset, int stride)  /* least o with o * stride + offset >= 0 */
+/* The geometry of one convolution's tiles (yint.h's YINT_* macros give the same numbers to the
+ * arena planner in quantize/export_c.py): a tile is `rows` output rows; every prepared input row
+ * and every accumulator row is `pitch` lanes apart, so that one kernel tap reads one contiguous
+ * run of `lanes` values for the whole tile. */
+typedef struct {
+    int reach, pitch, rows, lanes, seg;
+} tiles_t;
+
+static tiles_t tiles_of(const yint_conv_t *p, int oh, int ow)
 {
-    return offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+    tiles_t t;
+    t.reach = YINT_REACH(p->size, p->stride, p->dilation);
+    t.pitch = ow + t.reach;
+    t.rows = YINT_TILE_ROWS(oh, ow, p->size, p->stride, p->dilation);
+    t.lanes = YINT_ALIGN(t.rows * t.pitch);
+    t.seg = YINT_SEG(oh, ow, p->size, p->stride, p->dilation);
+    return t;
 }
 
-static int last_inside(int offset, int stride, int size)  /* least o with o*stride+offset >= size */
+/* x - zero over the input rows and columns that output rows oy0 .. oy0 + n - 1 read, split into
+ * stride x stride phases (rows and columns) so that each tap reads one contiguous run: phase
+ * (fy, fx) holds, at r * pitch + j, padded input row (oy0 + r) * s + fy and padded column
+ * j * s + fx. Pixels outside the image hold 0, as the zero point pads. */
+static void prepare(const yint_conv_t *p, const act_t *x, int h, int w, int oy0, int n,
+                    const tiles_t *t, tap_t *buf)
 {
-    return offset >= size ? 0 : (size - 1 - offset) / stride + 1;
-}
-
-/* acc[o] += (x - zero) * w over one kernel tap, for every output pixel the tap reaches */
-static void tap(const act_t *x, int h, int w, int zero, wt_t wv, int oy0, int ox0, int stride,
-                int oh, int ow, acc_t *acc)
-{
-    int oy, ox, ys = first_inside(oy0, stride), ye = last_inside(oy0, stride, h);
-    int xs = first_inside(ox0, stride), xe = last_inside(ox0, stride, w);
-    if (ye > oh) ye = oh;
-    if (xe > ow) xe = ow;
-    for (oy = ys; oy < ye; oy++) {
-        const act_t *row = x + (long)(oy * stride + oy0) * w + ox0;
-        acc_t *out = acc + (long)oy * ow;
-        for (ox = xs; ox < xe; ox++)
-            out[ox] += (acc_t)(row[ox * stride] - zero) * wv;
-    }
+    int s = p->stride, ic, fy, fx, r, j;
+    for (ic = 0; ic < p->cin; ic++)
+        for (fy = 0; fy < s; fy++)
+            for (fx = 0; fx < s; fx++) {
+                tap_t *out = buf + (((long)ic * s + fy) * s + fx) * t->seg;
+                for (r = 0; r < n + t->reach; r++) {
+                    int iy = (oy0 + r) * s + fy - p->pad;
+                    const act_t *row = (iy >= 0 && iy < h) ? x + ((long)ic * h + iy) * w : 0;
+                    for (j = 0; j < t->pitch; j++) {
+                        int ix = j * s + fx - p->pad;
+                        out[(long)r * t->pitch + j] = (row && ix >= 0 && ix < w)
+                            ? (tap_t)(row[ix] - p->in_zero) : 0;
+                    }
+                }
+            }
 }
 
 static act_t activate(const yint_conv_t *p, int c, acc_t a)
 {
-    int64_t r = yint_requantize(a, p->m[c], p->n[c], p->b[c]);
+    int64_t r = requantize(a, p->m[c], p->n[c], p->b[c]);
     if (p->activation == YINT_LEAKY && r < 0)  /* where leaky's side rounds apart */
-        r = yint_requantize(a, p->m_neg[c], p->n_neg[c], p->b_neg[c]);
+        r = requantize(a, p->m_neg[c], p->n_neg[c], p->b_neg[c]);
     else if (p->activation == YINT_RELU && r < 0)
         r = 0;
     return saturate(p->out_zero + r, p->qmin, p->qmax);
 }
 
-void yint_conv(const yint_conv_t *p, const act_t *x, int h, int w, act_t *y, int oh, int ow,
-               acc_t *scratch)
+/* acc[j][0..n) += src[0..n) * wv[j] for the OCB output channels of a block, n a multiple of
+ * YINT_BLOCK: each prepared input value is loaded once for OCB channels, and the fixed-length
+ * inner loop is what compilers vectorise at -O2 (no remainder; restrict rows; narrow operands
+ * and wide sums: widening multiplies). */
+#define OCB 4
+static void mac_rows(acc_t *restrict a0, acc_t *restrict a1, acc_t *restrict a2,
+                     acc_t *restrict a3, const tap_t *src, const tap_t *wv, int n)
 {
-    int cin_g = p->cin / p->groups, cout_g = p->cout / p->groups, k = p->size;
-    int oc, ic, ky, kx;
-    long i, area = (long)oh * ow;
-    for (oc = 0; oc < p->cout; oc++) {
-        int g = oc / cout_g;
-        const wt_t *wc = p->weight + (long)oc * cin_g * k * k;
-        for (i = 0; i < area; i++)
-            scratch[i] = 0;
-        for (ic = 0; ic < cin_g; ic++) {
-            const act_t *xc = x + (long)(g * cin_g + ic) * h * w;
-            for (ky = 0; ky < k; ky++)
-                for (kx = 0; kx < k; kx++) {
-                    wt_t wv = wc[(ic * k + ky) * k + kx];
-                    if (wv != 0)  /* pruned and 2:4 weights cost nothing */
-                        tap(xc, h, w, p->in_zero, wv, ky * p->dilation - p->pad,
-                            kx * p->dilation - p->pad, p->stride, oh, ow, scratch);
-                }
+    tap_t w0 = wv[0], w1 = wv[1], w2 = wv[2], w3 = wv[3];
+    int b, i;
+    for (b = 0; b < n; b += YINT_BLOCK)
+        for (i = 0; i < YINT_BLOCK; i++) {
+            tap_t v = src[b + i];
+            a0[b + i] += (acc_t)v * w0;
+            a1[b + i] += (acc_t)v * w1;
+            a2[b + i] += (acc_t)v * w2;
+            a3[b + i] += (acc_t)v * w3;
         }
-        for (i = 0; i < area; i++)
-            y[(long)oc * area + i] = activate(p, oc, scratch[i]);
+}
+
+/* mac_rows for three taps at once (a kernel row of a 3x3 conv): three products per
+ * accumulator load and store */
+static void mac_rows3(acc_t *restrict a0, acc_t *restrict a1, acc_t *restrict a2,
+                      acc_t *restrict a3, const tap_t *s0, const tap_t *s1, const tap_t *s2,
+                      const tap_t *wv, int n)
+{
+    tap_t w00 = wv[0], w01 = wv[1], w02 = wv[2], w10 = wv[3], w11 = wv[4], w12 = wv[5];
+    tap_t w20 = wv[6], w21 = wv[7], w22 = wv[8], w30 = wv[9], w31 = wv[10], w32 = wv[11];
+    int b, i;
+    for (b = 0; b < n; b += YINT_BLOCK)
+        for (i = 0; i < YINT_BLOCK; i++) {
+            tap_t v0 = s0[b + i], v1 = s1[b + i], v2 = s2[b + i];
+            a0[b + i] += (acc_t)v0 * w00 + (acc_t)v1 * w01 + (acc_t)v2 * w02;
+            a1[b + i] += (acc_t)v0 * w10 + (acc_t)v1 * w11 + (acc_t)v2 * w12;
+            a2[b + i] += (acc_t)v0 * w20 + (acc_t)v1 * w21 + (acc_t)v2 * w22;
+            a3[b + i] += (acc_t)v0 * w30 + (acc_t)v1 * w31 + (acc_t)v2 * w32;
+        }
+}
+
+static void mac_row(acc_t *acc, const tap_t *src, tap_t wv, int n)
+{
+    int b, i;
+    for (b = 0; b < n; b += YINT_BLOCK)
+        for (i = 0; i < YINT_BLOCK; i++)
+            acc[b + i] += (acc_t)src[b + i] * wv;
+}
+
+/* The accumulators of output channels oc .. oc + nb - 1 (one group; nb 1 or OCB) over a tile:
+ * every tap adds one contiguous run of the prepared input. */
+static void accumulate(const yint_conv_t *p, int oc, int nb, const tiles_t *t,
+                       const tap_t *buf, int lanes, acc_t *acc)
+{
+    int k = p->size, s = p->stride, d = p->dilation, cin_g = p->cin / p->groups;
+    int taps = cin_g * k * k, g = oc / (p->cout / p->groups), ic, ky, kx, j, any;
+    const wt_t *wc = p->weight + (long)oc * taps;
+    tap_t wv[OCB];
+    for (j = 0; j < nb * t->lanes; j++)
+        acc[j] = 0;
+    for (ic = 0; ic < cin_g; ic++)
+        for (ky = 0; ky < k; ky++) {
+            if (k == 3 && nb == OCB) {  /* the common 3x3 conv: a kernel row at a time */
+                const tap_t *src[3];
+                tap_t w3[3 * OCB];
+                for (kx = 0; kx < 3; kx++) {
+                    src[kx] = buf + ((((long)(g * cin_g + ic) * s + ky * d % s) * s +
+                                      kx * d % s) * t->seg) +
+                              (long)(ky * d / s) * t->pitch + kx * d / s;
+                    for (j = 0; j < OCB; j++)
+                        w3[j * 3 + kx] = wc[(long)j * taps + (ic * k + ky) * k + kx];
+                }
+                mac_rows3(acc, acc + t->lanes, acc + 2 * t->lanes, acc + 3 * t->lanes,
+                          src[0], src[1], src[2], w3, lanes);
+                continue;
+            }
+            for (kx = 0; kx < k; kx++) {
+                const wt_t *wt = wc + (ic * k + ky) * k + kx;  /* the weights' own order */
+                const tap_t *src = buf + ((((long)(g * cin_g + ic) * s + ky * d % s) * s +
+                                           kx * d % s) * t->seg) +
+                                   (long)(ky * d / s) * t->pitch + kx * d / s;
+                for (j = any = 0; j < nb; j++)
+                    any |= (wv[j] = wt[(long)j * taps]) != 0;
+                if (!any)  /* pruned and 2:4 weights cost nothing */
+                    continue;
+                if (nb == OCB)
+                    mac_rows(acc, acc + t->lanes, acc + 2 * t->lanes, acc + 3 * t->lanes, src,
+                             wv, lanes);
+                else
+                    mac_row(acc, src, wv[0], lanes);
+            }
+        }
+}
+
+/* Tile by tile (a few output rows): the input the tile reads is prepared once (x - zero,
+ * padded, phase-split), then blocks of OCB output channels accumulate every tap as one
+ * contiguous run held in cache, and are requantized. */
+void yint_conv(const yint_conv_t *p, const act_t *x, int h, int w, act_t *y, int oh, int ow,
+               void *scratch)
+{
+    tiles_t t = tiles_of(p, oh, ow);
+    int cout_g = p->cout / p->groups, oy0, n, oc, nb, j, r, i;
+    acc_t *acc = (acc_t *)scratch;  /* OCB x lanes; lanes past ow in each row are never read */
+    tap_t *buf = (tap_t *)(acc + OCB * t.lanes);
+    long plane = (long)oh * ow;
+    for (oy0 = 0; oy0 < oh; oy0 += n) {
+        n = oh - oy0 < t.rows ? oh - oy0 : t.rows;
+        prepare(p, x, h, w, oy0, n, &t, buf);
+        for (oc = 0; oc < p->cout; oc += nb) {
+            nb = (cout_g - oc % cout_g >= OCB) ? OCB : 1;  /* a block stays in one group */
+            accumulate(p, oc, nb, &t, buf, YINT_ALIGN(n * t.pitch), acc);
+            for (j = 0; j < nb; j++)
+                for (r = 0; r < n; r++)
+                    for (i = 0; i < ow; i++)
+                        y[(oc + j) * plane + (long)(oy0 + r) * ow + i] =
+                            activate(p, oc + j, acc[(long)j * t.lanes + (long)r * t.pitch + i]);
+        }
     }
 }
 
