@@ -73,11 +73,12 @@ def runners(weights, opt, tmp):
            lambda: lambda: int_runtime.run(manifest, arrays, pixels))
     here = Path(tmp) / f'c_{fmt}'
     export_c(manifest, arrays, (opt.img_size, opt.img_size), here)
-    yield ({'weights': name, 'backend': f'C -O2 ({fmt}, 1 thread)'},
+    cc = 'C -O2' + (' -march=native' if opt.march_native else '')
+    yield ({'weights': name, 'backend': f'{cc} ({fmt}, 1 thread)'},
            c_runner(here, opt.img_size, opt.march_native))
     if opt.against:
         there = exported_elsewhere(opt.against, weights, opt.img_size, Path(tmp) / f'old_{fmt}')
-        yield ({'weights': name, 'backend': f'C -O2 ({fmt}, 1 thread, {Path(opt.against).name})'},
+        yield ({'weights': name, 'backend': f'{cc} ({fmt}, 1 thread, {Path(opt.against).name})'},
                c_runner(there, opt.img_size, opt.march_native))
     if fmt != 'q16':  # Q/DQ graphs hold 8 bits
         for meta, make in graphs.onnx_runners(model, opt.img_size, [1], torch.device('cpu'),
