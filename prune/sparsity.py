@@ -64,7 +64,8 @@ class SparsityHook(TrainHook):
         convs = self.convs = sparse_convs(model, self.mode)
         self.gammas = [model.module_list[i].bn.weight for i in convs]
         self.weights = [1.0] * len(convs)
-        if self.mode != 2:  # the channel groups, for the BFLOPs a cut of the small ones saves
+        # the channel groups, for the BFLOPs a cut of the small ones saves
+        if self.mode != SparsityMode.LAYER:
             self.groups, self.img_size = prunable_groups(model, self.mode), model.img_size[1]
         if self.flops:
             weights = cost_weights(model, self.groups, self.img_size)

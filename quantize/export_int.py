@@ -39,7 +39,8 @@ import numpy as np
 from torch import nn
 
 from models.darknet import is_quantized
-from models.layers import ConvBNAct, MaxPool, Route, SegmentHead, Upsample, YoloLayer
+from models.layers import (ConvBNAct, Dropout, MaxPool, Route, SegmentHead, Upsample,
+                           YoloLayer)
 from models.summary import layer_shapes
 from quantize.fixed_point import FixedPointError, bits_for, is_power_of_two, multiplier
 from quantize.formats import FORMATS
@@ -160,9 +161,19 @@ def layer_entry(i, m, quantizers, arrays, sizes):
             raise IntExportError(f'layer {i} (shortcut): inputs of different shapes (a partial '
                                  'residual) have no integer form here')
         return shortcut_entry(i, m, quantizers, arrays)
+    entry = moving_entry(i, m)
+    if entry is None:
+        raise IntExportError(f'layer {i} ({type(m).__name__}) has no integer form here')
+    return entry
+
+
+def moving_entry(i, m):
+    """The entry of a layer that moves integers without arithmetic on them, or None."""
     if isinstance(m, Route):
         return {'type': 'route', 'index': i, 'from': list(m.froms), 'groups': m.groups,
                 'group_id': m.group_id}
+    if isinstance(m, Dropout):  # the identity at inference: a route from the layer before
+        return {'type': 'route', 'index': i, 'from': [i - 1], 'groups': 1, 'group_id': 0}
     if isinstance(m, Upsample):
         return {'type': 'upsample', 'index': i, 'stride': m.stride}
     if isinstance(m, MaxPool):
@@ -170,7 +181,7 @@ def layer_entry(i, m, quantizers, arrays, sizes):
                 'pad': list(m.pad)}  # left, right, top, bottom; the max over real pixels
     if isinstance(m, (YoloLayer, SegmentHead)):  # the head conv's integers are the output
         return {'type': 'yolo' if isinstance(m, YoloLayer) else 'seg', 'index': i, 'from': i - 1}
-    raise IntExportError(f'layer {i} ({type(m).__name__}) has no integer form here')
+    return None
 
 
 def check_layer(i, m, quantizers):
@@ -180,7 +191,7 @@ def check_layer(i, m, quantizers):
     if isinstance(m, Route) and quantizers[i] is None:
         raise IntExportError(f'layer {i} (route) joins tensors with different scales; integer '
                              'export needs shared scales: train with --quantized 3 or --FPGA')
-    reads_prev = isinstance(m, (Upsample, MaxPool)) or (
+    reads_prev = isinstance(m, (Upsample, MaxPool, Dropout)) or (
         isinstance(m, QuantConvBNAct) and m.in_quant is None)
     if i and reads_prev and quantizers[i - 1] is None:
         raise IntExportError(f'layer {i} ({type(m).__name__}) reads layer {i - 1}, which has no '

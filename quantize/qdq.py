@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from models.layers import Route, Upsample
+from quantize.config import QuantMode
 from quantize.modules import ActQuant, QuantConvBNAct, QuantShortcut
 from models.darknet import is_quantized
 from quantize.qat import PASS_THROUGH
@@ -137,7 +138,7 @@ def check_quantized(model):
         raise QDQError('the model is not quantized: train with --quantized, or run '
                        'quantize/ptq.py, or export with --int8 to calibrate it now')
     cfg = model.quant_config
-    if cfg['mode'] == 2:
+    if cfg['mode'] == QuantMode.DOREFA:
         raise QDQError('--quantized 2 (DoReFa) has no int8 Q/DQ form (its weights are not '
                        'per-channel affine); use quantize/export_int.py for fixed-point targets')
     if cfg['w_bits'] != 8 or cfg['a_bits'] != 8:
@@ -188,7 +189,8 @@ def onnxruntime_target() -> str:
 def has_form(model, target) -> bool:
     """Whether a quantized model has a Q/DQ graph for target: TensorRT's symmetric graphs take
     no zero points (--quantized 1 has them)."""
-    return not (target in ('tensorrt', 'openvino') and model.quant_config['mode'] == 1)
+    return not (target in ('tensorrt', 'openvino') and
+                model.quant_config['mode'] == QuantMode.GOOGLE)
 
 
 def qdq_model(model, target='tensorrt'):

@@ -91,6 +91,9 @@ activation=relu
 size=2
 stride=2
 
+[dropout]
+probability=0.2
+
 [convolutional]
 filters=21
 size=1
