@@ -49,6 +49,11 @@ class QuantConfig:
     # COCO-pretrained yolov3-tiny that grid cost 0.7 point of mAP@0.5:0.95, docs/results/real.md).
     # False in checkpoints that predate it; fixed-point targets (export_int, C) need it False
     float_heads: bool = False
+    # a concat's (or sum's) inputs share one scale also where one arrives through a route of a
+    # single layer (a copy or a channel slice, as Yolo-Fastest's `[route] layers=-7` before its
+    # upsample): the integer export needs it. False in checkpoints that predate it (their
+    # scales were observed apart), True for every model quantized since.
+    share_copies: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:

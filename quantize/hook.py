@@ -48,7 +48,7 @@ class QuantHook(TrainHook):
         self.frozen = bool(state.get('frozen', False))
 
 
-SAME_KEYS = ('mode', 'w_bits', 'a_bits', 'bn_fold', 'fpga', 'float_heads')
+SAME_KEYS = ('mode', 'w_bits', 'a_bits', 'bn_fold', 'fpga', 'float_heads', 'share_copies')
 
 
 def load_quantized_start(model, path, config):
@@ -73,6 +73,17 @@ def load_quantized_start(model, path, config):
             from None
 
 
+def resumed_from(opt):
+    return opt.resume if isinstance(opt.resume, str) and opt.resume.endswith('.pt') else ''
+
+
+def shares_copies(start):
+    """QuantConfig.share_copies for a run: a quantized start checkpoint's own (its ranges were
+    observed that way), else True."""
+    quant = load_checkpoint(start).get('quant') if start else None
+    return bool(quant.get('share_copies', False)) if isinstance(quant, dict) else True
+
+
 def quant_hook(opt):
     """The hook for train.py's --quantized flags (TrainOptions), or None without them."""
     if not opt.quantized:
@@ -80,11 +91,12 @@ def quant_hook(opt):
             raise OptionError('--BN_Fold and --FPGA shape quantization-aware training: give '
                               '--quantized 1, 2 or 3 too')
         return None
+    start = opt.weights if str(opt.weights).endswith('.pt') and not opt.resume else ''
     config = QuantConfig(mode=opt.quantized, w_bits=opt.w_bits, a_bits=opt.a_bits,
                          bn_fold=opt.BN_Fold, fpga=opt.FPGA, observer=opt.quant_observer,
-                         float_heads=opt.float_heads)
+                         float_heads=opt.float_heads,
+                         share_copies=shares_copies(start or resumed_from(opt)))
     freeze_epoch = opt.quant_freeze_epoch
     if freeze_epoch < 0:
         freeze_epoch = max(1, math.ceil(0.7 * opt.epochs))
-    start = opt.weights if str(opt.weights).endswith('.pt') and not opt.resume else ''
     return QuantHook(config, freeze_epoch, start)

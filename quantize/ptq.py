@@ -58,7 +58,7 @@ def calibrated(float_model, batches, method='entropy', percentile=99.99, fpga=Fa
     float_heads = fmt == 's8' and not int8_heads
     mode = QuantMode.GOOGLE if asymmetric else QuantMode.TENSORRT
     config = QuantConfig(mode=mode, **{'fpga': fpga, 'float_heads': float_heads,
-                                       **FORMATS[fmt].quant_config()})
+                                       'share_copies': True, **FORMATS[fmt].quant_config()})
     model = copy.deepcopy(float_model).eval()
     if equalize:
         pairs = equalize_ranges(model, batches)

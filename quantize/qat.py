@@ -46,7 +46,7 @@ def quantize_model(model, config: QuantConfig, filter_fn=None):
         if isinstance(m, Shortcut):
             ml[i] = QuantShortcut(m, config, config.a_bits)
     if config.mode == QuantMode.TENSORRT or config.fpga:
-        share_joined_scales(model)
+        share_joined_scales(model, config.share_copies)
     model.quant_config = config.to_dict()
     return model
 
@@ -75,16 +75,18 @@ def on_grid(model, j) -> bool:
     return False
 
 
-def _producer(model, j):
-    """The quantizer whose output layer j passes on unchanged, or None."""
+def _producer(model, j, through_routes=False):
+    """The quantizer whose output layer j passes on unchanged, or None; through_routes: also
+    through a route of one layer (a copy or a channel slice keeps its scale)."""
     m = model.module_list[j]
-    while isinstance(m, PASS_THROUGH):
-        j -= 1
+    while isinstance(m, PASS_THROUGH) or (through_routes and isinstance(m, Route) and
+                                          len(m.froms) == 1):
+        j = m.froms[0] if isinstance(m, Route) else j - 1
         m = model.module_list[j]
     return m if isinstance(m, (QuantConvBNAct, QuantShortcut)) else None
 
 
-def share_joined_scales(model):
+def share_joined_scales(model, through_routes=False):
     """Give the inputs of every concat and residual sum one ActQuant (union of the groups)."""
     owner = {}  # producer module -> group id
     groups = []
@@ -92,7 +94,8 @@ def share_joined_scales(model):
         joined = list(m.froms) + ([i - 1] if isinstance(m, QuantShortcut) else [])
         if not isinstance(m, (Route, QuantShortcut)) or len(joined) < 2:
             continue
-        producers = [p for p in (_producer(model, j) for j in joined) if p is not None]
+        producers = [p for p in (_producer(model, j, through_routes) for j in joined)
+                     if p is not None]
         ids = {owner[p] for p in producers if p in owner}
         merged = set(producers).union(*(groups[k] for k in ids))
         groups.append(merged)

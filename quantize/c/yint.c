@@ -3,15 +3,19 @@
 
 /* (a * m + b) / 2^n rounded to nearest, ties to even (quantize/fixed_point.py). The floor
  * division is written out: C99 leaves the right shift of a negative number to the compiler. */
-static int64_t requantize(int64_t a, int64_t m, int n, int64_t b)
+static inline int64_t requantize(int64_t a, int64_t m, int n, int64_t b)
 {
-    int64_t p = a * m + b, q, r, half, one = 1;
+    int64_t p = a * m + b, one = 1, sign, q, r, half;
     if (n == 0)
         return p;
-    q = p >= 0 ? p >> n : -((-p + (one << n) - 1) >> n);
+    /* floor(p / 2^n) without a branch on the sign (signs are random, branches mispredict):
+     * -ceil(|p| / 2^n) for p < 0; sign is 0 or -1 (int64_t is two's complement) */
+    sign = -(int64_t)(p < 0);
+    q = (((p ^ sign) - sign) + (sign & ((one << n) - 1))) >> n;
+    q = (q ^ sign) - sign;
     r = p - q * (one << n);
     half = one << (n - 1);
-    return q + (r > half || (r == half && (q & 1)));
+    return q + ((r > half) | ((r == half) & (int)(q & 1)));  /* no branch either */
 }
 
 int64_t yint_requantize(int64_t a, int64_t m, int n, int64_t b)
@@ -75,14 +79,20 @@ static void prepare(const yint_conv_t *p, const act_t *x, int h, int w, int oy0,
             }
 }
 
-static act_t activate(const yint_conv_t *p, int c, acc_t a)
+/* count outputs of channel c from their accumulators: requantized, activated, saturated */
+static void activate_row(const yint_conv_t *p, int c, const acc_t *acc, int count, act_t *y)
 {
-    int64_t r = requantize(a, p->m[c], p->n[c], p->b[c]);
-    if (p->activation == YINT_LEAKY && r < 0)  /* where leaky's side rounds apart */
-        r = requantize(a, p->m_neg[c], p->n_neg[c], p->b_neg[c]);
-    else if (p->activation == YINT_RELU && r < 0)
-        r = 0;
-    return saturate(p->out_zero + r, p->qmin, p->qmax);
+    int64_t m = p->m[c], b = p->b[c], m_neg = p->m_neg[c], b_neg = p->b_neg[c], r;
+    int n = p->n[c], n_neg = p->n_neg[c], kind = p->activation, zero = p->out_zero, i;
+    int qmin = p->qmin, qmax = p->qmax;  /* locals: the stores to y cannot change them */
+    for (i = 0; i < count; i++) {
+        r = requantize(acc[i], m, n, b);
+        if (kind == YINT_LEAKY && r < 0)  /* where leaky's side rounds apart */
+            r = requantize(acc[i], m_neg, n_neg, b_neg);
+        else if (kind == YINT_RELU && r < 0)
+            r = 0;
+        y[i] = saturate(zero + r, qmin, qmax);
+    }
 }
 
 /* acc[j][0..n) += src[0..n) * wv[j] for the OCB output channels of a block, n a multiple of
@@ -184,7 +194,7 @@ void yint_conv(const yint_conv_t *p, const act_t *x, int h, int w, act_t *y, int
                void *scratch)
 {
     tiles_t t = tiles_of(p, oh, ow);
-    int cout_g = p->cout / p->groups, oy0, n, oc, nb, j, r, i;
+    int cout_g = p->cout / p->groups, oy0, n, oc, nb, j, r;
     acc_t *acc = (acc_t *)scratch;  /* OCB x lanes; lanes past ow in each row are never read */
     tap_t *buf = (tap_t *)(acc + OCB * t.lanes);
     long plane = (long)oh * ow;
@@ -196,9 +206,8 @@ void yint_conv(const yint_conv_t *p, const act_t *x, int h, int w, act_t *y, int
             accumulate(p, oc, nb, &t, buf, YINT_ALIGN(n * t.pitch), acc);
             for (j = 0; j < nb; j++)
                 for (r = 0; r < n; r++)
-                    for (i = 0; i < ow; i++)
-                        y[(oc + j) * plane + (long)(oy0 + r) * ow + i] =
-                            activate(p, oc + j, acc[(long)j * t.lanes + (long)r * t.pitch + i]);
+                    activate_row(p, oc + j, acc + (long)j * t.lanes + (long)r * t.pitch, ow,
+                                 y + (oc + j) * plane + (long)(oy0 + r) * ow);
         }
     }
 }
