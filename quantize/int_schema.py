@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from models.darknet import Darknet
-from models.layers import ConvBNAct, MaxPool, Route, SegmentHead, Shortcut, Upsample, YoloLayer
+from models.layers import (ConvBNAct, Dropout, MaxPool, Route, SegmentHead, Shortcut, Upsample,
+                           YoloLayer)
 from quantize.formats import FORMATS
 from utils.errors import ToolkitError
 
@@ -19,7 +20,7 @@ ACTIVATIONS = ('linear', 'relu', 'leaky')
 MAX_SHIFT = 62        # requantize's shifts are int64 arithmetic
 MAX_BITS = 62         # accumulator bits the runtime holds exactly (export_int keeps them <= 53)
 LIMIT = 2 ** 15       # 16-bit formats at most
-KINDS = {'conv': ConvBNAct, 'shortcut': Shortcut, 'route': Route, 'upsample': Upsample,
+KINDS = {'conv': ConvBNAct, 'shortcut': Shortcut, 'route': (Route, Dropout), 'upsample': Upsample,
          'maxpool': MaxPool, 'yolo': YoloLayer, 'seg': SegmentHead}
 
 
@@ -145,9 +146,11 @@ def _entry(e, i, m, arrays):
         _array(arrays, e.get('multipliers'), f'{where} multipliers', (len(froms),))
         _integer(e, 'shift', where, 0, MAX_SHIFT)
     elif kind == 'route':
-        _froms(e, i, where)
+        froms = _froms(e, i, where)
         groups = _integer(e, 'groups', where, 1, 1024)
         _integer(e, 'group_id', where, 0, groups - 1)
+        if isinstance(m, Dropout) and (froms != [i - 1] or groups != 1):
+            raise Bad(f'{where}: a dropout is the identity: a route from layer {i - 1} alone')
     elif kind == 'upsample':
         _integer(e, 'stride', where, 1, 64)
     elif kind == 'maxpool':

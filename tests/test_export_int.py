@@ -141,3 +141,79 @@ def test_command_writes_npz_and_manifest(tmp_path):
                         str(ckpt), '--project', str(tmp_path), '--format', 'q16'],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.count('\n') == 1 and 'q16 needs' in r.stderr
+
+
+COPY_ROUTE_CFG = """[net]
+width=64
+height=64
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[dropout]
+probability=0.1
+
+[route]
+layers=-3
+
+[maxpool]
+size=2
+stride=2
+
+[route]
+layers=-1,-3
+
+[convolutional]
+filters=21
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=2
+num=3
+"""
+
+
+@pytest.mark.parametrize('share', [True, False])
+def test_a_concat_through_a_copy_route_shares_its_scale_and_a_dropout_exports(share):
+    """Yolo-Fastest's shape: a concat of an input that arrives through a single-layer route
+    (here via a maxpool) and a dropout's output. With share_copies (every model quantized
+    since 2026-12-07) both inputs share one scale, so the integer export takes it, the
+    manifest (dropout as a route from the layer before) validates and runs; checkpoints from
+    before keep their separate scales and are refused by layer."""
+    from models import Darknet
+    from quantize.int_schema import validate
+    from tests.conftest import randomize_bn
+    torch.manual_seed(0)
+    float_model = randomize_bn(Darknet(COPY_ROUTE_CFG)).eval()
+    model = quantize_model(copy.deepcopy(float_model), QuantConfig(mode=3, share_copies=share))
+    calibrate(model, x_batch(2, 64, 64))
+    if not share:
+        with pytest.raises(IntExportError, match='layer 5 .*different scales'):
+            integer_model(model)
+        return
+    manifest, arrays = integer_model(model)
+    assert manifest['layers'][2] == {'type': 'route', 'index': 2, 'from': [1], 'groups': 1,
+                                     'group_id': 0}
+    validate(json.loads(json.dumps(manifest)), arrays)
+    pixels = torch.round(x_batch(1, 64, 64) * 255).to(torch.uint8).numpy()
+    outs = int_runtime.run(manifest, arrays, pixels)
+    assert len(np.unique(outs[manifest['outputs'][0]])) > 10
