@@ -56,9 +56,14 @@ def c_runner(folder, size, native):
 
 
 def exported_elsewhere(checkout, weights, size, folder):
-    subprocess.run([sys.executable, '-c', EXPORT_ELSEWHERE, str(Path(weights).resolve()),
-                    str(size), str(folder)], cwd=checkout, check=True,
-                   env={**os.environ, 'PYTHONPATH': str(Path(checkout).resolve())})
+    """The C project the other checkout writes, or None (said) where it cannot export it."""
+    r = subprocess.run([sys.executable, '-c', EXPORT_ELSEWHERE, str(Path(weights).resolve()),
+                        str(size), str(folder)], cwd=checkout, capture_output=True, text=True,
+                       env={**os.environ, 'PYTHONPATH': str(Path(checkout).resolve())})
+    if r.returncode:
+        last = (r.stderr.strip().splitlines() or ['failed'])[-1]
+        print(f'{checkout} cannot export {Path(weights).name}: {last}')
+        return None
     return folder
 
 
@@ -71,13 +76,14 @@ def runners(weights, opt, tmp):
     name = Path(weights).name
     yield ({'weights': name, 'backend': f'Python runtime ({fmt})'},
            lambda: lambda: int_runtime.run(manifest, arrays, pixels))
-    here = Path(tmp) / f'c_{fmt}'
+    here = Path(tmp) / f'c_{Path(weights).stem}'  # one folder per checkpoint, not per format
     export_c(manifest, arrays, (opt.img_size, opt.img_size), here)
     cc = 'C -O2' + (' -march=native' if opt.march_native else '')
     yield ({'weights': name, 'backend': f'{cc} ({fmt}, 1 thread)'},
            c_runner(here, opt.img_size, opt.march_native))
-    if opt.against:
-        there = exported_elsewhere(opt.against, weights, opt.img_size, Path(tmp) / f'old_{fmt}')
+    there = opt.against and exported_elsewhere(opt.against, weights, opt.img_size,
+                                               Path(tmp) / f'old_{Path(weights).stem}')
+    if there:
         yield ({'weights': name, 'backend': f'{cc} ({fmt}, 1 thread, {Path(opt.against).name})'},
                c_runner(there, opt.img_size, opt.march_native))
     if fmt != 'q16':  # Q/DQ graphs hold 8 bits
