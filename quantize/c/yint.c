@@ -55,6 +55,36 @@ static tiles_t tiles_of(const yint_conv_t *p, int oh, int ow)
     return t;
 }
 
+static int first_inside(int offset, int stride)  /* least j with j * stride + offset >= 0 */
+{
+    return offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+}
+
+static int last_inside(int offset, int stride, int size)  /* least j: j*stride+offset >= size */
+{
+    return offset >= size ? 0 : (size - 1 - offset) / stride + 1;
+}
+
+/* o[j] = row[j * s + offset] - zero for j in [j0, j1) (the columns inside the image), 0
+ * elsewhere in [0, pitch) */
+static void prepare_row(const act_t *row, int offset, int s, int zero, int j0, int j1,
+                        int pitch, tap_t *o)
+{
+    int j;
+    for (j = 0; j < j0; j++)
+        o[j] = 0;
+    if (s == 1) {  /* the common case, contiguous: vectorised */
+        const act_t *x = row + (j0 + offset);  /* a pixel of the row: j0 + offset >= 0 */
+        for (j = 0; j < j1 - j0; j++)
+            o[j0 + j] = (tap_t)(x[j] - zero);
+    } else {
+        for (j = j0; j < j1; j++)
+            o[j] = (tap_t)(row[j * s + offset] - zero);
+    }
+    for (j = j1; j < pitch; j++)
+        o[j] = 0;
+}
+
 /* x - zero over the input rows and columns that output rows oy0 .. oy0 + n - 1 read, split into
  * stride x stride phases (rows and columns) so that each tap reads one contiguous run: phase
  * (fy, fx) holds, at r * pitch + j, padded input row (oy0 + r) * s + fy and padded column
@@ -67,14 +97,20 @@ static void prepare(const yint_conv_t *p, const act_t *x, int h, int w, int oy0,
         for (fy = 0; fy < s; fy++)
             for (fx = 0; fx < s; fx++) {
                 tap_t *out = buf + (((long)ic * s + fy) * s + fx) * t->seg;
+                /* columns j0 .. j1 - 1 lie inside the image (ix = j * s + fx - pad) */
+                int j0 = first_inside(fx - p->pad, s), j1 = last_inside(fx - p->pad, s, w);
+                if (j0 > t->pitch) j0 = t->pitch;
+                if (j1 > t->pitch) j1 = t->pitch;
                 for (r = 0; r < n + t->reach; r++) {
                     int iy = (oy0 + r) * s + fy - p->pad;
-                    const act_t *row = (iy >= 0 && iy < h) ? x + ((long)ic * h + iy) * w : 0;
-                    for (j = 0; j < t->pitch; j++) {
-                        int ix = j * s + fx - p->pad;
-                        out[(long)r * t->pitch + j] = (row && ix >= 0 && ix < w)
-                            ? (tap_t)(row[ix] - p->in_zero) : 0;
+                    tap_t *o = out + (long)r * t->pitch;
+                    if (iy < 0 || iy >= h) {
+                        for (j = 0; j < t->pitch; j++)
+                            o[j] = 0;
+                        continue;
                     }
+                    prepare_row(x + ((long)ic * h + iy) * w, fx - p->pad, s, p->in_zero, j0,
+                                j1, t->pitch, o);
                 }
             }
 }
@@ -85,14 +121,20 @@ static void activate_row(const yint_conv_t *p, int c, const acc_t *acc, int coun
     int64_t m = p->m[c], b = p->b[c], m_neg = p->m_neg[c], b_neg = p->b_neg[c], r;
     int n = p->n[c], n_neg = p->n_neg[c], kind = p->activation, zero = p->out_zero, i;
     int qmin = p->qmin, qmax = p->qmax;  /* locals: the stores to y cannot change them */
-    for (i = 0; i < count; i++) {
-        r = requantize(acc[i], m, n, b);
-        if (kind == YINT_LEAKY && r < 0)  /* where leaky's side rounds apart */
-            r = requantize(acc[i], m_neg, n_neg, b_neg);
-        else if (kind == YINT_RELU && r < 0)
-            r = 0;
-        y[i] = saturate(zero + r, qmin, qmax);
-    }
+    /* one loop per activation, and selects rather than branches on the sign */
+    if (kind == YINT_LEAKY)  /* where leaky's side rounds apart: both, then pick */
+        for (i = 0; i < count; i++) {
+            int64_t pos = requantize(acc[i], m, n, b), neg = requantize(acc[i], m_neg, n_neg,
+                                                                        b_neg);
+            r = pos < 0 ? neg : pos;
+            y[i] = saturate(zero + r, qmin, qmax);
+        }
+    else
+        for (i = 0; i < count; i++) {
+            r = requantize(acc[i], m, n, b);
+            r = (kind == YINT_RELU && r < 0) ? 0 : r;
+            y[i] = saturate(zero + r, qmin, qmax);
+        }
 }
 
 /* acc[j][0..n) += src[0..n) * wv[j] for the OCB output channels of a block, n a multiple of
