@@ -29,6 +29,7 @@ from export.formats import (check_options, export_c_project, export_darknet,
                             export_engine, export_size, int8_model, precision_pins)
 from models.darknet import is_quantized
 from quantize.deploy_check import check_batches, checked_qdq, qdq_candidates
+from export.ncnn import export_ncnn
 from export.options import ExportOptions
 from quantize.graphs import MIN_OPSET_INT8, ExportError, export_onnx, export_openvino
 from quantize.loader import load_model
@@ -56,7 +57,10 @@ def export(opt):
         opt.calib_images
     qdq = opt.qdq
     device = select_device(opt.device)
-    if half and device.type != 'cuda':
+    if opt.int8 and fmt == 'ncnn':
+        raise ExportError('--format ncnn writes float graphs here (int8 from the toolkit\'s '
+                          'scales is not written yet): drop --int8')
+    if half and device.type != 'cuda' and fmt != 'ncnn':  # ncnn: fp16 storage, any device
         raise DeviceError('--half exports fp16, which needs a CUDA --device')
     model = load_model(weights, opt.cfg or None).to(device).eval()
     img_hw = export_size(opt.img_size, model)
@@ -84,7 +88,8 @@ def export(opt):
     onnx_kw = {'dynamic': opt.dynamic, 'opset': opset, 'nms': opt.nms, 'simplify': opt.simplify,
                'qdq': qdq}
     outputs = [f'{stem}{suffix}'
-               for suffix in ('.cfg', '.weights', '.onnx', '.xml', '.bin', '.engine', '_c')]
+               for suffix in ('.cfg', '.weights', '.onnx', '.xml', '.bin', '.engine', '_c',
+                              '.ncnn.param', '.ncnn.bin')]
     with whole_or_none(outputs):  # export.json, written last, says the set is whole
         if fmt == 'darknet':
             files = export_darknet(model.float(), stem)
@@ -94,6 +99,8 @@ def export(opt):
             files = export_onnx(model, stem, img_hw, opt.batch, **onnx_kw)
         elif fmt == 'openvino':
             files = export_openvino(model, stem, img_hw, opt.batch, **onnx_kw)
+        elif fmt == 'ncnn':
+            files = export_ncnn(model, stem, img_hw, half)
         else:
             files = export_engine(model, stem, img_hw, opt.batch, half, device, int8, opt.dla,
                                   **onnx_kw)

@@ -20,7 +20,7 @@ from utils.files import atomic_path
 from utils.log import LOGGER
 from utils.options import MAX_IMG_SIZE, size_problem
 
-FORMATS = ('darknet', 'onnx', 'openvino', 'engine', 'c')
+FORMATS = ('darknet', 'onnx', 'openvino', 'engine', 'c', 'ncnn')
 
 
 def darknet_fallbacks(model):

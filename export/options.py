@@ -20,7 +20,7 @@ class ExportOptions(Options):
     img_size: int | list | tuple | None = field(None, 'or HEIGHT WIDTH', shared=True)
     batch: int = field(1, 'batch size of a static graph', type=int)
     dynamic: bool = field(False, 'ONNX: dynamic batch and image size', action='store_true')
-    half: bool = field(False, 'fp16 (CUDA)', action='store_true')
+    half: bool = field(False, 'fp16 (CUDA; ncnn: fp16 weight storage)', action='store_true')
     int8: bool = field(False, 'int8 Q/DQ: calibrate a float checkpoint on --calib-images (QAT '
                        'and PTQ checkpoints are int8 already)', action='store_true')
     qdq: str | None = field(None, "int8: the engine the Q/DQ graph is for (quantize/qdq.py; "

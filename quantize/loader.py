@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from models.darknet import Darknet, is_quantized
+from models.ncnn_model import NcnnModel
 from models.onnx_model import OnnxModel
 from models.openvino_model import OpenVinoModel
 from models.weights import WeightsError, load_checkpoint, model_from_checkpoint
@@ -51,7 +52,8 @@ def saved_config(quant, weights):
 
 def load_for_inference(weights, cfg, device):
     """What test.py and detect.py run: a checkpoint (float, QAT, PTQ), darknet weights, an
-    exported .onnx graph (run by onnxruntime on the CPU), an OpenVINO IR's .xml, an integer
+    exported .onnx graph (run by onnxruntime on the CPU), an OpenVINO IR's .xml, an ncnn
+    .param, an integer
     model's ``_int.json`` (run by quantize/int_runtime.py) or, with a cfg alone, its random initial
     weights (with a warning); in eval mode on ``device``."""
     if weights and str(weights).endswith('.onnx'):
@@ -60,6 +62,8 @@ def load_for_inference(weights, cfg, device):
         return OpenVinoModel(weights)
     if weights and str(weights).endswith('.json'):
         return IntModel(weights)
+    if weights and str(weights).endswith('.param'):
+        return NcnnModel(weights)
     if weights:
         return inference_form(load_model(weights, cfg or None).to(device).eval())
     if not cfg:

@@ -42,6 +42,17 @@ def test_bench_writes_a_row_per_checkpoint_backend_and_batch(tmp_path):
     assert all(r['median_ms'] > 0 and r['img_s'] > 0 for r in rows)
 
 
+def test_ncnn_rows_run_at_batch_1(tmp_path):
+    pytest.importorskip('ncnn', reason='ncnn is not installed (pip install ncnn pnnx)')
+    pytest.importorskip('pnnx', reason='pnnx is not installed (pip install ncnn pnnx)')
+    out = tmp_path / 'latency.json'
+    latency.main(['--img-size', '64', '--batch', '1', '2', '--runs', '2', '--warmup', '1',
+                  '--ncnn', '--out', str(out)])
+    rows = json.loads(out.read_text())['results']
+    ncnn = [r for r in rows if r['backend'] == 'ncnn fp32']
+    assert [r['batch'] for r in ncnn] == [1] and ncnn[0]['median_ms'] > 0
+
+
 def test_threads_flag_reaches_the_onnxruntime_sessions(tmp_path, monkeypatch):
     import onnxruntime as ort
     seen = []

@@ -8,22 +8,24 @@ CPUs), onnxruntime fp32 (the ONNX export of export.py), onnxruntime int8 (the Q/
 QAT/PTQ checkpoint, or with --int8 of a float one calibrated on --calib-images), and with
 --openvino OpenVINO fp32 and int8 (export.py --format openvino; each int8 graph in the flavour
 export.py's int8 check picks for that runtime here, named in the row). A quantized
-checkpoint's float rows run its dequantized weights. Each: --runs timed runs per batch size in
-five blocks, every checkpoint and backend taking turns (each block after --warmup runs); median
-and p90 latency in ms and images/s from the median. Prints a table and writes latency.json
+checkpoint's float rows run its dequantized weights; --ncnn adds ncnn fp32 at batch 1. Each:
+--runs timed runs per batch size in five blocks, every checkpoint and backend taking turns
+(each block after --warmup runs); median and p90 latency in ms and images/s from the median. Prints a table and writes latency.json
 (--out). --threads N sets torch's, onnxruntime's and OpenVINO's intra-op threads (default:
 torch's, one per core): at batch 1 a pruned network's small convolutions gain less from a second
 thread than the original's, so its ratio to the original depends on the thread count (README,
 Export).
 
-Feeds docs/results/latency.md, docs/results/real.md, docs/results/pruning.md and
-docs/results/quantization.md.
+Feeds docs/results/latency.md, docs/results/real.md, docs/results/pruning.md,
+docs/results/quantization.md and docs/results/edge.md.
 """
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from terminaltables import AsciiTable
 
@@ -87,10 +89,28 @@ def runners_of(weights, opt, device, tmp):
             qdq = checked_flavour(int8, 'openvino', weights, opt)
             runners += flavoured(graphs.openvino_runners(int8, opt.img_size, opt.batch, tmp,
                                                          'openvino int8', opt.threads, qdq), qdq)
+    if opt.ncnn:
+        runners += ncnn_runners(model, opt, tmp)
     info = model.info(opt.img_size)
     for meta, _ in runners:
         meta.update(weights=str(weights), params=info['params'], bflops=info['bflops'])
     return runners
+
+
+def ncnn_runners(model, opt, tmp):
+    """ncnn fp32 (export.py --format ncnn) at batch 1, the way ncnn deploys: one image at a
+    time; a fresh net per block."""
+    from export.ncnn import export_ncnn
+    from models.ncnn_model import NcnnModel
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    size = (opt.img_size, opt.img_size)
+    param = export_ncnn(copy.deepcopy(model).float().cpu(), folder / 'graph', size)[0]
+    x = np.random.rand(1, 3, *size).astype(np.float32)
+
+    def make():
+        run = NcnnModel(param, opt.threads).raw
+        return lambda: run(x)
+    return [({'backend': 'ncnn fp32', 'batch': 1}, make)] if 1 in opt.batch else []
 
 
 def labels(paths):
@@ -115,6 +135,8 @@ def main(argv=None):
     p.add_argument('--compile', action='store_true', help='also time torch.compile')
     p.add_argument('--openvino', action='store_true',
                    help='also time OpenVINO (its int8 rows from --qdq openvino graphs)')
+    p.add_argument('--ncnn', action='store_true',
+                   help='also time ncnn fp32 (export.py --format ncnn), batch 1')
     p.add_argument('--int8', action='store_true',
                    help='also time an int8 version of float checkpoints (calibrated on '
                         '--calib-images); quantized checkpoints always get their own')
