@@ -11,8 +11,8 @@ export.py's int8 check picks for that runtime here, named in the row). A quantiz
 checkpoint's float rows run its dequantized weights; --ncnn adds ncnn fp32 at batch 1. Each:
 --runs timed runs per batch size in five blocks, every checkpoint and backend taking turns
 (each block after --warmup runs); median and p90 latency in ms and images/s from the median.
-Prints a table and writes latency.json (--out). --threads N sets torch's, onnxruntime's and OpenVINO's intra-op threads (default:
-torch's, one per core): at batch 1 a pruned network's small convolutions gain less from a second
+Prints a table and writes latency.json (--out). --threads N sets torch's, onnxruntime's,
+OpenVINO's and ncnn's threads (default: torch's, one per core): at batch 1 a pruned network's small convolutions gain less from a second
 thread than the original's, so its ratio to the original depends on the thread count (README,
 Export).
 
