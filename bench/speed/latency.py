@@ -7,14 +7,14 @@ Backends: torch eager fp32, torch channels_last, torch.compile (--compile; slow 
 CPUs), onnxruntime fp32 (the ONNX export of export.py), onnxruntime int8 (the Q/DQ export of a
 QAT/PTQ checkpoint, or with --int8 of a float one calibrated on --calib-images), and with
 --openvino OpenVINO fp32 and int8 (export.py --format openvino; each int8 graph in the flavour
-export.py's int8 check picks for that runtime here, named in the row). A quantized
-checkpoint's float rows run its dequantized weights; --ncnn adds ncnn fp32 at batch 1. Each:
---runs timed runs per batch size in five blocks, every checkpoint and backend taking turns
-(each block after --warmup runs); median and p90 latency in ms and images/s from the median.
-Prints a table and writes latency.json (--out). --threads N sets torch's, onnxruntime's,
-OpenVINO's and ncnn's threads (default: torch's, one per core): at batch 1 a pruned network's small convolutions gain less from a second
-thread than the original's, so its ratio to the original depends on the thread count (README,
-Export).
+export.py's int8 check picks for that runtime here, named in the row). A quantized checkpoint's
+float rows run its dequantized weights; --ncnn adds ncnn fp32 at batch 1. Each: --runs timed
+runs per batch size in five blocks, every checkpoint and backend taking turns (each block after
+--warmup runs); median and p90 latency in ms and images/s from the median. Prints a table and
+writes latency.json (--out). --threads N sets torch's, onnxruntime's, OpenVINO's and ncnn's
+threads (default: torch's, one per core): at batch 1 a pruned network's small convolutions gain
+less from a second thread than the original's, so its ratio to the original depends on the
+thread count (README, Export).
 
 Feeds docs/results/latency.md, docs/results/real.md, docs/results/pruning.md,
 docs/results/quantization.md and docs/results/edge.md.
