@@ -246,7 +246,7 @@ def test_the_conv_kernels_vectorise_at_o2(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = source.read_text().splitlines()
     kernels = {name: next(i for i, line in enumerate(lines, 1) if f' {name}(' in line)
-               for name in ('mac_rows', 'mac_rows3', 'mac_row')}
+               for name in ('mac_rows', 'mac_rows3', 'mac_row3', 'mac_row')}
     vectorised = {int(m) for m in re.findall(r'yint\.c:(\d+):\d+: optimized: loop vectorized',
                                              r.stderr)}
     for name, start in kernels.items():

@@ -176,6 +176,17 @@ static void mac_rows3(acc_t *restrict a0, acc_t *restrict a1, acc_t *restrict a2
         }
 }
 
+static void mac_row3(acc_t *acc, const tap_t *s0, const tap_t *s1, const tap_t *s2,
+                     const tap_t *wv, int n)
+{
+    tap_t w0 = wv[0], w1 = wv[1], w2 = wv[2];
+    int b, i;
+    for (b = 0; b < n; b += YINT_BLOCK)
+        for (i = 0; i < YINT_BLOCK; i++)
+            acc[b + i] += (acc_t)s0[b + i] * w0 + (acc_t)s1[b + i] * w1 +
+                          (acc_t)s2[b + i] * w2;
+}
+
 static void mac_row(acc_t *acc, const tap_t *src, tap_t wv, int n)
 {
     int b, i;
@@ -197,18 +208,21 @@ static void accumulate(const yint_conv_t *p, int oc, int nb, const tiles_t *t,
         acc[j] = 0;
     for (ic = 0; ic < cin_g; ic++)
         for (ky = 0; ky < k; ky++) {
-            if (k == 3 && nb == OCB) {  /* the common 3x3 conv: a kernel row at a time */
+            if (k == 3) {  /* the common 3x3 conv (depthwise too): a kernel row at a time */
                 const tap_t *src[3];
                 tap_t w3[3 * OCB];
                 for (kx = 0; kx < 3; kx++) {
                     src[kx] = buf + ((((long)(g * cin_g + ic) * s + ky * d % s) * s +
                                       kx * d % s) * t->seg) +
                               (long)(ky * d / s) * t->pitch + kx * d / s;
-                    for (j = 0; j < OCB; j++)
+                    for (j = 0; j < nb; j++)
                         w3[j * 3 + kx] = wc[(long)j * taps + (ic * k + ky) * k + kx];
                 }
-                mac_rows3(acc, acc + t->lanes, acc + 2 * t->lanes, acc + 3 * t->lanes,
-                          src[0], src[1], src[2], w3, lanes);
+                if (nb == OCB)
+                    mac_rows3(acc, acc + t->lanes, acc + 2 * t->lanes, acc + 3 * t->lanes,
+                              src[0], src[1], src[2], w3, lanes);
+                else
+                    mac_row3(acc, src[0], src[1], src[2], w3, lanes);
                 continue;
             }
             for (kx = 0; kx < k; kx++) {
