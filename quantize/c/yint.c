@@ -101,6 +101,7 @@ static void prepare(const yint_conv_t *p, const act_t *x, int h, int w, int oy0,
                 int j0 = first_inside(fx - p->pad, s), j1 = last_inside(fx - p->pad, s, w);
                 if (j0 > t->pitch) j0 = t->pitch;
                 if (j1 > t->pitch) j1 = t->pitch;
+                if (j1 < j0) j1 = j0;  /* no column inside (an image narrower than the pad) */
                 for (r = 0; r < n + t->reach; r++) {
                     int iy = (oy0 + r) * s + fy - p->pad;
                     tap_t *o = out + (long)r * t->pitch;
