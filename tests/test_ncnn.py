@@ -82,3 +82,30 @@ def test_what_ncnn_cannot_take_here_is_refused(tmp_path):
     bad.write_text('7767517\n1 1\nInput in0 0 1 in0\n')
     with pytest.raises(WeightsError, match='no Input layer named images'):
         NcnnModel(bad)
+
+
+BIG = {'yolov3.cfg', 'yolov4.cfg', 'yolov3-spp.cfg'}  # 16-20 s each; checked by hand, edge.md
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('cfg', sorted(p.name for p in (ROOT / 'cfg').glob('*.cfg')
+                                       if p.name not in BIG) + ['yolo-fastest-1.1.cfg'])
+def test_every_shipped_cfg_computes_the_same_in_ncnn(cfg, tmp_path):
+    """Depthwise convs, SE blocks, maxpools of stride 1, grouped routes, upsamples, dropouts,
+    segmentation heads: ncnn computes the ONNX graph (random BN statistics, 128 px) within
+    1e-6 of the largest output."""
+    from models import Darknet
+    from quantize.graphs import export_onnx
+    from export.ncnn import export_ncnn
+    from tests.conftest import randomize_bn
+    path = ROOT / ('weights' if cfg.startswith('yolo-fastest') else 'cfg') / cfg
+    if not path.is_file():
+        pytest.skip(f'{path} is not fetched (python3 -m data.fetch yolo-fastest-1.1)')
+    torch.manual_seed(0)
+    model = randomize_bn(Darknet(str(path))).eval()
+    onnx_model = OnnxModel(export_onnx(model, tmp_path / 'a', (128, 128))[0])
+    ncnn_model = NcnnModel(export_ncnn(model, tmp_path / 'b', (128, 128))[0])
+    x = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
+    assert ncnn_model.names == onnx_model.names
+    for name, a, b in zip(onnx_model.names, onnx_model.raw(x), ncnn_model.raw(x)):
+        assert np.abs(a - b).max() <= 1e-6 * max(1.0, float(np.abs(a).max())), name
