@@ -46,8 +46,12 @@ class NcnnModel(GraphModel):
             np.zeros((1, *self.input_shape[1:]), np.float32)))}
 
     def raw(self, x):
+        # ncnn.Mat wraps the array's memory without a copy: the array must outlive the
+        # extraction (a temporary copy would be freed under it)
+        image = np.ascontiguousarray(x[0], dtype=np.float32)
+        mat = self.ncnn.Mat(image)
         ex = self.net.create_extractor()
-        ex.input('images', self.ncnn.Mat(np.ascontiguousarray(x[0])))
+        ex.input('images', mat)
         outs = []
         for name in self.names:
             ret, mat = ex.extract(name)

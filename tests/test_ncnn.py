@@ -13,7 +13,7 @@ import export  # noqa: E402
 from models.ncnn_model import NcnnModel  # noqa: E402
 from models.onnx_model import OnnxModel  # noqa: E402
 from quantize.graphs import ExportError  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import ROOT, needs_real  # noqa: E402
 
 MINI = str(ROOT / 'weights' / 'yolov3-mini.pt')
 
@@ -89,23 +89,41 @@ BIG = {'yolov3.cfg', 'yolov4.cfg', 'yolov3-spp.cfg'}  # 16-20 s each; checked by
 
 @pytest.mark.slow
 @pytest.mark.parametrize('cfg', sorted(p.name for p in (ROOT / 'cfg').glob('*.cfg')
-                                       if p.name not in BIG) + ['yolo-fastest-1.1.cfg'])
+                                       if p.name not in BIG))
 def test_every_shipped_cfg_computes_the_same_in_ncnn(cfg, tmp_path):
-    """Depthwise convs, SE blocks, maxpools of stride 1, grouped routes, upsamples, dropouts,
+    """Depthwise convs, SE blocks, maxpools of stride 1, grouped routes, upsamples,
     segmentation heads: ncnn computes the ONNX graph (random BN statistics, 128 px) within
     1e-6 of the largest output."""
     from models import Darknet
-    from quantize.graphs import export_onnx
-    from export.ncnn import export_ncnn
     from tests.conftest import randomize_bn
-    path = ROOT / ('weights' if cfg.startswith('yolo-fastest') else 'cfg') / cfg
-    if not path.is_file():
-        pytest.skip(f'{path} is not fetched (python3 -m data.fetch yolo-fastest-1.1)')
     torch.manual_seed(0)
-    model = randomize_bn(Darknet(str(path))).eval()
-    onnx_model = OnnxModel(export_onnx(model, tmp_path / 'a', (128, 128))[0])
-    ncnn_model = NcnnModel(export_ncnn(model, tmp_path / 'b', (128, 128))[0])
-    x = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
+    same_in_ncnn(randomize_bn(Darknet(str(ROOT / 'cfg' / cfg))).eval(), 128,
+                 np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32), tmp_path)
+
+
+@needs_real
+@pytest.mark.slow
+@pytest.mark.parametrize('name,size', [('yolov3-tiny', 416), ('yolo-fastest-1.1', 320)])
+def test_the_real_models_compute_the_same_in_ncnn(real, name, size, tmp_path):
+    """The COCO releases (Yolo-Fastest: depthwise convs and dropouts) on a val2017 photo, fed as
+    a non-contiguous array (the transposed image), within 1e-5 of the largest output."""
+    import cv2
+    from models.weights import load_model
+    w = real['weights']
+    cfg = ROOT / 'cfg' / 'yolov3-tiny.cfg' if name == 'yolov3-tiny' else w / f'{name}.cfg'
+    model = load_model(str(w / f'{name}.weights'), str(cfg)).eval()
+    photo = cv2.imread(str(sorted((real['root'] / 'datasets/coco128/images/val2017')
+                                  .glob('*.jpg'))[0]))
+    x = cv2.resize(photo, (size, size))[:, :, ::-1].transpose(2, 0, 1)[None] / 255.0
+    same_in_ncnn(model, size, x.astype(np.float32), tmp_path, tolerance=1e-5)
+
+
+def same_in_ncnn(model, size, x, tmp_path, tolerance=1e-6):
+    """ncnn's outputs against onnxruntime's, within tolerance of the largest output (or 1)."""
+    from export.ncnn import export_ncnn
+    from quantize.graphs import export_onnx
+    onnx_model = OnnxModel(export_onnx(model, tmp_path / 'a', (size, size))[0])
+    ncnn_model = NcnnModel(export_ncnn(model, tmp_path / 'b', (size, size))[0])
     assert ncnn_model.names == onnx_model.names
     for name, a, b in zip(onnx_model.names, onnx_model.raw(x), ncnn_model.raw(x)):
-        assert np.abs(a - b).max() <= 1e-6 * max(1.0, float(np.abs(a).max())), name
+        assert np.abs(a - b).max() <= tolerance * max(1.0, float(np.abs(a).max())), name
