@@ -47,7 +47,7 @@ __all__ = ['ExportError', 'export_darknet', 'int8_model', 'main', 'parse_opt', '
 def run(**kw):
     """Export; returns the list of files written."""
     opt = ExportOptions.from_kwargs(**kw).validate()
-    check_options(opt.fmt, opt.batch, opt.dla, opt.int_format)
+    check_options(opt.fmt, opt.batch, opt.dla, opt.int_format, opt.int8)
     return export(opt)
 
 
@@ -57,9 +57,6 @@ def export(opt):
         opt.calib_images
     qdq = opt.qdq
     device = select_device(opt.device)
-    if opt.int8 and fmt == 'ncnn':
-        raise ExportError('--format ncnn writes float graphs here (int8 from the toolkit\'s '
-                          'scales is not written yet): drop --int8')
     if half and device.type != 'cuda' and fmt != 'ncnn':  # ncnn: fp16 storage, any device
         raise DeviceError('--half exports fp16, which needs a CUDA --device')
     model = load_model(weights, opt.cfg or None).to(device).eval()
@@ -83,7 +80,7 @@ def export(opt):
         qdq, verdict = checked_qdq(model, fmt, img_hw, qdq, batches)
     qdq = qdq or (qdq_candidates(fmt, None, model)[0] if int8 else None)
     stem = save_dir / Path(weights).stem
-    if half:
+    if half and fmt != 'ncnn':  # ncnn's --half is its fp16 storage, written by pnnx
         model = model.half()
     onnx_kw = {'dynamic': opt.dynamic, 'opset': opset, 'nms': opt.nms, 'simplify': opt.simplify,
                'qdq': qdq}

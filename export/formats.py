@@ -129,7 +129,7 @@ def int8_model(model, calib_images, calib, method, img_size, device):
     return calibrated(model, batches, method)
 
 
-def check_options(fmt, batch, dla, int_format):
+def check_options(fmt, batch, dla, int_format, int8=False):
     """Flags that do not go together, refused before the model is loaded."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
@@ -140,6 +140,9 @@ def check_options(fmt, batch, dla, int_format):
                           'engine')
     if int_format and fmt != 'c':
         raise ExportError("--int-format is the C project's number format: it needs --format c")
+    if int8 and fmt == 'ncnn':
+        raise ExportError('--format ncnn writes float graphs here (int8 from the toolkit\'s '
+                          'scales is not written yet): drop --int8')
 
 
 def export_c_project(model, stem, img_hw, int_format=''):

@@ -150,7 +150,7 @@ def onnx_runners(model, size, batches, device, tmp, backend='onnxruntime fp32', 
     def open_graph(path):
         sess = ort.InferenceSession(path, options, providers=providers)
         return lambda x: sess.run(None, {'images': x})
-    yield from _graph_runners(model, size, batches, tmp, backend, write, open_graph)
+    yield from graph_runners(model, size, batches, tmp, backend, write, open_graph)
 
 
 def openvino_runners(model, size, batches, tmp, backend='openvino fp32', threads=0, qdq=None):
@@ -159,11 +159,11 @@ def openvino_runners(model, size, batches, tmp, backend='openvino fp32', threads
     block, as onnx_runners."""
     def write(cpu_model, stem, b):
         return export_openvino(cpu_model, stem, (size, size), batch=b, qdq=qdq or 'openvino')[0]
-    yield from _graph_runners(model, size, batches, tmp, backend, write,
+    yield from graph_runners(model, size, batches, tmp, backend, write,
                               lambda path: OpenVinoModel(path, threads).raw)
 
 
-def _graph_runners(model, size, batches, tmp, backend, write, open_graph):
+def graph_runners(model, size, batches, tmp, backend, write, open_graph):
     """(row, make) per batch size: ``write(model, stem, batch)`` exports a static graph of a CPU
     copy of the model (.cpu() would move the torch rows' model), ``open_graph(path)`` gives the
     function that runs it on an input; each ``make()`` opens the graph afresh."""

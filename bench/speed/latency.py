@@ -21,11 +21,9 @@ docs/results/quantization.md and docs/results/edge.md.
 """
 from __future__ import annotations
 
-import copy
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from terminaltables import AsciiTable
 
@@ -99,18 +97,14 @@ def runners_of(weights, opt, device, tmp):
 
 def ncnn_runners(model, opt, tmp):
     """ncnn fp32 (export.py --format ncnn) at batch 1, the way ncnn deploys: one image at a
-    time; a fresh net per block."""
+    time; a fresh net per block, as the other graphs."""
     from export.ncnn import export_ncnn
     from models.ncnn_model import NcnnModel
-    folder = Path(tempfile.mkdtemp(dir=tmp))
     size = (opt.img_size, opt.img_size)
-    param = export_ncnn(copy.deepcopy(model).float().cpu(), folder / 'graph', size)[0]
-    x = np.random.rand(1, 3, *size).astype(np.float32)
-
-    def make():
-        run = NcnnModel(param, opt.threads).raw
-        return lambda: run(x)
-    return [({'backend': 'ncnn fp32', 'batch': 1}, make)] if 1 in opt.batch else []
+    return list(graphs.graph_runners(
+        model, opt.img_size, [b for b in opt.batch if b == 1], tmp, 'ncnn fp32',
+        lambda cpu_model, stem, _: export_ncnn(cpu_model, stem, size)[0],
+        lambda path: NcnnModel(path, opt.threads).raw))
 
 
 def labels(paths):
