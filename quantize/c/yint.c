@@ -196,13 +196,23 @@ static void mac_row(acc_t *acc, const tap_t *src, tap_t wv, int n)
             acc[b + i] += (acc_t)src[b + i] * wv;
 }
 
+/* Where kernel tap (ky, kx) of input channel c reads the prepared tile: its phase's segment,
+ * shifted by the rows and columns the tap reaches past the first. */
+static const tap_t *tap_source(const yint_conv_t *p, const tiles_t *t, const tap_t *buf, int c,
+                               int ky, int kx)
+{
+    int s = p->stride, dy = ky * p->dilation, dx = kx * p->dilation;
+    return buf + (((long)c * s + dy % s) * s + dx % s) * t->seg + (long)(dy / s) * t->pitch +
+           dx / s;
+}
+
 /* The accumulators of output channels oc .. oc + nb - 1 (one group; nb 1 or OCB) over a tile:
  * every tap adds one contiguous run of the prepared input. */
 static void accumulate(const yint_conv_t *p, int oc, int nb, const tiles_t *t,
                        const tap_t *buf, int lanes, acc_t *acc)
 {
-    int k = p->size, s = p->stride, d = p->dilation, cin_g = p->cin / p->groups;
-    int taps = cin_g * k * k, g = oc / (p->cout / p->groups), ic, ky, kx, j, any;
+    int k = p->size, cin_g = p->cin / p->groups, taps = cin_g * k * k;
+    int g = oc / (p->cout / p->groups), ic, ky, kx, j, any;
     const wt_t *wc = p->weight + (long)oc * taps;
     tap_t wv[OCB];
     for (j = 0; j < nb * t->lanes; j++)
@@ -213,9 +223,7 @@ static void accumulate(const yint_conv_t *p, int oc, int nb, const tiles_t *t,
                 const tap_t *src[3];
                 tap_t w3[3 * OCB];
                 for (kx = 0; kx < 3; kx++) {
-                    src[kx] = buf + ((((long)(g * cin_g + ic) * s + ky * d % s) * s +
-                                      kx * d % s) * t->seg) +
-                              (long)(ky * d / s) * t->pitch + kx * d / s;
+                    src[kx] = tap_source(p, t, buf, g * cin_g + ic, ky, kx);
                     for (j = 0; j < nb; j++)
                         w3[j * 3 + kx] = wc[(long)j * taps + (ic * k + ky) * k + kx];
                 }
@@ -228,9 +236,7 @@ static void accumulate(const yint_conv_t *p, int oc, int nb, const tiles_t *t,
             }
             for (kx = 0; kx < k; kx++) {
                 const wt_t *wt = wc + (ic * k + ky) * k + kx;  /* the weights' own order */
-                const tap_t *src = buf + ((((long)(g * cin_g + ic) * s + ky * d % s) * s +
-                                           kx * d % s) * t->seg) +
-                                   (long)(ky * d / s) * t->pitch + kx * d / s;
+                const tap_t *src = tap_source(p, t, buf, g * cin_g + ic, ky, kx);
                 for (j = any = 0; j < nb; j++)
                     any |= (wv[j] = wt[(long)j * taps]) != 0;
                 if (!any)  /* pruned and 2:4 weights cost nothing */
