@@ -9,6 +9,7 @@ ranges as well as its weights: QAT then refines a calibrated model instead of re
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from models.weights import WeightsError, inference_state, load_checkpoint
 from quantize.config import QuantConfig
@@ -21,14 +22,20 @@ from utils.hooks import TrainHook
 class QuantHook(TrainHook):
     name = 'quantize'
 
-    def __init__(self, config: QuantConfig, freeze_epoch: int, start=''):
+    def __init__(self, config: QuantConfig, freeze_epoch: int, start='', resumed=''):
         self.config, self.freeze_epoch, self.frozen = config, freeze_epoch, False
         self.start = start  # the run's .pt --weights: its ranges too, if it is quantized
+        self.source = start or resumed  # the checkpoint whose quantization the run continues
 
     def on_model(self, model):
+        ckpt = load_checkpoint(self.source) if self.source else {}
+        quant = ckpt.get('quant')
+        if isinstance(quant, dict):  # its ranges were observed with its own scale sharing
+            self.config = replace(self.config,
+                                  share_copies=bool(quant.get('share_copies', False)))
         model = quantize_model(model, self.config)
         if self.start:
-            load_quantized_start(model, self.start, self.config)
+            load_quantized_start(model, ckpt, self.start, self.config)
         if self.freeze_epoch == 0:
             self.frozen = True
             freeze(model)
@@ -51,11 +58,10 @@ class QuantHook(TrainHook):
 SAME_KEYS = ('mode', 'w_bits', 'a_bits', 'bn_fold', 'fpga', 'float_heads', 'share_copies')
 
 
-def load_quantized_start(model, path, config):
-    """A quantized start checkpoint's weights and observed ranges, into the model just
-    quantized the same way (a checkpoint of another quantization would leave its ranges
-    meaningless); a float one has been loaded already (load_pretrained)."""
-    ckpt = load_checkpoint(path)
+def load_quantized_start(model, ckpt, path, config):
+    """A quantized start checkpoint's (ckpt, read from path) weights and observed ranges, into
+    the model just quantized the same way (a checkpoint of another quantization would leave
+    its ranges meaningless); a float one has been loaded already (load_pretrained)."""
     if not ckpt.get('quant'):
         return
     saved = saved_config(ckpt['quant'], path)
@@ -73,17 +79,6 @@ def load_quantized_start(model, path, config):
             from None
 
 
-def resumed_from(opt):
-    return opt.resume if isinstance(opt.resume, str) and opt.resume.endswith('.pt') else ''
-
-
-def shares_copies(start):
-    """QuantConfig.share_copies for a run: a quantized start checkpoint's own (its ranges were
-    observed that way), else True."""
-    quant = load_checkpoint(start).get('quant') if start else None
-    return bool(quant.get('share_copies', False)) if isinstance(quant, dict) else True
-
-
 def quant_hook(opt):
     """The hook for train.py's --quantized flags (TrainOptions), or None without them."""
     if not opt.quantized:
@@ -92,11 +87,13 @@ def quant_hook(opt):
                               '--quantized 1, 2 or 3 too')
         return None
     start = opt.weights if str(opt.weights).endswith('.pt') and not opt.resume else ''
+    # share_copies: every new quantization shares them; a quantized start or resumed
+    # checkpoint keeps its own (QuantHook.on_model reads it)
     config = QuantConfig(mode=opt.quantized, w_bits=opt.w_bits, a_bits=opt.a_bits,
                          bn_fold=opt.BN_Fold, fpga=opt.FPGA, observer=opt.quant_observer,
-                         float_heads=opt.float_heads,
-                         share_copies=shares_copies(start or resumed_from(opt)))
+                         float_heads=opt.float_heads, share_copies=True)
     freeze_epoch = opt.quant_freeze_epoch
     if freeze_epoch < 0:
         freeze_epoch = max(1, math.ceil(0.7 * opt.epochs))
-    return QuantHook(config, freeze_epoch, start)
+    resumed = opt.resume if isinstance(opt.resume, str) and opt.resume.endswith('.pt') else ''
+    return QuantHook(config, freeze_epoch, start, resumed)

@@ -49,3 +49,24 @@ def test_a_start_of_another_quantization_is_refused(calibrated, tiny_data):
                   batch_size=8, img_size=[128], workers=0, notest=True, project=str(root),
                   name='r')
     assert not (root / 'r').exists()
+
+
+def test_a_run_keeps_the_scale_sharing_of_the_checkpoint_it_continues(tmp_path):
+    """share_copies is on for every new quantization; a quantized start or resumed checkpoint
+    from before it existed (no key: its ranges were observed apart) keeps it off, read from the
+    checkpoint once, when the model is quantized."""
+    from models import Darknet
+    from models.weights import save_checkpoint
+    from quantize.config import QuantConfig
+    from quantize.hook import QuantHook
+    from quantize.qat import quantize_model
+    cfg = ROOT / 'cfg' / 'yolov3-mini.cfg'
+    old = quantize_model(Darknet(str(cfg)), QuantConfig(mode=3))
+    quant = {k: v for k, v in old.quant_config.items() if k != 'share_copies'}
+    save_checkpoint({'cfg': old.cfg_text, 'model': old.state_dict(), 'quant': quant},
+                    tmp_path / 'old.pt')
+    for start, resumed, want in (('', '', True), ('', str(tmp_path / 'old.pt'), False),
+                                 (str(tmp_path / 'old.pt'), '', False)):
+        hook = QuantHook(QuantConfig(mode=3, share_copies=True), 1, start, resumed)
+        model = hook.on_model(Darknet(str(cfg)))
+        assert model.quant_config['share_copies'] is want, (start, resumed)
