@@ -18,6 +18,18 @@ os.environ.setdefault('YOLO_CACHE', tempfile.mkdtemp(prefix='yolo-cache-'))
 if os.environ.get('PYTEST_XDIST_WORKER'):  # one thread per worker: workers share the cores
     torch.set_num_threads(1)
 
+# The files that take longest (their summed test times, largest first). Under `-n 2 --dist
+# loadfile` each worker takes the next file when it is free, so starting with these lets the two
+# workers finish together instead of one of them running a long file alone at the end.
+LONGEST_FIRST = ('test_train.py', 'test_compress.py', 'test_export_c.py', 'test_export.py',
+                 'test_qdq.py', 'test_sparsity.py', 'test_prune.py', 'test_prune_scripts.py',
+                 'test_sparse24.py', 'test_kills.py', 'test_bad_inputs.py')
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
 
 def randomize_bn(model, seed=0):
     """Fresh BN layers are identities; give them statistics so that tests can see mistakes."""
