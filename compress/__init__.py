@@ -3,6 +3,8 @@
     python3 compress.py                                   # yolov3-mini on the built-in dataset
     python3 compress.py --cfg yolov3.cfg --weights yolov3.weights --data my.data --keep-bflops 0.5
     python3 compress.py --skip qat --KDstr 1 --name kd1   # any stage can be skipped
+    python3 compress.py --cfg cfg/yolov3-tiny.cfg --weights weights/yolov3-tiny.weights \
+        --data data/coco128.data --images site/photos --keep-bflops 0.7 --img-size 416
 
 Stages, each calling the toolkit's own entry points (train.run, prune.runner.run_method,
 export.run, test.run): baseline evaluation -> sparse training (-sr, aimed at the cut that leaves
@@ -14,6 +16,11 @@ TensorRT, darknet) -> latency (torch and onnxruntime, batch 1). Everything goes 
 runs/compress/<name>/; state.json records finished stages, so rerunning the same command after a
 crash or Ctrl-C continues with the stage it was in (a training stage from its last epoch).
 report.md / report.json / plots at the end.
+
+With --images (photos without labels, compress/unlabelled.py) the dense model is the teacher:
+pruning measures its cuts on the photos (--method search), the fine-tune and QAT train on the
+teacher's outputs alone, and each stage is also scored by its agreement with the teacher on
+photos held out from training.
 """
 from __future__ import annotations
 
@@ -36,7 +43,8 @@ def run(**kw):
     opt = CompressOptions.from_kwargs(**kw).check().to_dict()
     check_inputs(opt)
     skip = (set(opt['skip']) | ({'qat'} if not opt['quantized'] else set()) |
-            ({'sparse24'} if not opt['sparse24'] else set()))
+            ({'sparse24'} if not opt['sparse24'] else set()) |
+            ({'sparse'} if opt['images'] else set()))  # sparse training needs labels
     r = find_run(opt)
     r.save()
     t0 = time.time()

@@ -16,6 +16,7 @@ from train import ROOT, TrainOptions
 from utils.datasets import DataError, load_items, parse_data_cfg
 from utils.errors import OptionError
 from utils.hyp import load_hyp
+from utils.items import image_files
 from utils.options import Options, field, image_size, non_negative_float, unit_float
 
 
@@ -45,7 +46,7 @@ class CompressOptions(Options):
     prune_mode: int = field(1, "train.py's --prune: which gammas the sparsity pushes", type=int,
                             choices=[0, 1, 2])
     sr_flops: bool = field(False, "train.py's --sr-flops", action='store_true')
-    method: str = field('slim', '', choices=list(METHODS))
+    method: str = field('', 'default: slim, or search with --images', choices=['', *METHODS])
     percent: float = field(0.5, 'with --keep-bflops 0', type=OPTIONS['percent'][1]['type'])
     keep_bflops: float = field(0.3, 'the share of the BFLOPs to keep: the sparse stage aims at '
                                "that cut (train.py's --sr-target) and pruning takes the smallest "
@@ -76,12 +77,27 @@ class CompressOptions(Options):
     hyp_sparse24: str = field(str(ROOT / 'data' / 'hyp.sparse24.yaml'), "the 2:4 stage's hyp "
                               "file ('': train.py's, data/hyp.finetune.yaml)")
     epochs_qat: int = field(1, '', type=int)
+    images: list = field([], 'compress from these unlabelled photos (folders, lists or globs): the '
+                         'dense model is the teacher of every training stage (train.py '
+                         '--teacher-only), no labels are read and the sparse stage is skipped',
+                         nargs='+', metavar='SOURCE')
+    holdout: float = field(0.125, 'share of the --images photos held out from training to '
+                           "measure each stage's agreement with the teacher", type=unit_float)
+    calib: int = field(32, '--method search: how many photos each cut is measured on',
+                       type=OPTIONS['calib'][1]['type'])
     latency_runs: int = field(20, '', type=int)
     skip: list = field([], '', nargs='*', choices=STAGES[1:])
 
     def check(self):
         """Options that cannot give a useful run are refused before any stage starts."""
         self.validate()
+        self.method = self.method or ('search' if self.images else 'slim')
+        if self.method == 'search' and not self.images:
+            raise OptionError('--method search measures each cut on photos: give --images '
+                              'SOURCE...')
+        if self.images and not 0 < self.holdout < 1:
+            raise OptionError(f'--holdout is a share of the --images photos, in (0, 1); got '
+                              f'{self.holdout}')
         if not (self.keep_bflops == 0 or 0 < self.keep_bflops < 1):
             raise OptionError(f'--keep-bflops is a share in (0, 1), or 0 to use --percent; got '
                               f'{self.keep_bflops}')
@@ -104,12 +120,15 @@ def check_inputs(opt):
     folder exists, not stages later."""
     model = load_model(opt['weights'], opt['cfg'] or None)
     data = parse_data_cfg(opt['data'])
-    for key in ('train', 'valid'):
+    for key in ('valid',) if opt['images'] else ('train', 'valid'):
         if not Path(data[key]).exists():
             raise DataError(f"{opt['data']}: {key}= {data[key]} does not exist")
     check_tasks(model, opt['cfg'] or opt['weights'], opt['data'], data['classes'],
                 data.get('seg_names'))
-    load_items(data['train'], data['classes'])  # an empty or unreadable list fails now (cached)
+    if opt['images']:
+        image_files(opt['images'])  # a source without photos fails now
+    else:
+        load_items(data['train'], data['classes'])  # an empty or unreadable list fails now
     for key in ('hyp_sparse', 'hyp_finetune', 'hyp_sparse24'):
         if opt[key]:
             load_hyp(opt[key])

@@ -21,6 +21,7 @@ from prune.sparsity import sparse_convs
 from quantize import graphs
 from quantize.loader import load_for_inference, load_model
 from quantize.qdq import dequantized_model
+from compress.unlabelled import agreement_figures, darknet_cfg, split_images, teacher_options
 from utils.evaluate import evaluate_on, headline
 from utils.files import atomic_write_text
 from utils.log import LOGGER
@@ -28,6 +29,9 @@ from utils.runs import increment_path, project_dir
 from utils.timing import interleaved, torch_runners
 from utils.torch_utils import select_device
 
+# the fine-tune's hyp with --images: a pruned pretrained model has more to recover than one cut
+# after sparse training
+RECOVER_HYP = str(Path(__file__).resolve().parents[1] / 'data' / 'hyp.recover.yaml')
 STAGES = ('baseline', 'sparse', 'prune', 'finetune', 'sparse24', 'qat', 'export', 'latency')
 
 
@@ -73,21 +77,28 @@ def find_run(opt):
     return Run(increment_path(project, name, False), opt)
 
 
-def evaluate(weights, opt, run, tag):
-    model = load_for_inference(str(weights), None, select_device(opt['device']))
+def evaluate(weights, opt, run, tag, cfg=None):
+    model = load_for_inference(str(weights), darknet_cfg({'cfg': cfg, 'weights': weights}),
+                               select_device(opt['device']))
     m = evaluate_on(model, opt['data'], opt['img_size'], opt['batch_size'], opt['workers'],
                     plots=False, verbose=False, save_dir=run.dir / f'eval_{tag}')
     return headline(m)
 
 
-def model_row(stage, cfg, weights, opt, run, metrics=None):
+def model_row(stage, cfg, weights, opt, run, metrics=None, scored=None):
+    """A report row: size and cost of the model, the metrics of ``scored`` (the model itself, or
+    a graph exported from it) and, with --images, its agreement with the teacher."""
     model = load_model(weights, cfg if str(weights).endswith('.weights') else None)
     info = model.info(opt['img_size'])
     int8 = is_quantized(model)
+    scored = scored or weights
     row = {'stage': stage, 'cfg': str(cfg), 'weights': str(weights), 'params': info['params'],
            'bflops': round(info['bflops'], 4), 'int8': int8,
            'size_mb': round(info['params'] * (1 if int8 else 4) / 1e6, 3)}
-    return row | (metrics or evaluate(weights, opt, run, stage))
+    row |= metrics or evaluate(scored, opt, run, stage, cfg)
+    if opt['images'] and stage != 'baseline':
+        row |= agreement_figures(scored, cfg, run)
+    return row
 
 
 def train_stage(run, stage, cfg, weights, img_size=0, **kw):
@@ -145,6 +156,8 @@ def prune(run):
     kw = method.resolve(**{k: opt[k] for k in method.options if k in opt})
     if opt['keep_bflops'] and 'percent' in kw:
         kw['percent'] = percent_for_keep(method, kw, cfg, weights, opt)
+    if 'images' in kw:  # measured on the training photos, not on the held-out ones
+        kw['images'] = [split_images(opt, run.dir)[0]]
     report = run_method(opt['method'], **kw,
                         cfg=cfg if str(weights).endswith('.weights') else '',
                         data=opt['data'], weights=weights, img_size=opt['img_size'],
@@ -168,8 +181,11 @@ def percent_for_keep(method, kw, cfg, weights, opt):
 
 
 def distillation(run):
-    """train.run's options for distillation from the baseline (none with --KDstr 0)."""
+    """train.run's options for distillation from the baseline (none with --KDstr 0; from its
+    outputs alone with --images)."""
     opt, base = run.opt, run.state['done']['baseline']
+    if opt['images']:
+        return teacher_options(run)
     return {'t_cfg': base['cfg'], 't_weights': base['weights'], 'KDstr': opt['KDstr'],
             'kd_weight': opt['kd_weight']} if opt['KDstr'] else {}
 
@@ -177,7 +193,8 @@ def distillation(run):
 def finetune(run, stage='finetune', epochs='epochs_finetune', hyp='hyp_finetune', **kw):
     opt = run.opt
     cfg, weights = run.latest_weights()
-    last, metrics = train_stage(run, stage, cfg, weights, epochs=opt[epochs], hyp=opt[hyp],
+    hyp_file = opt[hyp] or (RECOVER_HYP if opt['images'] and stage == 'finetune' else '')
+    last, metrics = train_stage(run, stage, cfg, weights, epochs=opt[epochs], hyp=hyp_file,
                                 **distillation(run), **kw)
     row = model_row(stage, cfg, last, opt, run, metrics)
     run.done(stage, {'cfg': cfg, 'weights': str(last)}, row)
@@ -190,9 +207,10 @@ def sparse24(run):
 def qat(run):
     opt = run.opt
     cfg, weights = run.latest_weights()
+    teacher = teacher_options(run) if opt['images'] else {}
     last, metrics = train_stage(run, 'qat', cfg, weights, epochs=opt['epochs_qat'],
                                 quantized=opt['quantized'],
-                                sparse24='sparse24' in run.state['done'])
+                                sparse24='sparse24' in run.state['done'], **teacher)
     row = model_row('qat', cfg, last, opt, run, metrics)
     run.done('qat', {'cfg': cfg, 'weights': str(last)}, row)
 
@@ -211,14 +229,16 @@ def export_stage(run):
     if int8 and opt['quantized'] == 3:
         files['onnx_tensorrt'] = export.run(fmt='onnx', name='export/tensorrt', **common)
     onnx_path = files['onnx_onnxruntime'][0]
-    row = model_row('export', cfg, weights, opt, run, evaluate(onnx_path, opt, run, 'onnx'))
+    row = model_row('export', cfg, weights, opt, run, evaluate(onnx_path, opt, run, 'onnx'),
+                    scored=onnx_path)
     row.update(stage='export (onnxruntime)', weights=onnx_path,
                size_mb=round(Path(onnx_path).stat().st_size / 1e6, 3))
     rows = [row]
     if openvino_here():
         files['openvino'] = export.run(fmt='openvino', name='export/openvino', **common)
         xml, bin_ = files['openvino']
-        row = model_row('export', cfg, weights, opt, run, evaluate(xml, opt, run, 'openvino'))
+        row = model_row('export', cfg, weights, opt, run, evaluate(xml, opt, run, 'openvino'),
+                        scored=xml)
         row.update(stage='export (openvino)', weights=xml,
                    size_mb=round(Path(bin_).stat().st_size / 1e6, 3))
         rows.append(row)

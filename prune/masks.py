@@ -11,6 +11,11 @@ changing the network, so raw gammas of different layers are on arbitrary scales:
 L1 push shrinks some layers whole (every gamma together) and one global threshold then removes
 nearly all of their channels.
 
+``criterion='l1'`` ranks by the L1 norm of each filter of the BN-folded conv (the weights times
+|gamma| / sqrt(running var)): the filter the deployed network computes with. It needs no sparse
+training, so it suits a pretrained model; the raw filter norm would not do, since the BN after
+the conv undoes its scale.
+
 Layer pruning ranks residual blocks by the mean |gamma| of their first conv.
 
 The cfg method carries out lightNet's per-layer ``pruning=<fraction>``: that share of a conv's
@@ -30,6 +35,7 @@ from prune.plan import PruneError, PrunePlan
 from utils.log import LOGGER
 
 RANKS = ('global', 'layer')
+CRITERIA = ('gamma', 'l1')
 
 
 def _gammas(model, i):
@@ -37,41 +43,56 @@ def _gammas(model, i):
     return bn.weight.detach().abs().float().cpu() if isinstance(bn, nn.BatchNorm2d) else None
 
 
-def _member_gammas(model, group, rank='global'):
-    gammas = [g for g in (_gammas(model, i) for i in group.convs) if g is not None]
+def folded_l1(model, i):
+    """Per output channel of conv ``i``: L1 norm of its filter with the BN folded in."""
+    m = model.module_list[i]
+    if not isinstance(m.bn, nn.BatchNorm2d):
+        return None
+    scale = m.bn.weight.detach().abs() / (m.bn.running_var + m.bn.eps).sqrt()
+    return _filter_l1(model, i) * scale.float().cpu()
+
+
+SCORES = {'gamma': _gammas, 'l1': folded_l1}
+
+
+def _member_gammas(model, group, rank='global', criterion='gamma'):
+    if criterion not in CRITERIA:
+        raise PruneError(f"criterion must be one of {', '.join(CRITERIA)}, got '{criterion}'")
+    gammas = [g for g in (SCORES[criterion](model, i) for i in group.convs) if g is not None]
     if rank not in RANKS:
         raise PruneError(f"--rank must be one of {', '.join(RANKS)}, got '{rank}'")
     top = max(g.max() for g in gammas)
     return [g / top for g in gammas] if rank == 'layer' and top > 0 else gammas
 
 
-def group_score(model, group, rank='global') -> torch.Tensor:
-    """Per channel: the largest |gamma| over the group's convs (keeping = union of masks)."""
-    return torch.stack(_member_gammas(model, group, rank)).amax(0)
+def group_score(model, group, rank='global', criterion='gamma') -> torch.Tensor:
+    """Per channel: the largest score over the group's convs (keeping = union of masks)."""
+    return torch.stack(_member_gammas(model, group, rank, criterion)).amax(0)
 
 
-def threshold(model, groups, percent, rank='global'):
-    """(threshold, sorted gammas): channels scoring at or below the threshold are pruned."""
+def threshold(model, groups, percent, rank='global', criterion='gamma'):
+    """(threshold, sorted scores): channels scoring at or below the threshold are pruned."""
     if not 0 <= percent < 1:
         raise PruneError(f'--percent must be in [0, 1), got {percent}')
-    values = torch.cat([g for grp in groups for g in _member_gammas(model, grp, rank)])
+    values = torch.cat([g for grp in groups
+                        for g in _member_gammas(model, grp, rank, criterion)])
     values = values.sort().values
     k = int(percent * len(values))  # prune the k smallest: keep what is above the k-th
     return (values[k - 1].item() if k else -1.0), values
 
 
 def channel_plan(model, mode, percent, min_keep=0.0, clamp=False, round_to=1,
-                 rank='global') -> PrunePlan:
+                 rank='global', criterion='gamma') -> PrunePlan:
     """Masks from a global threshold; every group keeps max(1, min_keep * channels), rounded up
     to ``round_to``. Too few left: keep the best (``clamp``) or raise with the highest percent
     that works."""
     groups = prunable_groups(model, mode)
     if not groups:
         raise PruneError(f'no prunable convolutions in mode {mode}')
-    thr, values = threshold(model, groups, percent, rank)
+    thr, values = threshold(model, groups, percent, rank, criterion)
     plan, short = PrunePlan(), []
     for grp in groups:
-        score = group_score(model, grp, rank)
+        score = group_score(model, grp, rank, criterion)
         n, need = int((score > thr).sum()), _minimum(len(score), min_keep)
         if n < need and not clamp:
             short.append((grp, n, need))
@@ -80,7 +101,8 @@ def channel_plan(model, mode, percent, min_keep=0.0, clamp=False, round_to=1,
         mask[score.topk(keep).indices] = True
         plan.masks.update({i: mask for i in grp.convs})
     if short:
-        raise PruneError(_too_high(model, groups, values, percent, short, min_keep, rank))
+        raise PruneError(_too_high(model, groups, values, percent, short, min_keep, rank,
+                                   criterion))
     return plan
 
 
@@ -93,11 +115,11 @@ def _round_up(n, r):
     return n if r <= 1 else math.ceil(n / r) * r
 
 
-def _too_high(model, groups, values, percent, short, min_keep, rank):
+def _too_high(model, groups, values, percent, short, min_keep, rank, criterion):
     """The message for a percent that leaves some layer too few channels."""
     limits = []  # each group's need-th best score must stay at or above the threshold
     for grp in groups:
-        score = group_score(model, grp, rank).sort(descending=True).values
+        score = group_score(model, grp, rank, criterion).sort(descending=True).values
         limits.append(score[_minimum(len(score), min_keep) - 1].item())
     best = math.floor(int((values < min(limits)).sum()) / len(values) * 1000) / 1000
     grp, n, need = short[0]

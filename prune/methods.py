@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 from prune.masks import RANKS, cfg_plan, channel_plan, layer_plan
 from prune.modes import SparsityMode
+from prune.plan import PruneError
+from prune.search import search_plan
+from utils.datasets import create_dataloader
 from utils.options import at_least, unit_float
 
 # option name -> (flags, argparse keywords): the selection flags the methods share
@@ -30,6 +33,13 @@ OPTIONS = {
                                   'layer (layers whose scale the sparse training shrank)'}),
     'shortcuts': (['--shortcuts', '--shortcut'], {'type': at_least(1), 'default': 2,
                                                   'help': 'residual blocks to drop'}),
+    'keep_bflops': (['--keep-bflops'], {'type': unit_float, 'default': 0.7,
+                                        'help': 'the share of the BFLOPs the cut keeps'}),
+    'images': (['--images'], {'nargs': '+', 'default': [], 'metavar': 'SOURCE',
+                              'help': 'unlabelled photos (folders, lists or globs) the cut is '
+                                      'measured on'}),
+    'calib': (['--calib'], {'type': at_least(1), 'default': 32,
+                            'help': 'how many of the --images photos to measure on'}),
 }
 
 
@@ -57,23 +67,36 @@ class Method:
     def tag(self, opts):
         """The file name part that tells cuts apart: percent and/or blocks."""
         parts = [f"{opts['percent']}"] if 'percent' in opts else []
+        if 'keep_bflops' in opts:
+            parts.append(f"keep{opts['keep_bflops']}")
         if 'shortcuts' in opts:
             parts.append(f"shortcuts{opts['shortcuts']}")
         return '_'.join(parts)
 
 
-def _channels(mode, floor, clamp):
-    """A channel method: one global threshold in prune mode ``mode``; ``floor`` names the option
-    that is each layer's minimum share; ``clamp``: a layer under it keeps its best channels
-    instead of the cut being an error."""
+def _channels(mode, floor, clamp, criterion='gamma'):
+    """A channel method: one global threshold in prune mode ``mode`` over the channels' scores
+    (prune/masks.py's ``criterion``); ``floor`` names the option that is each layer's minimum
+    share; ``clamp``: a layer under it keeps its best channels instead of the cut being an
+    error."""
     def select(model, percent=0.5, rank='global', round=1, **kw):  # noqa: A002 (the flag)
         return channel_plan(model, mode=mode, percent=percent, min_keep=kw.get(floor, 0.0),
-                            clamp=clamp, round_to=round, rank=rank)
+                            clamp=clamp, round_to=round, rank=rank, criterion=criterion)
     return select
 
 
 def _layers(model, shortcuts=2):
     return layer_plan(model, shortcuts)
+
+
+def _search(model, keep_bflops=0.7, images=(), calib=32, layer_keep=0.25, round=8):  # noqa: A002
+    if not images:
+        raise PruneError('--method search measures each cut on photos: give --images SOURCE...')
+    size = model.img_size[1]
+    loader, _ = create_dataloader(list(images), max(model.nc, 1), size, calib, workers=0,
+                                  shuffle=True, prefix='search: ')
+    batch = next(iter(loader))[0].float() / 255
+    return search_plan(model, keep_bflops, [batch], size, floor=layer_keep, round_to=round)
 
 
 def _cfg(model, round=1):  # noqa: A002 (the flag)
@@ -113,6 +136,22 @@ Slim pruning: shortcut pruning with a per-layer floor instead of an error.
 Every conv, shortcut-tied ones included, is ranked by |gamma| against one global threshold; chains
 keep the union of their members' channels; a layer that would fall below ``--layer_keep`` of its
 channels keeps its best ones instead. The usual choice after ``train.py -sr --prune 1``.""",
+    'l1': """\
+L1 pruning: slim pruning's cut ranked by filter norms instead of gammas: no sparse training.
+
+Each channel scores the L1 norm of its filter in the BN-folded conv (the weights times |gamma| /
+sqrt(running var)), divided by the largest in its layer (``--rank layer``); one global threshold
+cuts, chains keep the union, every layer keeps at least ``--layer_keep`` (a quarter) of its
+channels. For a pretrained model that was never sparse-trained; recover it with distillation
+(train.py --teacher-only).""",
+    'search': """\
+Search pruning: each layer's share chosen by measuring its cut on unlabelled photos.
+
+Every layer is cut alone in steps of an eighth of its channels (smallest BN-folded filter norm
+first, down to ``--layer_keep``), and each step's effect on the network's outputs is measured on
+``--calib`` of the ``--images`` photos against the uncut network's own outputs: no labels, no
+sparse training. The steps that cost least per BFLOP saved are taken until ``--keep-bflops`` is
+reached (prune/search.py). For a pretrained model; recover it with distillation.""",
     'layer': """\
 Layer pruning: drop the --shortcuts N residual blocks whose first conv matters least.
 
@@ -145,6 +184,10 @@ METHODS = {m.name: m for m in (
            sparsity=S, doc=DOCS['shortcut']),
     Method('slim', _channels(S, 'layer_keep', True), ('percent', 'layer_keep', 'rank', 'round'),
            sparsity=S, doc=DOCS['slim']),
+    Method('l1', _channels(S, 'layer_keep', True, 'l1'), ('percent', 'layer_keep', 'rank', 'round'),
+           sparsity=S, defaults={'rank': 'layer', 'layer_keep': 0.25}, doc=DOCS['l1']),
+    Method('search', _search, ('keep_bflops', 'images', 'calib', 'layer_keep', 'round'),
+           sparsity=S, defaults={'layer_keep': 0.25, 'round': 8}, doc=DOCS['search']),
     Method('layer', _layers, ('shortcuts',), sparsity=L, doc=DOCS['layer']),
     Method('layer_channel', _layer_channels,
            ('percent', 'shortcuts', 'layer_keep', 'rank', 'round'), sparsity=S,
