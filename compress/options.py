@@ -95,6 +95,9 @@ class CompressOptions(Options):
         if self.method == 'search' and not self.images:
             raise OptionError('--method search measures each cut on photos: give --images '
                               'SOURCE...')
+        if self.images and self.KDstr not in (0, 1, 6):
+            raise OptionError(f'--KDstr {self.KDstr} needs labels; with --images the stages learn '
+                              'from the teacher alone: --KDstr 1 or 6 (0: 6)')
         if self.images and not 0 < self.holdout < 1:
             raise OptionError(f'--holdout is a share of the --images photos, in (0, 1); got '
                               f'{self.holdout}')

@@ -45,6 +45,7 @@ def test_unlabelled_photos_compress_a_trained_model(tiny_data, tmp_path):
 @pytest.mark.parametrize('extra, message', [
     (['--method', 'search'], '--method search measures each cut on photos: give --images'),
     (['--images', 'x', '--holdout', '1'], '--holdout is a share'),
+    (['--images', 'x', '--KDstr', '3'], '--KDstr 3 needs labels'),
 ])
 def test_label_free_options_are_checked_first(tiny_data, tmp_path, extra, message):
     args = tiny_args(tiny_data, tmp_path, 'bad') + extra
