@@ -13,7 +13,7 @@ import numpy as np
 import export
 import train
 from models.darknet import is_quantized
-from models.weights import load_checkpoint
+from models.weights import darknet_cfg, load_checkpoint
 from prune.cost import percent_for_bflops
 from prune.methods import METHODS
 from prune.runner import run_method
@@ -21,7 +21,7 @@ from prune.sparsity import sparse_convs
 from quantize import graphs
 from quantize.loader import load_for_inference, load_model
 from quantize.qdq import dequantized_model
-from compress.unlabelled import agreement_figures, darknet_cfg, split_images, teacher_options
+from compress.unlabelled import agreement_figures, split_images, teacher_options
 from utils.evaluate import evaluate_on, headline
 from utils.files import atomic_write_text
 from utils.log import LOGGER
@@ -78,7 +78,7 @@ def find_run(opt):
 
 
 def evaluate(weights, opt, run, tag, cfg=None):
-    model = load_for_inference(str(weights), darknet_cfg({'cfg': cfg, 'weights': weights}),
+    model = load_for_inference(str(weights), darknet_cfg(weights, cfg),
                                select_device(opt['device']))
     m = evaluate_on(model, opt['data'], opt['img_size'], opt['batch_size'], opt['workers'],
                     plots=False, verbose=False, save_dir=run.dir / f'eval_{tag}')
@@ -88,7 +88,7 @@ def evaluate(weights, opt, run, tag, cfg=None):
 def model_row(stage, cfg, weights, opt, run, metrics=None, scored=None):
     """A report row: size and cost of the model, the metrics of ``scored`` (the model itself, or
     a graph exported from it) and, with --images, its agreement with the teacher."""
-    model = load_model(weights, cfg if str(weights).endswith('.weights') else None)
+    model = load_model(weights, darknet_cfg(weights, cfg))
     info = model.info(opt['img_size'])
     int8 = is_quantized(model)
     scored = scored or weights
@@ -159,7 +159,7 @@ def prune(run):
     if 'images' in kw:  # measured on the training photos, not on the held-out ones
         kw['images'] = [split_images(opt, run.dir)[0]]
     report = run_method(opt['method'], **kw,
-                        cfg=cfg if str(weights).endswith('.weights') else '',
+                        cfg=darknet_cfg(weights, cfg) or '',
                         data=opt['data'], weights=weights, img_size=opt['img_size'],
                         batch_size=opt['batch_size'], device=opt['device'],
                         workers=opt['workers'], latency_runs=0, project=str(run.dir),
@@ -173,7 +173,7 @@ def prune(run):
 
 def percent_for_keep(method, kw, cfg, weights, opt):
     """--keep-bflops: the method's smallest percent that leaves at most that share."""
-    model = load_model(weights, cfg if str(weights).endswith('.weights') else None)
+    model = load_model(weights, darknet_cfg(weights, cfg))
     pct = percent_for_bflops(model.float().eval(), opt['keep_bflops'], opt['img_size'],
                              lambda m, p: method.plan(m, **(kw | {'percent': p})))
     LOGGER.info(f"--keep-bflops {opt['keep_bflops']}: {opt['method']} --percent {pct}")
@@ -221,7 +221,7 @@ def export_stage(run):
     common = {'weights': str(weights), 'img_size': (opt['img_size'],), 'project': str(run.dir),
               'exist_ok': True}
     files = {'darknet': export.run(fmt='darknet', name='export', **common)}
-    int8 = is_quantized(load_model(weights, cfg if str(weights).endswith('.weights') else None))
+    int8 = is_quantized(load_model(weights, darknet_cfg(weights, cfg)))
     # the flavour export.py's int8 check finds exact in onnxruntime here (tensorrt's graph
     # first, then this CPU's onnxruntime one)
     files['onnx_onnxruntime'] = export.run(fmt='onnx', name='export/onnxruntime', dynamic=True,
@@ -261,8 +261,8 @@ def latency(run):
         for row in run.state['rows']:
             if row['stage'].startswith('export') or row['stage'] == 'sparse':
                 continue  # the same network as the row before it
-            model = load_model(row['weights'], row['cfg'] if row['weights'].endswith(
-                '.weights') else None).float().eval()
+            model = load_model(row['weights'], darknet_cfg(row['weights'], row['cfg'])
+                               ).float().eval()
             float_model = dequantized_model(model) if row['int8'] else model
             _, eager = next(torch_runners(float_model, size, [1], device, False))
             runners.append(((row, 'latency_torch_ms'), eager))
@@ -288,7 +288,7 @@ def stage_gammas(state):
         info = state['done'].get(stage)
         if info:
             w = info['weights']
-            model = load_model(w, info['cfg'] if str(w).endswith('.weights') else None)
+            model = load_model(w, darknet_cfg(w, info['cfg']))
             out[stage] = np.concatenate([model.module_list[i].bn.weight.detach().abs().numpy()
                                          for i in sparse_convs(model, mode)])
     return out

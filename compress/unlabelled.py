@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from models.weights import darknet_cfg
 from quantize.loader import load_for_inference
 from utils.agreement import agreement
 from utils.datasets import create_dataloader
@@ -44,18 +45,13 @@ def agreement_figures(weights, cfg, run):
     """mAP@0.5 and mAP@0.5:0.95 of a stage's detections against the teacher's on the held-out
     photos."""
     opt, device = run.opt, select_device(run.opt['device'])
-    base = run.state['done'].get('baseline') or {'cfg': cfg, 'weights': weights}
-    teacher = load_for_inference(base['weights'], darknet_cfg(base), device)
-    student = load_for_inference(str(weights), darknet_cfg({'cfg': cfg, 'weights': weights}),
+    base = run.state['done']['baseline']
+    teacher = load_for_inference(base['weights'], darknet_cfg(base['weights'], base['cfg']),
                                  device)
+    student = load_for_inference(str(weights), darknet_cfg(weights, cfg), device)
     loader, _ = create_dataloader(split_images(opt, run.dir)[1], max(teacher.nc, 1),
                                   opt['img_size'], opt['batch_size'], workers=0)
     batches = (imgs.to(device).float() / 255 for imgs, *_ in loader)
     with torch.no_grad():
         got = agreement(teacher, student, batches)
     return {'agree50': round(got['map50'], 4), 'agree50_95': round(got['map50_95'], 4)}
-
-
-def darknet_cfg(info):
-    """The cfg a darknet .weights needs; a checkpoint or an exported graph carries its own."""
-    return info['cfg'] if str(info['weights']).endswith('.weights') else None

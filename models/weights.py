@@ -248,6 +248,12 @@ def _load_other_classes(model, path, data) -> str:
             f'{model.nc}: the convs before the yolo layers start fresh)')
 
 
+def darknet_cfg(weights, cfg):
+    """The cfg to load ``weights`` with: a darknet .weights needs one; a checkpoint or an
+    exported graph carries its own (a cfg given with a .pt would replace the one it holds)."""
+    return cfg if str(weights).endswith('.weights') else None
+
+
 def load_model(weights, cfg=None):
     """A float Darknet from a ``.pt`` (its own cfg text unless ``cfg`` is given) or cfg + darknet
     file. A quantized checkpoint is refused: quantize/loader.py rebuilds those."""

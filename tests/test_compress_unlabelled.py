@@ -7,6 +7,9 @@ import pytest
 import yaml
 
 import compress
+from compress.stages import evaluate
+from models.cfg import save_cfg
+from models.weights import load_model, save_darknet_weights
 from tests.conftest import ROOT
 from tests.test_compress import tiny_args
 from utils.datasets import parse_data_cfg
@@ -52,3 +55,17 @@ def test_label_free_options_are_checked_first(tiny_data, tmp_path, extra, messag
     with pytest.raises(OptionError, match=message):
         compress.run(**vars(compress.parse_opt(args)))
     assert not (tmp_path / 'bad').exists()
+
+
+def test_a_darknet_baseline_is_scored_with_its_cfg(tiny_data, tmp_path):
+    """The issue's command starts from a .weights file: its rows are scored with --cfg (the
+    evaluation had passed no cfg, and a .weights file cannot load without one)."""
+    model = load_model(str(ROOT / 'weights' / 'yolov3-mini.pt'))
+    cfg, weights = tmp_path / 'mini.cfg', tmp_path / 'mini.weights'
+    save_cfg(model.blocks, cfg)
+    save_darknet_weights(model, weights)
+    opt = vars(compress.parse_opt(tiny_args(tiny_data, tmp_path, 'w')))
+    run = compress.Run(tmp_path / 'w', opt)
+    from_darknet = evaluate(weights, opt, run, 'darknet', cfg)
+    assert from_darknet == evaluate(ROOT / 'weights' / 'yolov3-mini.pt', opt, run, 'pt')
+    assert from_darknet['map50'] > 0
